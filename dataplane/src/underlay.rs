@@ -1,0 +1,480 @@
+//! warden's presence on the underlay: a smoltcp host stack that owns the VTEP
+//! address. It answers ARP and ICMP echo for that address and resolves the
+//! next-hop MAC of every peer VTEP, so the outer headers that warden writes
+//! carry a MAC that smoltcp's ARP (and its routes) produced, not a guess.
+//!
+//! How the MACs are learned: warden pings each peer through a smoltcp ICMP
+//! socket. smoltcp resolves the next hop (the peer itself, or the underlay
+//! gateway) by ARP before it emits the echo request; the destination MAC of
+//! that emitted frame is the next-hop MAC for the peer. The replies double as
+//! a liveness signal shown in `warden stats`.
+//!
+//! This is the slow path: frames reach it only when they are for the VTEP
+//! address and are not VXLAN. Frame buffers are recycled, not freed.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant as StdInstant};
+
+use overlay::{Ipv4Cidr, MacAddr};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::icmp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Packet, Icmpv4Repr,
+    IpAddress, IpCidr, IpProtocol, Ipv4Packet,
+};
+
+/// ICMP identifier of warden's peer probes ("wd").
+const PROBE_IDENT: u16 = 0x7764;
+/// Frames held for or from smoltcp at most; more are dropped (and counted).
+const QUEUE_DEPTH: usize = 64;
+/// Probe period while a peer's next hop is unknown, and once it is known.
+const PROBE_UNRESOLVED: Duration = Duration::from_millis(500);
+const PROBE_RESOLVED: Duration = Duration::from_secs(5);
+/// A peer that answered no probe for this long is shown as down.
+const PEER_DOWN_AFTER: Duration = Duration::from_secs(16);
+const FRAME_CAP: usize = 2048;
+
+/// What the host stack knows about one peer VTEP.
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    pub address: Ipv4Addr,
+    /// Destination MAC for outer headers toward this peer (next hop).
+    pub next_hop_mac: Option<MacAddr>,
+    pub probes_sent: u64,
+    pub replies: u64,
+    last_probe: Option<StdInstant>,
+    last_reply: Option<StdInstant>,
+}
+
+impl PeerState {
+    /// The peer answered a probe recently.
+    pub fn is_up(&self, now: StdInstant) -> bool {
+        self.last_reply
+            .is_some_and(|t| now.saturating_duration_since(t) < PEER_DOWN_AFTER)
+    }
+}
+
+/// Frame queues between warden's ports and smoltcp. Each direction keeps
+/// its own spare list so a token pair can borrow both at once.
+#[derive(Debug)]
+struct QueueDevice {
+    rx: VecDeque<Vec<u8>>,
+    rx_spare: Vec<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+    tx_spare: Vec<Vec<u8>>,
+    mtu: usize,
+}
+
+struct RxTok<'a> {
+    frame: Vec<u8>,
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
+struct TxTok<'a> {
+    tx: &'a mut VecDeque<Vec<u8>>,
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
+impl phy::RxToken for RxTok<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let r = f(&self.frame);
+        self.spare.push(self.frame);
+        r
+    }
+}
+
+impl phy::TxToken for TxTok<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut buf = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FRAME_CAP));
+        buf.clear();
+        buf.resize(len, 0);
+        let r = f(&mut buf);
+        if self.tx.len() < QUEUE_DEPTH {
+            self.tx.push_back(buf);
+        } else {
+            self.spare.push(buf);
+        }
+        r
+    }
+}
+
+impl phy::Device for QueueDevice {
+    type RxToken<'a> = RxTok<'a>;
+    type TxToken<'a> = TxTok<'a>;
+
+    fn receive(&mut self, _ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((
+            RxTok {
+                frame,
+                spare: &mut self.rx_spare,
+            },
+            TxTok {
+                tx: &mut self.tx,
+                spare: &mut self.tx_spare,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _ts: Instant) -> Option<Self::TxToken<'_>> {
+        (self.tx.len() < QUEUE_DEPTH).then_some(TxTok {
+            tx: &mut self.tx,
+            spare: &mut self.tx_spare,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + 14;
+        caps.max_burst_size = Some(1);
+        caps
+    }
+}
+
+/// The underlay host stack: smoltcp interface, its device queues and the
+/// ICMP socket that probes peers.
+pub struct HostStack {
+    iface: Interface,
+    device: QueueDevice,
+    sockets: SocketSet<'static>,
+    probe: SocketHandle,
+    peers: Vec<PeerState>,
+    epoch: StdInstant,
+    seq: u16,
+    /// Frames refused because a queue was full.
+    pub queue_drops: u64,
+}
+
+impl std::fmt::Debug for HostStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostStack")
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostStack {
+    /// A host stack with `address` on an Ethernet port whose MAC is `mac`,
+    /// an optional default router, and the peers to resolve.
+    pub fn new(
+        mac: MacAddr,
+        address: Ipv4Cidr,
+        gateway: Option<Ipv4Addr>,
+        mtu: usize,
+        peers: &[Ipv4Addr],
+    ) -> HostStack {
+        let epoch = StdInstant::now();
+        let mut device = QueueDevice {
+            rx: VecDeque::with_capacity(QUEUE_DEPTH),
+            rx_spare: (0..8).map(|_| Vec::with_capacity(FRAME_CAP)).collect(),
+            tx: VecDeque::with_capacity(QUEUE_DEPTH),
+            tx_spare: (0..8).map(|_| Vec::with_capacity(FRAME_CAP)).collect(),
+            mtu,
+        };
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
+        let mut iface = Interface::new(config, &mut device, Instant::from_millis(0));
+        iface.update_ip_addrs(|addrs| {
+            // One address always fits in smoltcp's fixed list.
+            let _ = addrs.push(IpCidr::new(
+                IpAddress::Ipv4(address.address()),
+                address.prefix_len(),
+            ));
+        });
+        if let Some(gw) = gateway {
+            // A fresh route table always has room for the default route.
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        let mut sockets = SocketSet::new(Vec::new());
+        let mut socket = icmp::Socket::new(
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 16], vec![0; 2048]),
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 16], vec![0; 2048]),
+        );
+        // Binding a fresh socket to a non-zero ident cannot fail.
+        let _ = socket.bind(icmp::Endpoint::Ident(PROBE_IDENT));
+        let probe = sockets.add(socket);
+        HostStack {
+            iface,
+            device,
+            sockets,
+            probe,
+            peers: peers
+                .iter()
+                .map(|&address| PeerState {
+                    address,
+                    next_hop_mac: None,
+                    probes_sent: 0,
+                    replies: 0,
+                    last_probe: None,
+                    last_reply: None,
+                })
+                .collect(),
+            epoch,
+            seq: 0,
+            queue_drops: 0,
+        }
+    }
+
+    /// Hand a received frame to the host stack. Returns false (and counts)
+    /// when its queue is full.
+    pub fn push_rx(&mut self, frame: &[u8]) -> bool {
+        if self.device.rx.len() >= QUEUE_DEPTH {
+            self.queue_drops += 1;
+            return false;
+        }
+        let mut buf = self
+            .device
+            .rx_spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FRAME_CAP));
+        buf.clear();
+        buf.extend_from_slice(frame);
+        self.device.rx.push_back(buf);
+        true
+    }
+
+    /// True when frames are waiting for smoltcp or probes are due.
+    pub fn wants_poll(&self, now: StdInstant) -> bool {
+        !self.device.rx.is_empty() || self.peers.iter().any(|p| self.probe_due(p, now))
+    }
+
+    fn probe_due(&self, p: &PeerState, now: StdInstant) -> bool {
+        let period = if p.next_hop_mac.is_some() {
+            PROBE_RESOLVED
+        } else {
+            PROBE_UNRESOLVED
+        };
+        p.last_probe
+            .is_none_or(|t| now.saturating_duration_since(t) >= period)
+    }
+
+    fn smol_now(&self, now: StdInstant) -> Instant {
+        Instant::from_millis(now.saturating_duration_since(self.epoch).as_millis() as i64)
+    }
+
+    /// Run smoltcp: ingest queued frames, send due probes, collect replies.
+    /// Frames it wants to send are then read with [`HostStack::drain_tx`].
+    pub fn poll(&mut self, now: StdInstant) {
+        let ts = self.smol_now(now);
+        self.iface.poll(ts, &mut self.device, &mut self.sockets);
+        self.collect_replies(now);
+        self.send_probes(now);
+        self.iface.poll(ts, &mut self.device, &mut self.sockets);
+        self.learn_next_hops();
+    }
+
+    fn send_probes(&mut self, now: StdInstant) {
+        let caps = ChecksumCapabilities::default();
+        for i in 0..self.peers.len() {
+            if !self.probe_due(&self.peers[i], now) {
+                continue;
+            }
+            let socket = self.sockets.get_mut::<icmp::Socket>(self.probe);
+            if !socket.can_send() {
+                break;
+            }
+            self.seq = self.seq.wrapping_add(1);
+            let stamp = now.saturating_duration_since(self.epoch).as_micros() as u64;
+            let payload = stamp.to_be_bytes();
+            let repr = Icmpv4Repr::EchoRequest {
+                ident: PROBE_IDENT,
+                seq_no: self.seq,
+                data: &payload,
+            };
+            let dst = IpAddress::Ipv4(self.peers[i].address);
+            if let Ok(buf) = socket.send(repr.buffer_len(), dst) {
+                let mut pkt = Icmpv4Packet::new_unchecked(buf);
+                repr.emit(&mut pkt, &caps);
+                self.peers[i].probes_sent += 1;
+            }
+            self.peers[i].last_probe = Some(now);
+        }
+    }
+
+    fn collect_replies(&mut self, now: StdInstant) {
+        let socket = self.sockets.get_mut::<icmp::Socket>(self.probe);
+        while let Ok((payload, from)) = socket.recv() {
+            let IpAddress::Ipv4(from) = from;
+            let is_reply = Icmpv4Packet::new_checked(payload)
+                .ok()
+                .and_then(|p| Icmpv4Repr::parse(&p, &ChecksumCapabilities::ignored()).ok())
+                .is_some_and(
+                    |r| matches!(r, Icmpv4Repr::EchoReply { ident, .. } if ident == PROBE_IDENT),
+                );
+            if let Some(p) = self.peers.iter_mut().find(|p| p.address == from) {
+                if is_reply {
+                    p.replies += 1;
+                    p.last_reply = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Read the next-hop MAC of each peer off the echo requests smoltcp emitted.
+    fn learn_next_hops(&mut self) {
+        for frame in &self.device.tx {
+            let Some((dst_mac, dst_ip)) = probe_destination(frame) else {
+                continue;
+            };
+            if let Some(p) = self.peers.iter_mut().find(|p| p.address == dst_ip) {
+                p.next_hop_mac = Some(dst_mac);
+            }
+        }
+    }
+
+    /// Give every frame smoltcp wants to send to `send`, then recycle it.
+    pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
+        while let Some(frame) = self.device.tx.pop_front() {
+            send(&frame);
+            self.device.tx_spare.push(frame);
+        }
+    }
+
+    pub fn peers(&self) -> &[PeerState] {
+        &self.peers
+    }
+
+    /// Next-hop MAC for peer `i` (index in the order given to `new`).
+    pub fn next_hop(&self, i: usize) -> Option<MacAddr> {
+        self.peers.get(i).and_then(|p| p.next_hop_mac)
+    }
+}
+
+/// (destination MAC, destination IPv4) of an ICMP echo request frame that
+/// warden's probe socket produced.
+fn probe_destination(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    let is_probe = icmp.msg_type() == smoltcp::wire::Icmpv4Message::EchoRequest
+        && icmp.echo_ident() == PROBE_IDENT;
+    is_probe.then(|| (MacAddr(eth.dst_addr().0), ip.dst_addr()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr};
+
+    const OUR_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    fn arp_frame(op: ArpOperation, src: (MacAddr, Ipv4Addr), dst: (MacAddr, Ipv4Addr)) -> Vec<u8> {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: EthernetAddress(src.0 .0),
+            source_protocol_addr: src.1,
+            target_hardware_addr: EthernetAddress(dst.0 .0),
+            target_protocol_addr: dst.1,
+        };
+        let mut buf = vec![0u8; 14 + repr.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst_addr(if op == ArpOperation::Request {
+            EthernetAddress::BROADCAST
+        } else {
+            EthernetAddress(dst.0 .0)
+        });
+        eth.set_src_addr(EthernetAddress(src.0 .0));
+        eth.set_ethertype(EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        buf
+    }
+
+    fn drain(stack: &mut HostStack) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        stack.drain_tx(|f| out.push(f.to_vec()));
+        out
+    }
+
+    fn parse_arp(frame: &[u8]) -> Option<ArpRepr> {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() != EthernetProtocol::Arp {
+            return None;
+        }
+        ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()
+    }
+
+    #[test]
+    fn answers_arp_for_vtep_address() {
+        let ours: Ipv4Addr = "10.0.0.1".parse().unwrap();
+        let peer: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let mut s = HostStack::new(OUR_MAC, "10.0.0.1/24".parse().unwrap(), None, 1500, &[]);
+        assert!(s.push_rx(&arp_frame(
+            ArpOperation::Request,
+            (PEER_MAC, peer),
+            (MacAddr::ZERO, ours)
+        )));
+        s.poll(StdInstant::now());
+        let replies: Vec<_> = drain(&mut s).iter().filter_map(|f| parse_arp(f)).collect();
+        assert!(
+            replies.iter().any(|r| matches!(r, ArpRepr::EthernetIpv4 { operation: ArpOperation::Reply, source_protocol_addr, source_hardware_addr, .. } if *source_protocol_addr == ours && source_hardware_addr.0 == OUR_MAC.0)),
+            "no ARP reply in {replies:?}"
+        );
+    }
+
+    #[test]
+    fn resolves_peer_next_hop_through_arp() {
+        let ours: Ipv4Addr = "10.0.0.1".parse().unwrap();
+        let peer: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let mut s = HostStack::new(OUR_MAC, "10.0.0.1/24".parse().unwrap(), None, 1500, &[peer]);
+        let t0 = StdInstant::now();
+        s.poll(t0);
+        let out = drain(&mut s);
+        assert!(
+            out.iter().filter_map(|f| parse_arp(f)).any(|r| matches!(r, ArpRepr::EthernetIpv4 { operation: ArpOperation::Request, target_protocol_addr, .. } if target_protocol_addr == peer)),
+            "expected an ARP request for the peer"
+        );
+        assert_eq!(s.next_hop(0), None);
+        s.push_rx(&arp_frame(
+            ArpOperation::Reply,
+            (PEER_MAC, peer),
+            (OUR_MAC, ours),
+        ));
+        s.poll(t0 + PROBE_UNRESOLVED);
+        drain(&mut s);
+        assert_eq!(s.next_hop(0), Some(PEER_MAC));
+    }
+
+    #[test]
+    fn probes_off_subnet_peer_through_gateway() {
+        let ours: Ipv4Addr = "10.0.0.1".parse().unwrap();
+        let gw: Ipv4Addr = "10.0.0.254".parse().unwrap();
+        let peer: Ipv4Addr = "192.0.2.9".parse().unwrap();
+        let mut s = HostStack::new(
+            OUR_MAC,
+            "10.0.0.1/24".parse().unwrap(),
+            Some(gw),
+            1500,
+            &[peer],
+        );
+        let t0 = StdInstant::now();
+        s.poll(t0);
+        let asked_gw = drain(&mut s).iter().filter_map(|f| parse_arp(f)).any(|r| matches!(r, ArpRepr::EthernetIpv4 { target_protocol_addr, .. } if target_protocol_addr == gw));
+        assert!(asked_gw);
+        s.push_rx(&arp_frame(
+            ArpOperation::Reply,
+            (PEER_MAC, gw),
+            (OUR_MAC, ours),
+        ));
+        s.poll(t0 + PROBE_UNRESOLVED);
+        assert_eq!(s.next_hop(0), Some(PEER_MAC));
+    }
+}
