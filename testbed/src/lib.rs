@@ -1,1 +1,13 @@
-//! testbed
+//! The warden lab: a TOML topology turned into network namespaces, veth
+//! pairs, Linux bridges, TAP devices, kernel VXLAN peers and warden
+//! instances, with traffic checks and a teardown that always runs.
+//!
+//! Every resource is named after a per-run prefix and recorded in a state
+//! file before it is created ([`state`]), so `warden-lab down` can remove a
+//! lab whose creator died.
+
+pub mod netns;
+pub mod process;
+pub mod state;
+mod sys;
+pub mod tcp;
