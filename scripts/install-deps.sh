@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages that the lab and the tests use, when missing.
+# Safe to run repeatedly; does nothing when everything is present.
+set -euo pipefail
+
+need=()
+command -v ip >/dev/null       || need+=(iproute2)
+command -v ping >/dev/null     || need+=(iputils-ping)
+command -v ethtool >/dev/null  || need+=(ethtool)
+command -v tcpdump >/dev/null  || need+=(tcpdump)
+command -v curl >/dev/null     || need+=(curl)
+command -v python3 >/dev/null  || need+=(python3)
+
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-deps: need root to install: ${need[*]}" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
