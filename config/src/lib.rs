@@ -152,3 +152,341 @@ fn read(path: &Path) -> Result<(String, String), ConfigError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay::{Ipv4Cidr, MacAddr, Vni};
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    const SCHEMA_DOC: &str = include_str!("../../docs/config-schema.md");
+
+    /// The `n`th ```toml block of the schema reference.
+    fn doc_block(n: usize) -> &'static str {
+        let start = SCHEMA_DOC
+            .match_indices("```toml\n")
+            .nth(n)
+            .map(|(i, m)| i + m.len())
+            .expect("toml block in docs/config-schema.md");
+        let len = SCHEMA_DOC
+            .get(start..)
+            .and_then(|rest| rest.find("```"))
+            .expect("closed block");
+        &SCHEMA_DOC[start..start + len]
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+    fn cidr(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
+    }
+    fn mac(s: &str) -> MacAddr {
+        s.parse().unwrap()
+    }
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
+    #[test]
+    fn documented_warden_example_parses_to_expected_values() {
+        let c = parse_warden(doc_block(0), "doc").unwrap();
+        let expected = WardenConfig {
+            instance: Instance {
+                name: "gw".into(),
+                control_socket: PathBuf::from("/run/warden/gw.sock"),
+            },
+            underlay: Underlay {
+                port: 0,
+                address: cidr("10.0.0.1/24"),
+                gateway: Some(ip("10.0.0.254")),
+                udp_port: 4789,
+                mtu: 1500,
+            },
+            ports: vec![
+                PortConfig {
+                    name: "uplink".into(),
+                    backend: Backend::AfPacket,
+                    interface: "eth0".into(),
+                    netns: None,
+                    access_vni: None,
+                },
+                PortConfig {
+                    name: "web".into(),
+                    backend: Backend::Tap,
+                    interface: "wl0".into(),
+                    netns: Some("w1".into()),
+                    access_vni: Some(vni(300)),
+                },
+            ],
+            peers: vec![
+                PeerConfig {
+                    name: Some("node-a1".into()),
+                    address: ip("10.0.0.11"),
+                    vnis: vec![vni(100)],
+                },
+                PeerConfig {
+                    name: None,
+                    address: ip("10.9.0.12"),
+                    vnis: vec![vni(200)],
+                },
+            ],
+            vnis: vec![
+                VniConfig {
+                    id: vni(100),
+                    name: Some("cluster-a".into()),
+                    gateway: Some(cidr("10.1.0.1/24")),
+                    gateway_mac: mac("02:00:00:00:01:01"),
+                    mac_aging_secs: 300,
+                },
+                VniConfig {
+                    id: vni(200),
+                    name: None,
+                    gateway: Some(cidr("10.2.0.1/24")),
+                    gateway_mac: mac("02:77:64:00:00:c8"),
+                    mac_aging_secs: 300,
+                },
+                VniConfig {
+                    id: vni(300),
+                    name: None,
+                    gateway: Some(cidr("10.3.0.1/24")),
+                    gateway_mac: mac("02:77:64:00:01:2c"),
+                    mac_aging_secs: 300,
+                },
+            ],
+            fdb: vec![
+                FdbEntry {
+                    vni: vni(100),
+                    mac: mac("02:00:00:00:00:11"),
+                    target: FdbTarget::Peer(ip("10.0.0.11")),
+                },
+                FdbEntry {
+                    vni: vni(300),
+                    mac: mac("02:00:00:00:03:10"),
+                    target: FdbTarget::Port(1),
+                },
+            ],
+            neighbors: vec![Neighbor {
+                vni: vni(200),
+                ip: ip("10.2.0.12"),
+                mac: mac("02:00:00:00:00:12"),
+            }],
+            routes: vec![RouteConfig {
+                destination: cidr("10.9.0.0/16"),
+                vni: vni(200),
+                via: Some(ip("10.2.0.254")),
+            }],
+        };
+        assert_eq!(c, expected);
+        assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));
+    }
+
+    #[test]
+    fn documented_lab_example_parses_to_expected_values() {
+        let lab = parse_lab(doc_block(1), "doc").unwrap();
+        assert_eq!(lab.name, "gateway");
+        assert!(lab.description.is_some());
+        assert_eq!(
+            lab.switches,
+            vec![Switch {
+                name: "underlay".into()
+            }]
+        );
+        let names: Vec<&str> = lab.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["a1", "b1", "w1", "gw"]);
+        let a1 = lab.host("a1").unwrap();
+        assert_eq!(
+            a1.interfaces,
+            vec![HostInterface {
+                name: "eth0".into(),
+                link: Link::Switch("underlay".into()),
+                address: Some(cidr("10.0.0.11/24")),
+                mtu: Some(1500),
+                mac: Some(mac("02:00:00:00:aa:01")),
+            }]
+        );
+        assert_eq!(
+            a1.vxlans,
+            vec![HostVxlan {
+                name: "vx100".into(),
+                vni: vni(100),
+                local: ip("10.0.0.11"),
+                remote: ip("10.0.0.1"),
+                device: "eth0".into(),
+                address: Some(cidr("10.1.0.11/24")),
+                port: 4789,
+                gbp: false,
+                mac: Some(mac("02:00:00:00:01:11")),
+            }]
+        );
+        assert_eq!(
+            a1.routes,
+            vec![HostRoute {
+                destination: cidr("0.0.0.0/0"),
+                via: ip("10.1.0.1"),
+            }]
+        );
+        let w1 = lab.host("w1").unwrap();
+        assert_eq!(
+            w1.taps,
+            vec![HostTap {
+                name: "wl0".into(),
+                address: Some(cidr("10.3.0.10/24")),
+                mtu: Some(1450),
+                mac: Some(mac("02:00:00:00:03:10")),
+            }]
+        );
+        let gw = lab.warden("gw").unwrap();
+        assert_eq!(gw.host, "gw");
+        // In a lab the instance name defaults to the [[warden]] name.
+        assert_eq!(gw.config.instance.name, "gw");
+        assert_eq!(
+            gw.config.instance.control_socket,
+            PathBuf::from("/run/warden/gw.sock")
+        );
+        assert_eq!(gw.config.ports.len(), 2);
+        assert_eq!(gw.config.ports[1].netns.as_deref(), Some("w1"));
+        assert_eq!(gw.config.vnis.len(), 3);
+        assert_eq!(
+            lab.checks,
+            vec![
+                Check::Ping {
+                    name: Some("ping A -> B".into()),
+                    from: "a1".into(),
+                    to: ip("10.2.0.12"),
+                    count: 3,
+                },
+                Check::Tcp {
+                    name: None,
+                    from: "a1".into(),
+                    to: "b1".into(),
+                    address: ip("10.2.0.12"),
+                    port: 5001,
+                    bytes: 10_485_760,
+                },
+                Check::Command {
+                    name: None,
+                    host: "w1".into(),
+                    run: "ping -c 1 -W 2 10.1.0.11".into(),
+                    expect_status: 0,
+                    timeout_secs: 30,
+                },
+                Check::Stats {
+                    name: None,
+                    warden: "gw".into(),
+                    expect: vec![
+                        StatExpect {
+                            path: "vni.100.decap_packets".into(),
+                            op: CompareOp::Ge,
+                            value: 10,
+                        },
+                        StatExpect {
+                            path: "drops.not_a_peer".into(),
+                            op: CompareOp::Eq,
+                            value: 0,
+                        },
+                    ],
+                },
+            ]
+        );
+        assert_eq!(lab.checks[0].label(), "ping A -> B");
+        assert_eq!(lab.checks[1].label(), "tcp a1 -> 10.2.0.12:5001");
+        assert_eq!(check_text(doc_block(1), "doc"), Ok(FileKind::Lab));
+    }
+
+    /// A per-run scratch directory, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("warden-config-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn files_are_loaded_and_their_kind_detected() {
+        let dir = TempDir::new("files");
+        let w = dir.0.join("gw.toml");
+        let l = dir.0.join("lab.toml");
+        std::fs::write(&w, doc_block(0)).unwrap();
+        std::fs::write(&l, doc_block(1)).unwrap();
+        assert_eq!(check_file(&w), Ok(FileKind::Warden));
+        assert_eq!(check_file(&l), Ok(FileKind::Lab));
+        assert_eq!(load_warden(&w).unwrap().instance.name, "gw");
+        assert_eq!(load_lab(&l).unwrap().name, "gateway");
+        // A lab file given as a warden config names the unexpected table.
+        let e = load_warden(&l).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:1:2: unknown field `lab`", l.display())),
+            "{e}"
+        );
+
+        let missing = dir.0.join("missing.toml");
+        let e = check_file(&missing).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(matches!(*e.kind, ErrorKind::Read(_)));
+        assert!(e
+            .to_string()
+            .starts_with(&format!("{}:1:1: cannot read file: ", missing.display())));
+    }
+
+    #[test]
+    fn check_text_reports_syntax_errors_with_position() {
+        assert_eq!(
+            check_text("[lab\nname = 1\n", "x.toml")
+                .unwrap_err()
+                .to_string(),
+            "x.toml:1:5: unclosed table, expected `]`"
+        );
+    }
+
+    proptest! {
+        /// Whatever the input, an error is exactly one line.
+        #[test]
+        fn errors_are_one_line_for_any_text(text in "\\PC{0,200}|[\\[\\]=\"a-z0-9 .:/\n]{0,200}") {
+            for r in [
+                check_text(&text, "p.toml").err(),
+                parse_warden(&text, "p.toml").err(),
+                parse_lab(&text, "p.toml").err(),
+            ] {
+                if let Some(e) = r {
+                    let s = e.to_string();
+                    prop_assert!(!s.contains('\n') && !s.contains('\r'), "{s:?}");
+                    prop_assert!(s.starts_with("p.toml:"));
+                }
+            }
+        }
+
+        /// Mutations of the valid examples: still one-line errors, and the
+        /// reported line exists in the text.
+        #[test]
+        fn errors_are_one_line_for_mutated_examples(
+            which in 0usize..2,
+            at in any::<prop::sample::Index>(),
+            cut in 0usize..40,
+            insert in "[\\[\\]=\"a-z0-9 .:/\n\t\u{e9}]{0,8}",
+        ) {
+            let base = doc_block(which);
+            let mut pos = at.index(base.len());
+            while !base.is_char_boundary(pos) { pos -= 1; }
+            let mut end = (pos + cut).min(base.len());
+            while !base.is_char_boundary(end) { end -= 1; }
+            let text = format!("{}{}{}", &base[..pos], insert, &base[end..]);
+            if let Err(e) = check_text(&text, "m.toml") {
+                let s = e.to_string();
+                prop_assert!(!s.contains('\n'), "{s:?}");
+                prop_assert!(e.line >= 1 && e.line <= text.lines().count().max(1) + 1, "{s}");
+                prop_assert!(e.column >= 1);
+            }
+        }
+    }
+}

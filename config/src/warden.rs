@@ -936,3 +936,321 @@ pub(crate) fn build(
         routes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse_warden, ConfigError};
+
+    /// Eight lines: every case below starts at line 9.
+    const BASE: &str = r#"[underlay]
+port = "uplink"
+address = "10.0.0.1/24"
+
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "eth0"
+"#;
+
+    fn err(text: &str) -> String {
+        match parse_warden(text, "w.toml") {
+            Ok(c) => panic!("accepted:\n{text}\n{c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// (what, text after BASE, expected error)
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "unknown field in a table",
+            "[[vni]]\nid = 100\ncolour = \"blue\"\n",
+            "w.toml:11:1: unknown field `colour`, expected one of `id`, `name`, `gateway`, `gateway_mac`, `mac_aging_secs`",
+        ),
+        (
+            "unknown top-level table",
+            "[policy]\nmode = \"x\"\n",
+            "w.toml:9:2: unknown field `policy`, expected one of `instance`, `underlay`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`",
+        ),
+        (
+            "bad CIDR",
+            "[[vni]]\nid = 100\ngateway = \"10.1.0.1/33\"\n",
+            "w.toml:11:11: invalid CIDR \"10.1.0.1/33\", expected ADDRESS/PREFIX such as \"10.1.0.1/24\" (prefix 0..=32)",
+        ),
+        (
+            "bad MAC",
+            "[[vni]]\nid = 100\ngateway_mac = \"02:00:00:00:01\"\n",
+            "w.toml:11:15: invalid MAC address \"02:00:00:00:01\", expected six hex pairs such as \"02:00:00:00:00:01\"",
+        ),
+        (
+            "VNI out of range",
+            "[[vni]]\nid = 16777216\n",
+            "w.toml:10:6: VNI 16777216 is out of range, expected an integer from 0 to 16777215",
+        ),
+        (
+            "duplicate VNI",
+            "[[vni]]\nid = 100\n\n[[vni]]\nid = 100\n",
+            "w.toml:13:6: duplicate VNI 100 (first declared at line 10)",
+        ),
+        (
+            "duplicate port name",
+            "\n[[port]]\nname = \"uplink\"\nbackend = \"tap\"\ninterface = \"t0\"\n",
+            "w.toml:11:8: duplicate port name `uplink` (first declared at line 6)",
+        ),
+        (
+            "duplicate port interface",
+            "[[vni]]\nid = 1\n[[port]]\nname = \"p2\"\nbackend = \"af_packet\"\ninterface = \"eth0\"\nvni = 1\n",
+            "w.toml:14:13: duplicate port interface `eth0` (first declared at line 8)",
+        ),
+        (
+            "duplicate peer address",
+            "[[peer]]\naddress = \"10.0.0.2\"\n[[peer]]\naddress = \"10.0.0.2\"\n",
+            "w.toml:12:11: duplicate peer address 10.0.0.2 (first declared at line 10)",
+        ),
+        (
+            "fdb port that does not exist",
+            "[[vni]]\nid = 5\n[[fdb]]\nvni = 5\nmac = \"02:00:00:00:00:05\"\nport = \"web\"\n",
+            "w.toml:14:8: unknown fdb port `web`, expected one of the [[port]] names: `uplink`",
+        ),
+        (
+            "access port VNI not declared",
+            "[[port]]\nname = \"web\"\nbackend = \"tap\"\ninterface = \"wl0\"\nvni = 300\n",
+            "w.toml:13:7: access port VNI 300 is not declared, expected a [[vni]] with id = 300",
+        ),
+        (
+            "peer VNI not declared",
+            "[[vni]]\nid = 100\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [100, 200]\n",
+            "w.toml:13:14: peer VNI 200 is not declared, expected a [[vni]] with id = 200",
+        ),
+        (
+            "fdb target both",
+            "[[vni]]\nid = 1\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [1]\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\npeer = \"10.0.0.2\"\nport = \"uplink\"\n",
+            "w.toml:18:8: fdb entry has both `peer` and `port`, expected exactly one of `peer` or `port`",
+        ),
+        (
+            "fdb target neither",
+            "[[vni]]\nid = 1\n\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\n",
+            "w.toml:12:1: fdb entry has neither `peer` nor `port`, expected exactly one of `peer` or `port`",
+        ),
+        (
+            "fdb port not in that VNI",
+            "[[vni]]\nid = 1\n[[vni]]\nid = 2\n[[port]]\nname = \"web\"\nbackend = \"tap\"\ninterface = \"wl0\"\nvni = 2\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\nport = \"web\"\n",
+            "w.toml:21:8: port `web` is not an access port of VNI 1, expected a port with `vni = 1`",
+        ),
+        (
+            "fdb peer that does not carry the VNI",
+            "[[vni]]\nid = 1\n[[vni]]\nid = 2\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [2]\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\npeer = \"10.0.0.2\"\n",
+            "w.toml:19:8: peer 10.0.0.2 does not carry VNI 1, expected 1 in that peer's `vnis`",
+        ),
+        (
+            "fdb peer that is not declared",
+            "[[vni]]\nid = 1\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\npeer = \"10.0.0.9\"\n",
+            "w.toml:14:8: unknown fdb peer `10.0.0.9`, expected one of the [[peer]] addresses (none is declared)",
+        ),
+        (
+            "duplicate fdb entry",
+            "[[vni]]\nid = 1\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [1]\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\npeer = \"10.0.0.2\"\n[[fdb]]\nvni = 1\nmac = \"02:00:00:00:00:05\"\npeer = \"10.0.0.2\"\n",
+            "w.toml:20:7: duplicate fdb entry VNI 1 MAC 02:00:00:00:00:05 (first declared at line 16)",
+        ),
+        (
+            "fdb group MAC",
+            "[[vni]]\nid = 1\n[[fdb]]\nvni = 1\nmac = \"01:00:5e:00:00:01\"\nport = \"uplink\"\n",
+            "w.toml:13:7: fdb mac 01:00:5e:00:00:01 is not a unicast address, expected a non-zero MAC with the group bit clear",
+        ),
+        (
+            "route to an unknown VNI",
+            "[[route]]\ndestination = \"10.9.0.0/16\"\nvni = 7\n",
+            "w.toml:11:7: route egress VNI 7 is not declared, expected a [[vni]] with id = 7",
+        ),
+        (
+            "route to a VNI without gateway",
+            "[[vni]]\nid = 7\n[[route]]\ndestination = \"10.9.0.0/16\"\nvni = 7\n",
+            "w.toml:13:7: route egress VNI 7 has no gateway, expected `gateway = \"ADDRESS/PREFIX\"` on [[vni]] id = 7",
+        ),
+        (
+            "route via outside the egress subnet",
+            "[[vni]]\nid = 7\ngateway = \"10.7.0.1/24\"\n[[route]]\ndestination = \"10.9.0.0/16\"\nvni = 7\nvia = \"10.8.0.1\"\n",
+            "w.toml:15:7: route via 10.8.0.1 is outside 10.7.0.0/24, expected an address inside it",
+        ),
+        (
+            "duplicate route (after normalising to network form)",
+            "[[vni]]\nid = 7\ngateway = \"10.7.0.1/24\"\n[[route]]\ndestination = \"10.9.0.0/16\"\nvni = 7\n[[route]]\ndestination = \"10.9.1.1/16\"\nvni = 7\n",
+            "w.toml:16:15: duplicate route destination 10.9.0.0/16 (first declared at line 13)",
+        ),
+        (
+            "overlapping gateway subnets",
+            "[[vni]]\nid = 1\ngateway = \"10.1.0.1/16\"\n[[vni]]\nid = 2\ngateway = \"10.1.2.1/24\"\n",
+            "w.toml:14:11: gateway subnet 10.1.2.0/24 of VNI 2 overlaps 10.1.0.0/16 of VNI 1 (declared at line 11)",
+        ),
+        (
+            "gateway that is the subnet's network address",
+            "[[vni]]\nid = 1\ngateway = \"10.1.0.0/24\"\n",
+            "w.toml:11:11: vni gateway 10.1.0.0/24 is the network or broadcast address of its subnet, expected a host address",
+        ),
+        (
+            "duplicate neighbor",
+            "[[vni]]\nid = 1\ngateway = \"10.1.0.1/24\"\n[[neighbor]]\nvni = 1\nip = \"10.1.0.5\"\nmac = \"02:00:00:00:00:05\"\n[[neighbor]]\nvni = 1\nip = \"10.1.0.5\"\nmac = \"02:00:00:00:00:06\"\n",
+            "w.toml:18:6: duplicate neighbor VNI 1 ip 10.1.0.5 (first declared at line 14)",
+        ),
+        (
+            "neighbor outside the VNI's subnet",
+            "[[vni]]\nid = 1\ngateway = \"10.1.0.1/24\"\n[[neighbor]]\nvni = 1\nip = \"10.2.0.5\"\nmac = \"02:00:00:00:00:05\"\n",
+            "w.toml:14:6: neighbor ip 10.2.0.5 is outside 10.1.0.0/24, expected an address inside it",
+        ),
+        (
+            "port with neither role",
+            "\n[[port]]\nname = \"spare\"\nbackend = \"tap\"\ninterface = \"t0\"\n",
+            "w.toml:10:1: port `spare` has no `vni` and is not the underlay port, expected `vni = <id>` on every port except underlay.port",
+        ),
+        (
+            "peer outside the underlay subnet without gateway",
+            "[[peer]]\naddress = \"10.5.0.2\"\n",
+            "w.toml:10:11: peer 10.5.0.2 is outside the underlay subnet 10.0.0.0/24 and underlay.gateway is not set, expected a peer inside the subnet or a gateway",
+        ),
+        (
+            "peer that is our own address",
+            "[[peer]]\naddress = \"10.0.0.1\"\n",
+            "w.toml:10:11: peer address 10.0.0.1 is the same as the underlay address",
+        ),
+        (
+            "interface name too long",
+            "[[port]]\nname = \"p\"\nbackend = \"tap\"\ninterface = \"a-very-long-name0\"\n",
+            "w.toml:12:13: invalid interface name \"a-very-long-name0\": it is longer than 15 bytes, expected 1 to 15 bytes without `/`, `:` or whitespace",
+        ),
+        (
+            "unknown backend",
+            "[[port]]\nname = \"p\"\nbackend = \"xdp\"\ninterface = \"x0\"\n",
+            "w.toml:11:11: unknown variant `xdp`, expected `af_packet` or `tap`",
+        ),
+        (
+            "TOML syntax error",
+            "[[vni]\nid = 1\n",
+            "w.toml:9:7: unclosed array table, expected `]`",
+        ),
+        (
+            "bad port name",
+            "[[vni]]\nid = 1\n[[port]]\nname = \"my port\"\nbackend = \"tap\"\ninterface = \"t0\"\nvni = 1\n",
+            "w.toml:12:8: invalid port name `my port`, expected 1 to 64 of A-Z a-z 0-9 _ . - (not starting with . or -)",
+        ),
+    ];
+
+    #[test]
+    fn each_error_points_at_its_value() {
+        for (what, extra, expected) in CASES {
+            let text = format!("{BASE}{extra}");
+            assert_eq!(err(&text), *expected, "case: {what}");
+        }
+    }
+
+    /// Cases that need a different [underlay] than BASE.
+    #[test]
+    fn underlay_errors() {
+        let port = r#"
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "eth0"
+
+[[port]]
+name = "web"
+backend = "tap"
+interface = "wl0"
+vni = 300
+
+[[vni]]
+id = 300
+"#;
+        let cases = [
+            (
+                "[underlay]\nport = \"nope\"\naddress = \"10.0.0.1/24\"\n",
+                "w.toml:2:8: unknown underlay port `nope`, expected one of the [[port]] names: `uplink`, `web`",
+            ),
+            (
+                "[underlay]\nport = \"web\"\naddress = \"10.0.0.1/24\"\n",
+                "w.toml:2:8: underlay port `web` is an access port of VNI 300, expected a port without `vni`",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\ngateway = \"10.0.1.1\"\n",
+                "w.toml:4:11: underlay gateway 10.0.1.1 is outside 10.0.0.0/24, expected an address inside it",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\ngateway = \"10.0.0.1\"\n",
+                "w.toml:4:11: underlay gateway 10.0.0.1 is the same as underlay address",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\nmtu = 100\n",
+                "w.toml:4:7: mtu 100 is out of range, expected 576..=9216",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\nudp_port = 0\n",
+                "w.toml:4:12: udp_port 0 is out of range, expected 1..=65535",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.255/24\"\n",
+                "w.toml:3:11: underlay address 10.0.0.255/24 is the network or broadcast address of its subnet, expected a host address",
+            ),
+            (
+                "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\ncolour = 1\n",
+                "w.toml:4:1: unknown field `colour`, expected one of `port`, `address`, `gateway`, `udp_port`, `mtu`",
+            ),
+            (
+                "[instance]\nname = \"../x\"\n[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n",
+                "w.toml:2:8: invalid instance name `../x`, expected 1 to 64 of A-Z a-z 0-9 _ . - (not starting with . or -)",
+            ),
+            (
+                "[instance]\nname = \"x\"\n",
+                "w.toml:1:1: missing field `underlay`",
+            ),
+        ];
+        for (head, expected) in cases {
+            let text = format!("{head}{port}");
+            assert_eq!(err(&text), expected, "underlay:\n{head}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let c = parse_warden(
+            &format!("{BASE}[[vni]]\nid = 66051\n[[port]]\nname = \"w\"\nbackend = \"tap\"\ninterface = \"t\"\nvni = 66051\n"),
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(c.instance.name, "warden");
+        assert_eq!(
+            c.instance.control_socket.to_str(),
+            Some("/run/warden/warden.sock")
+        );
+        assert_eq!(c.underlay.udp_port, 4789);
+        assert_eq!(c.underlay.mtu, 1500);
+        assert_eq!(c.underlay.gateway, None);
+        let v = &c.vnis[0];
+        assert_eq!(v.mac_aging_secs, 300);
+        // 66051 = 0x010203
+        assert_eq!(v.gateway_mac.to_string(), "02:77:64:01:02:03");
+        assert_eq!(c.underlay_port().map(|p| p.name.as_str()), Some("uplink"));
+        assert_eq!(c.port_index("w"), Some(1));
+        // A name without a control socket derives the socket from the name.
+        let c = parse_warden(&format!("[instance]\nname = \"gw\"\n{BASE}"), "w.toml").unwrap();
+        assert_eq!(
+            c.instance.control_socket.to_str(),
+            Some("/run/warden/gw.sock")
+        );
+    }
+
+    #[test]
+    fn error_fields_match_display() {
+        let e: ConfigError = parse_warden(
+            &format!("{BASE}[[vni]]\nid = 1\n[[vni]]\nid = 1\n"),
+            "w.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (12, 6));
+        assert_eq!(
+            *e.kind,
+            crate::ErrorKind::Duplicate {
+                what: "VNI",
+                value: "1".into(),
+                first_line: 10
+            }
+        );
+    }
+}
