@@ -160,7 +160,6 @@ impl Buf {
     /// become headroom. Returns false (and changes nothing) when the frame
     /// is shorter than `n`.
     #[inline]
-    #[must_use]
     pub fn trim_front(&mut self, n: usize) -> bool {
         if n > self.len {
             return false;
@@ -173,7 +172,6 @@ impl Buf {
     /// Sets the frame length, keeping its start. Returns false (and changes
     /// nothing) when `len` does not fit before the end of the buffer.
     #[inline]
-    #[must_use]
     pub fn set_len(&mut self, len: usize) -> bool {
         if len > self.data.len() - self.start {
             return false;
@@ -322,6 +320,10 @@ impl Burst {
         if self.bufs.len() >= BURST {
             return Err(buf);
         }
+        if self.bufs.capacity() == 0 {
+            // A `Default` placeholder put to use: its storage, once.
+            self.bufs.reserve_exact(BURST);
+        }
         self.bufs.push(buf);
         Ok(())
     }
@@ -379,9 +381,11 @@ impl Burst {
     }
 }
 
+/// An empty placeholder without storage, so that `std::mem::take` on a
+/// burst costs no allocation; its first `push` reserves [`BURST`] slots.
 impl Default for Burst {
     fn default() -> Burst {
-        Burst::new()
+        Burst { bufs: Vec::new() }
     }
 }
 
@@ -544,6 +548,18 @@ mod tests {
         p.put_burst(&mut burst);
         assert!(burst.is_empty());
         assert_eq!(p.available(), BURST);
+    }
+
+    #[test]
+    fn default_burst_is_a_free_placeholder_that_still_works() {
+        let mut slot = Burst::new();
+        let real = std::mem::take(&mut slot);
+        assert_eq!(real.bufs.capacity(), BURST);
+        assert_eq!(slot.bufs.capacity(), 0, "the placeholder owns no storage");
+        let mut b = Burst::default();
+        assert!(b.push(Buf::new()).is_ok());
+        assert_eq!(b.bufs.capacity(), BURST);
+        assert_eq!(b.free(), BURST - 1);
     }
 
     #[test]
