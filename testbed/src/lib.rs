@@ -6,8 +6,11 @@
 //! file before it is created ([`state`]), so `warden-lab down` can remove a
 //! lab whose creator died.
 
+pub mod checks;
+pub mod lab;
 pub mod netns;
 pub mod process;
+pub mod report;
 pub mod state;
 mod sys;
 pub mod tcp;

@@ -297,8 +297,6 @@ impl VxlanSpec {
         if self.gbp {
             args.push("gbp".into());
         }
-        args.push("mtu".into());
-        args.push(self.mtu.to_string());
         args
     }
 }
@@ -521,7 +519,7 @@ mod tests {
         };
         assert_eq!(
             spec.args().join(" "),
-            "link add vx100 type vxlan id 100 local 10.0.0.11 remote 10.0.0.1 dev eth0 dstport 4789 nolearning gbp mtu 1450"
+            "link add vx100 mtu 1450 type vxlan id 100 local 10.0.0.11 remote 10.0.0.1 dev eth0 dstport 4789 nolearning gbp"
         );
     }
 

@@ -1,1 +1,300 @@
-fn main() {}
+//! `warden-lab`: bring a lab topology up, run its checks, tear it down.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use testbed::lab::{self, LabSource, Options, Selector};
+use testbed::state::Tracker;
+use testbed::tcp;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warden-lab",
+    version,
+    about = "Lab topologies for warden: namespaces, veths, TAPs, kernel VXLAN peers, warden instances and traffic checks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Lab topology file; the embedded gateway lab when omitted.
+    file: Option<PathBuf>,
+    /// Namespace prefix (default: `wl` and 6 random hex digits).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The warden binary (default: $WARDEN_BIN, else `warden` next to this
+    /// binary).
+    #[arg(long)]
+    warden: Option<PathBuf>,
+    /// Seconds a warden may take to answer on its control socket.
+    #[arg(long, default_value_t = 15)]
+    ready_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Bring a lab up and leave it running.
+    Up(UpArgs),
+    /// Bring a lab up, run its checks, tear it down; fails if a check fails.
+    Run {
+        #[command(flatten)]
+        args: UpArgs,
+        /// Leave the lab running after the checks (remove it with `down`).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Tear down running labs of FILE (the embedded lab when omitted).
+    Down {
+        file: Option<PathBuf>,
+        /// Tear down every run, of any file.
+        #[arg(long, conflicts_with_all = ["file", "prefix"])]
+        all: bool,
+        /// Tear down the run with this prefix.
+        #[arg(long, conflicts_with = "file")]
+        prefix: Option<String>,
+    },
+    /// List running labs.
+    List,
+    /// (internal) Receive and verify a TCP byte stream.
+    #[command(hide = true)]
+    TcpSink {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// (internal) Send a TCP byte stream.
+    #[command(hide = true)]
+    TcpSource {
+        #[arg(long)]
+        connect: std::net::SocketAddr,
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tracker of the run in progress, for the signal handler.
+type Slot = Arc<Mutex<Option<Tracker>>>;
+
+/// On SIGINT/SIGTERM/SIGHUP: tear the current run down, then exit 130. The
+/// handler takes the state lock, so it waits for a resource being created to
+/// be recorded and finished, and nothing is created after it.
+fn install_signal_teardown() -> Slot {
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let handler_slot = slot.clone();
+    let installed = ctrlc::set_handler(move || {
+        let tracker = handler_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(tracker) = tracker {
+            let state = tracker.lock();
+            eprintln!("\nwarden-lab: interrupted, tearing down {}", state.prefix);
+            if let Err(e) = lab::teardown(&state) {
+                eprintln!("warden-lab: {e}");
+            }
+        }
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: no signal handler ({e}); an interrupted run needs `warden-lab down`");
+    }
+    slot
+}
+
+fn options(args: &UpArgs) -> Result<Options, String> {
+    let self_exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let warden_bin = args
+        .warden
+        .clone()
+        .or_else(|| std::env::var_os("WARDEN_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| self_exe.with_file_name("warden"));
+    Ok(Options {
+        prefix: args.prefix.clone(),
+        self_exe,
+        warden_bin,
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+    })
+}
+
+fn source(file: Option<&Path>) -> Result<LabSource, lab::LabError> {
+    match file {
+        Some(path) => LabSource::from_file(path),
+        None => Ok(LabSource::embedded()),
+    }
+}
+
+fn print_entry(state: &testbed::state::RunState, lab: &config::Lab) {
+    println!("lab {} is up: prefix {}", lab.name, state.prefix);
+    println!("  state: {}", state.dir.display());
+    for host in &lab.hosts {
+        println!(
+            "  host {:<10} ip netns exec {} bash",
+            host.name,
+            state.ns(&host.name)
+        );
+    }
+    for w in &lab.wardens {
+        println!(
+            "  warden {:<8} log {}, socket {}",
+            w.name,
+            state.dir.join(format!("{}.log", w.name)).display(),
+            state.dir.join(format!("{}.sock", w.name)).display()
+        );
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cmd {
+        Cmd::Up(args) => {
+            let slot = install_signal_teardown();
+            let opts = options(&args)?;
+            let src = source(args.file.as_deref())?;
+            let set =
+                |t: &Tracker| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+            let running = lab::up(&src, &opts, &set)?;
+            let lab_def = running.lab().clone();
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let state = running.detach();
+            print_entry(&state, &lab_def);
+            let down = match &args.file {
+                Some(f) => format!("warden-lab down {}", f.display()),
+                None => "warden-lab down".to_string(),
+            };
+            println!(
+                "  remove it with: {down}   (or: warden-lab down --prefix {})",
+                state.prefix
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { args, keep } => {
+            let slot = install_signal_teardown();
+            let opts = options(&args)?;
+            let src = source(args.file.as_deref())?;
+            let set =
+                |t: &Tracker| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+            let running = lab::up(&src, &opts, &set)?;
+            println!(
+                "lab {} up (prefix {})",
+                running.lab().name,
+                running.prefix()
+            );
+            let report = running.run_checks(&mut std::io::stdout());
+            if !report.ok() {
+                for (name, log) in running.warden_logs() {
+                    println!("--- warden {name} log ({}) ---", log.display());
+                    println!("{}", testbed::process::tail(&log, 30));
+                }
+            }
+            let torn = if keep {
+                let state = running.detach();
+                println!(
+                    "lab left running: warden-lab down --prefix {}",
+                    state.prefix
+                );
+                Ok(())
+            } else {
+                running.teardown()
+            };
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            println!("{}", report.summary());
+            torn?;
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Down { file, all, prefix } => {
+            let selector = if all {
+                Selector::All
+            } else if let Some(p) = prefix {
+                Selector::Prefix(p)
+            } else {
+                match file {
+                    Some(f) => Selector::Source(LabSource::key_of(&f)),
+                    None => Selector::Source(lab::DEFAULT_LAB_ORIGIN.to_string()),
+                }
+            };
+            for prefix in lab::down(&selector)? {
+                println!("removed {prefix}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List => {
+            for (dir, state) in testbed::state::list_runs() {
+                match state {
+                    Ok(s) => println!(
+                        "{}  {}  {}  {} namespaces, {} processes",
+                        s.prefix,
+                        s.lab,
+                        s.source,
+                        s.namespaces.len(),
+                        s.processes.len()
+                    ),
+                    Err(e) => println!("{}  (unreadable: {e})", dir.display()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TcpSink {
+            listen,
+            bytes,
+            seed,
+            timeout_secs,
+        } => {
+            let listener = tcp::sink_bind(listen)?;
+            // The lab waits for this line before it starts the source.
+            println!("listening {listen}");
+            let t = tcp::sink_accept(&listener, bytes, seed, Duration::from_secs(timeout_secs))?;
+            println!(
+                "received {} bytes in {:.3} s ({:.0} Mbit/s)",
+                t.bytes,
+                t.elapsed.as_secs_f64(),
+                t.mbit_per_sec()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TcpSource {
+            connect,
+            bytes,
+            seed,
+            timeout_secs,
+        } => {
+            let t = tcp::source(connect, bytes, seed, Duration::from_secs(timeout_secs))?;
+            println!(
+                "sent {} bytes in {:.3} s ({:.0} Mbit/s)",
+                t.bytes,
+                t.elapsed.as_secs_f64(),
+                t.mbit_per_sec()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
