@@ -1184,3 +1184,331 @@ fn build_check(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_lab;
+
+    /// Twelve lines: every case below starts at line 13, still inside host `h1`.
+    const BASE: &str = r#"[lab]
+name = "t"
+
+[[switch]]
+name = "sw"
+
+[[host]]
+name = "h1"
+  [[host.interface]]
+  name = "eth0"
+  switch = "sw"
+  address = "10.0.0.1/24"
+"#;
+
+    /// Ten lines: a minimal warden `w` in host `h1`.
+    const WARDEN: &str = r#"[[warden]]
+name = "w"
+host = "h1"
+  [warden.config.underlay]
+  port = "up"
+  address = "10.0.0.2/24"
+  [[warden.config.port]]
+  name = "up"
+  backend = "af_packet"
+  interface = "eth0"
+"#;
+
+    fn err(text: &str) -> String {
+        match parse_lab(text, "lab.toml") {
+            Ok(l) => panic!("accepted:\n{text}\n{l:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// (what, text after BASE, expected error)
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "unknown field in a nested table",
+            "  colour = 1\n",
+            "lab.toml:13:3: unknown field `colour`, expected one of `name`, `switch`, `peer`, `address`, `mtu`, `mac`",
+        ),
+        (
+            "duplicate host name",
+            "[[host]]\nname = \"h1\"\n",
+            "lab.toml:14:8: duplicate switch or host name `h1` (first declared at line 8)",
+        ),
+        (
+            "host named like a switch",
+            "[[host]]\nname = \"sw\"\n",
+            "lab.toml:14:8: duplicate switch or host name `sw` (first declared at line 5)",
+        ),
+        (
+            "unknown switch",
+            "  [[host.interface]]\n  name = \"eth1\"\n  switch = \"core\"\n",
+            "lab.toml:15:12: unknown switch `core`, expected one of the [[switch]] names: `sw`",
+        ),
+        (
+            "link with both switch and peer",
+            "  [[host.interface]]\n  name = \"eth1\"\n  switch = \"sw\"\n  peer = \"h1:eth0\"\n",
+            "lab.toml:16:10: interface `eth1` has both, expected exactly one of `switch` or `peer`",
+        ),
+        (
+            "link with neither",
+            "  [[host.interface]]\n  name = \"eth1\"\n",
+            "lab.toml:13:3: interface `eth1` has neither, expected exactly one of `switch` or `peer`",
+        ),
+        (
+            "duplicate device in a host",
+            "  [[host.tap]]\n  name = \"eth0\"\n",
+            "lab.toml:14:10: duplicate device name `eth0` in host `h1` (first declared at line 10)",
+        ),
+        (
+            "peer link to an unknown host",
+            "  [[host.interface]]\n  name = \"eth1\"\n  peer = \"h9:eth1\"\n",
+            "lab.toml:15:10: unknown peer host `h9`, expected one of the [[host]] names: `h1`",
+        ),
+        (
+            "peer link to an undeclared interface",
+            "[[host]]\nname = \"h2\"\n  [[host.interface]]\n  name = \"eth1\"\n  peer = \"h1:eth1\"\n",
+            "lab.toml:17:10: interface `h2:eth1` links to `h1:eth1`, but `h1:eth1` is not declared, expected a [[host.interface]] `eth1` in host `h1`",
+        ),
+        (
+            "one-sided peer link",
+            "[[host]]\nname = \"h2\"\n  [[host.interface]]\n  name = \"eth1\"\n  peer = \"h1:eth0\"\n",
+            "lab.toml:17:10: interface `h2:eth1` links to `h1:eth0`, but `h1:eth0` is attached to switch `sw`, expected peer = \"h2:eth1\" there",
+        ),
+        (
+            "peer link without a colon",
+            "  [[host.interface]]\n  name = \"eth1\"\n  peer = \"h1\"\n",
+            "lab.toml:15:10: invalid peer link `h1`, expected HOST:INTERFACE such as \"b1:eth0\"",
+        ),
+        (
+            "interface name too long",
+            "  [[host.tap]]\n  name = \"tap-for-workload-1\"\n",
+            "lab.toml:14:10: invalid interface name \"tap-for-workload-1\": it is longer than 15 bytes, expected 1 to 15 bytes without `/`, `:` or whitespace",
+        ),
+        (
+            "interface mtu too small",
+            "  mtu = 40\n",
+            "lab.toml:13:9: mtu 40 is out of range, expected 68..=65535",
+        ),
+        (
+            "vxlan on an unknown device",
+            "  [[host.vxlan]]\n  name = \"vx1\"\n  vni = 1\n  local = \"10.0.0.1\"\n  remote = \"10.0.0.2\"\n  device = \"eth1\"\n",
+            "lab.toml:18:12: unknown vxlan device `eth1`, expected one of the interface or tap names of this host: `eth0`",
+        ),
+        (
+            "vxlan local that is not the device address",
+            "  [[host.vxlan]]\n  name = \"vx1\"\n  vni = 1\n  local = \"10.0.0.9\"\n  remote = \"10.0.0.2\"\n  device = \"eth0\"\n",
+            "lab.toml:16:11: vxlan `vx1` has local = 10.0.0.9, but its device `eth0` has address 10.0.0.1/24, expected local = 10.0.0.1",
+        ),
+        (
+            "bad route destination",
+            "  [[host.route]]\n  destination = \"10.0.0.0\"\n  via = \"10.0.0.254\"\n",
+            "lab.toml:14:17: invalid route destination \"10.0.0.0\", expected \"default\" or ADDRESS/PREFIX such as \"10.2.0.0/24\"",
+        ),
+        (
+            "unknown check kind",
+            "[[check]]\nkind = \"http\"\n",
+            "lab.toml:14:8: unknown variant `http`, expected one of `ping`, `tcp`, `command`, `stats`",
+        ),
+        (
+            "check on an unknown host",
+            "[[check]]\nkind = \"ping\"\nfrom = \"h7\"\nto = \"10.0.0.2\"\n",
+            "lab.toml:15:8: unknown host `h7`, expected one of the [[host]] names: `h1`",
+        ),
+        (
+            "check field of another kind",
+            "[[check]]\nkind = \"ping\"\nfrom = \"h1\"\nto = \"10.0.0.2\"\nbytes = 10\n",
+            "lab.toml:17:9: field `bytes` does not apply to a `ping` check, expected only `from`, `to`, `count`",
+        ),
+        (
+            "check missing a field",
+            "[[check]]\nkind = \"tcp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\n",
+            "lab.toml:13:1: `tcp` check is missing field `bytes`",
+        ),
+        (
+            "ping to a bad address",
+            "[[check]]\nkind = \"ping\"\nfrom = \"h1\"\nto = \"h1\"\n",
+            "lab.toml:16:6: invalid IPv4 address \"h1\", expected a dotted quad such as \"10.0.0.1\"",
+        ),
+        (
+            "stats of an unknown warden",
+            "[[check]]\nkind = \"stats\"\nwarden = \"gw\"\nexpect = [\"a == 1\"]\n",
+            "lab.toml:15:10: unknown warden `gw`, expected one of the [[warden]] names (none is declared)",
+        ),
+    ];
+
+    #[test]
+    fn each_error_points_at_its_value() {
+        for (what, extra, expected) in CASES {
+            let text = format!("{BASE}{extra}");
+            assert_eq!(err(&text), *expected, "case: {what}");
+        }
+        assert_eq!(
+            err("[[host]]\nname = \"a\"\n"),
+            "lab.toml:1:1: missing field `lab`"
+        );
+    }
+
+    /// (what, text after BASE + WARDEN (line 23 on), expected error)
+    const WARDEN_CASES: &[(&str, &str, &str)] = &[
+        (
+            "warden config error reported at its line in the lab file",
+            "  [[warden.config.vni]]\n  id = 5\n  [[warden.config.vni]]\n  id = 5\n",
+            "lab.toml:26:8: duplicate VNI 5 (first declared at line 24)",
+        ),
+        (
+            "unknown field inside the warden config",
+            "  [warden.config.instance]\n  colour = 1\n",
+            "lab.toml:24:3: unknown field `colour`, expected `name` or `control_socket`",
+        ),
+        (
+            "af_packet port on an interface the host lacks",
+            "  [[warden.config.vni]]\n  id = 1\n  [[warden.config.port]]\n  name = \"p\"\n  backend = \"af_packet\"\n  interface = \"eth7\"\n  vni = 1\n",
+            "lab.toml:28:15: port `p` uses interface `eth7`, but host `h1` declares no interface, vxlan or tap of that name",
+        ),
+        (
+            "tap port in a host without that tap",
+            "  [[warden.config.vni]]\n  id = 1\n  [[warden.config.port]]\n  name = \"p\"\n  backend = \"tap\"\n  interface = \"wl0\"\n  netns = \"h1\"\n  vni = 1\n",
+            "lab.toml:28:15: port `p` attaches to TAP `wl0` in host `h1`, but that host declares no [[host.tap]] named `wl0`",
+        ),
+        (
+            "tap port in an unknown host",
+            "  [[warden.config.vni]]\n  id = 1\n  [[warden.config.port]]\n  name = \"p\"\n  backend = \"tap\"\n  interface = \"wl0\"\n  netns = \"h5\"\n  vni = 1\n",
+            "lab.toml:29:11: unknown netns host `h5`, expected one of the [[host]] names: `h1`",
+        ),
+        (
+            "duplicate warden name",
+            "[[warden]]\nname = \"w\"\nhost = \"h1\"\n  [warden.config.underlay]\n  port = \"up\"\n  address = \"10.0.0.3/24\"\n  [[warden.config.port]]\n  name = \"up\"\n  backend = \"af_packet\"\n  interface = \"eth0\"\n",
+            "lab.toml:24:8: duplicate warden name `w` (first declared at line 14)",
+        ),
+        (
+            "two wardens with the same control socket",
+            "[[warden]]\nname = \"w2\"\nhost = \"h1\"\n  [warden.config.instance]\n  name = \"w\"\n  [warden.config.underlay]\n  port = \"up\"\n  address = \"10.0.0.3/24\"\n  [[warden.config.port]]\n  name = \"up\"\n  backend = \"af_packet\"\n  interface = \"eth0\"\n",
+            "lab.toml:27:10: duplicate control socket /run/warden/w.sock of warden `w2` (first declared at line 14)",
+        ),
+        (
+            "warden in an unknown host",
+            "[[warden]]\nname = \"w2\"\nhost = \"h2\"\n  [warden.config.underlay]\n  port = \"up\"\n  address = \"10.0.0.3/24\"\n  [[warden.config.port]]\n  name = \"up\"\n  backend = \"af_packet\"\n  interface = \"eth0\"\n",
+            "lab.toml:25:8: unknown warden host `h2`, expected one of the [[host]] names: `h1`",
+        ),
+        (
+            "bad stats expectation",
+            "[[check]]\nkind = \"stats\"\nwarden = \"w\"\nexpect = [\"drops == 0\", \"drops = 0\"]\n",
+            "lab.toml:26:25: invalid stats expectation `drops = 0`, expected `PATH OP VALUE` such as `drops.not_a_peer == 0` (OP one of == != < <= > >=)",
+        ),
+    ];
+
+    #[test]
+    fn warden_errors_in_a_lab() {
+        for (what, extra, expected) in WARDEN_CASES {
+            let text = format!("{BASE}{WARDEN}{extra}");
+            assert_eq!(err(&text), *expected, "case: {what}");
+        }
+        // The base with the warden is valid, and the instance is named after it.
+        let lab = parse_lab(&format!("{BASE}{WARDEN}"), "lab.toml").unwrap();
+        assert_eq!(lab.wardens[0].config.instance.name, "w");
+    }
+
+    #[test]
+    fn reciprocal_peer_links_are_listed_once() {
+        let text = format!(
+            "{BASE}  [[host.interface]]\n  name = \"p0\"\n  peer = \"h2:p0\"\n\
+             [[host]]\nname = \"h2\"\n  [[host.interface]]\n  name = \"p0\"\n  peer = \"h1:p0\"\n  mtu = 9000\n\
+             [[host]]\nname = \"h3\"\n  [[host.interface]]\n  name = \"a\"\n  peer = \"h3:b\"\n  [[host.interface]]\n  name = \"b\"\n  peer = \"h3:a\"\n"
+        );
+        let lab = parse_lab(&text, "lab.toml").unwrap();
+        let links: Vec<(String, String)> = lab
+            .peer_links()
+            .into_iter()
+            .map(|(h, i, ph, pi)| {
+                (
+                    format!("{}:{}", h.name, i.name),
+                    format!("{}:{}", ph.name, pi.name),
+                )
+            })
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("h1:p0".to_owned(), "h2:p0".to_owned()),
+                ("h3:a".to_owned(), "h3:b".to_owned())
+            ]
+        );
+        let h2 = lab.host("h2").unwrap();
+        assert_eq!(
+            h2.interfaces[0].link,
+            Link::Peer {
+                host: "h1".into(),
+                interface: "p0".into()
+            }
+        );
+        assert_eq!(h2.interfaces[0].mtu, Some(9000));
+        // An interface cannot be its own peer.
+        let own = format!("{BASE}  [[host.interface]]\n  name = \"x\"\n  peer = \"h1:x\"\n");
+        assert_eq!(
+            err(&own),
+            "lab.toml:15:10: interface `h1:x` links to `h1:x`, but `h1:x` is the interface itself"
+        );
+    }
+
+    #[test]
+    fn check_defaults_and_labels() {
+        let text = format!(
+            "{BASE}[[check]]\nkind = \"ping\"\nfrom = \"h1\"\nto = \"10.0.0.2\"\n\
+             [[check]]\nkind = \"command\"\nhost = \"h1\"\nrun = \"true\"\n"
+        );
+        let lab = parse_lab(&text, "lab.toml").unwrap();
+        assert_eq!(
+            lab.checks,
+            [
+                Check::Ping {
+                    name: None,
+                    from: "h1".into(),
+                    to: Ipv4Addr::new(10, 0, 0, 2),
+                    count: DEFAULT_PING_COUNT,
+                },
+                Check::Command {
+                    name: None,
+                    host: "h1".into(),
+                    run: "true".into(),
+                    expect_status: 0,
+                    timeout_secs: DEFAULT_COMMAND_TIMEOUT_SECS,
+                },
+            ]
+        );
+        assert_eq!(lab.checks[0].label(), "ping h1 -> 10.0.0.2");
+        assert_eq!(lab.checks[1].label(), "command in h1: true");
+    }
+
+    #[test]
+    fn stat_expectations_parse_and_compare() {
+        let e: StatExpect = "vni.100.decap_packets >= 10".parse().unwrap();
+        assert_eq!(e.to_string(), "vni.100.decap_packets >= 10");
+        assert!(e.holds(10) && e.holds(11) && !e.holds(9));
+        for (op, a, b, holds) in [
+            (CompareOp::Eq, 1, 1, true),
+            (CompareOp::Ne, 1, 1, false),
+            (CompareOp::Lt, 1, 2, true),
+            (CompareOp::Le, 2, 2, true),
+            (CompareOp::Gt, 2, 2, false),
+            (CompareOp::Ge, 2, 3, false),
+        ] {
+            assert_eq!(op.holds(a, b), holds, "{op:?} {a} {b}");
+        }
+        for bad in [
+            "",
+            "a ==",
+            "a == 1 2",
+            "a = 1",
+            "a == -1",
+            ".a == 1",
+            "a..b == 1",
+            "a/b == 1",
+            "a == x",
+        ] {
+            assert_eq!(bad.parse::<StatExpect>(), Err(StatExpectError), "{bad:?}");
+        }
+    }
+}

@@ -453,16 +453,15 @@ mod tests {
         /// Whatever the input, an error is exactly one line.
         #[test]
         fn errors_are_one_line_for_any_text(text in "\\PC{0,200}|[\\[\\]=\"a-z0-9 .:/\n]{0,200}") {
-            for r in [
+            let errors = [
                 check_text(&text, "p.toml").err(),
                 parse_warden(&text, "p.toml").err(),
                 parse_lab(&text, "p.toml").err(),
-            ] {
-                if let Some(e) = r {
-                    let s = e.to_string();
-                    prop_assert!(!s.contains('\n') && !s.contains('\r'), "{s:?}");
-                    prop_assert!(s.starts_with("p.toml:"));
-                }
+            ];
+            for e in errors.into_iter().flatten() {
+                let s = e.to_string();
+                prop_assert!(!s.contains('\n') && !s.contains('\r'), "{s:?}");
+                prop_assert!(s.starts_with("p.toml:"));
             }
         }
 
