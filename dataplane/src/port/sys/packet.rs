@@ -66,7 +66,9 @@ pub struct RingConfig {
     pub tx_frame_size: u32,
     /// TX frames.
     pub tx_frame_nr: u32,
-    /// Bypass the qdisc layer on TX (PACKET_QDISC_BYPASS).
+    /// Bypass the qdisc layer on TX (PACKET_QDISC_BYPASS): faster, but
+    /// packet taps (tcpdump) on this interface no longer see our TX; the
+    /// peer end of a veth still does.
     pub qdisc_bypass: bool,
 }
 
