@@ -741,11 +741,11 @@ pub(crate) fn build(
                 },
             ));
         }
-        let mut carried = Seen::new(text, "VNI in peer vnis");
+        let mut carried = Seen::new(text, "VNI");
         let mut peer_vnis = Vec::with_capacity(p.vnis.len());
         for v in &p.vnis {
             let id = declared(v, "peer")?.id;
-            carried.insert(id, v.span(), || id.to_string())?;
+            carried.insert(id, v.span(), || format!("{id} in peer vnis"))?;
             peer_vnis.push(id);
         }
         peers.push(PeerConfig {
@@ -1020,6 +1020,11 @@ interface = "eth0"
             "peer VNI not declared",
             "[[vni]]\nid = 100\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [100, 200]\n",
             "w.toml:13:14: peer VNI 200 is not declared, expected a [[vni]] with id = 200",
+        ),
+        (
+            "VNI repeated in a peer's list",
+            "[[vni]]\nid = 100\n[[peer]]\naddress = \"10.0.0.2\"\nvnis = [100,\n  100]\n",
+            "w.toml:14:3: duplicate VNI 100 in peer vnis (first declared at line 13)",
         ),
         (
             "fdb target both",
