@@ -281,6 +281,8 @@ mod tests {
         };
         assert_eq!(c, expected);
         assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));
+        // Written back out, it parses to the same config.
+        assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
     }
 
     #[test]
@@ -349,6 +351,24 @@ mod tests {
         assert_eq!(gw.config.ports.len(), 2);
         assert_eq!(gw.config.ports[1].netns.as_deref(), Some("w1"));
         assert_eq!(gw.config.vnis.len(), 3);
+        // The testbed substitutes the namespace and hands the config on.
+        let mut adjusted = gw.config.clone();
+        adjusted.ports[1].netns = Some("lab-1234-w1".into());
+        adjusted.instance.name = "a \"quoted\"\nname".into();
+        let text = adjusted.to_toml();
+        let e = parse_warden(&text, "out").unwrap_err();
+        assert!(
+            matches!(
+                *e.kind,
+                ErrorKind::InvalidName {
+                    what: "instance name",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        adjusted.instance.name = "gw".into();
+        assert_eq!(parse_warden(&adjusted.to_toml(), "out").unwrap(), adjusted);
         assert_eq!(
             lab.checks,
             vec![

@@ -75,6 +75,112 @@ impl WardenConfig {
     pub fn port_index(&self, name: &str) -> Option<usize> {
         self.ports.iter().position(|p| p.name == name)
     }
+
+    /// The config as a warden instance TOML file, every default written
+    /// out; `parse_warden` of the result gives back an equal config. The
+    /// testbed uses it to hand a lab's (possibly adjusted, e.g. `netns`
+    /// substituted) config to a warden process.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        // Writing to a String cannot fail; the results are ignored.
+        let _ = writeln!(
+            out,
+            "[instance]\nname = {}\ncontrol_socket = {}\n",
+            quote(&self.instance.name),
+            quote(&self.instance.control_socket.to_string_lossy())
+        );
+        let u = &self.underlay;
+        let uport = self.ports.get(u.port).map_or("", |p| p.name.as_str());
+        let _ = writeln!(
+            out,
+            "[underlay]\nport = {}\naddress = \"{}\"",
+            quote(uport),
+            u.address
+        );
+        if let Some(g) = u.gateway {
+            let _ = writeln!(out, "gateway = \"{g}\"");
+        }
+        let _ = writeln!(out, "udp_port = {}\nmtu = {}", u.udp_port, u.mtu);
+        for p in &self.ports {
+            let backend = match p.backend {
+                Backend::AfPacket => "af_packet",
+                Backend::Tap => "tap",
+            };
+            let _ = writeln!(
+                out,
+                "\n[[port]]\nname = {}\nbackend = \"{backend}\"\ninterface = {}",
+                quote(&p.name),
+                quote(&p.interface)
+            );
+            if let Some(ns) = &p.netns {
+                let _ = writeln!(out, "netns = {}", quote(ns));
+            }
+            if let Some(v) = p.access_vni {
+                let _ = writeln!(out, "vni = {v}");
+            }
+        }
+        for p in &self.peers {
+            let vnis: Vec<String> = p.vnis.iter().map(Vni::to_string).collect();
+            let _ = writeln!(
+                out,
+                "\n[[peer]]\naddress = \"{}\"\nvnis = [{}]",
+                p.address,
+                vnis.join(", ")
+            );
+            if let Some(n) = &p.name {
+                let _ = writeln!(out, "name = {}", quote(n));
+            }
+        }
+        for v in &self.vnis {
+            let _ = writeln!(out, "\n[[vni]]\nid = {}", v.id);
+            if let Some(n) = &v.name {
+                let _ = writeln!(out, "name = {}", quote(n));
+            }
+            if let Some(g) = v.gateway {
+                let _ = writeln!(out, "gateway = \"{g}\"");
+            }
+            let _ = writeln!(
+                out,
+                "gateway_mac = \"{}\"\nmac_aging_secs = {}",
+                v.gateway_mac, v.mac_aging_secs
+            );
+        }
+        for f in &self.fdb {
+            let _ = writeln!(out, "\n[[fdb]]\nvni = {}\nmac = \"{}\"", f.vni, f.mac);
+            let _ = match f.target {
+                FdbTarget::Peer(ip) => writeln!(out, "peer = \"{ip}\""),
+                FdbTarget::Port(i) => writeln!(
+                    out,
+                    "port = {}",
+                    quote(self.ports.get(i).map_or("", |p| p.name.as_str()))
+                ),
+            };
+        }
+        for n in &self.neighbors {
+            let _ = writeln!(
+                out,
+                "\n[[neighbor]]\nvni = {}\nip = \"{}\"\nmac = \"{}\"",
+                n.vni, n.ip, n.mac
+            );
+        }
+        for r in &self.routes {
+            let _ = writeln!(
+                out,
+                "\n[[route]]\ndestination = \"{}\"\nvni = {}",
+                r.destination, r.vni
+            );
+            if let Some(via) = r.via {
+                let _ = writeln!(out, "via = \"{via}\"");
+            }
+        }
+        out
+    }
+}
+
+/// `s` as a TOML basic string, escaped.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// Identity of this instance on the host.
