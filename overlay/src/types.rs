@@ -109,6 +109,10 @@ impl Vni {
             None
         }
     }
+    /// The low 24 bits of `v`; for wire fields that cannot be wider.
+    pub const fn new_masked(v: u32) -> Vni {
+        Vni(v & Self::MAX)
+    }
     pub const fn get(self) -> u32 {
         self.0
     }
