@@ -1,4 +1,12 @@
 //! warden's engine: buffers, ports, the VTEP pipeline, the underlay host
 //! stack, counters and the control socket.
 
+pub mod buffer;
+pub mod control;
+pub mod counters;
+pub mod engine;
+pub mod fdb;
+pub mod port;
+pub mod stats;
 pub mod underlay;
+pub mod worker;

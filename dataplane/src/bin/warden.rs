@@ -1,0 +1,243 @@
+//! The `warden` command: run a switch instance, check a config, read the
+//! counters of a running instance.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use config::{Backend, FileKind, WardenConfig};
+use dataplane::control::{self, ControlServer};
+use dataplane::counters::Counters;
+use dataplane::engine::Engine;
+use dataplane::port::{AfPacketPort, Port, TapPort};
+use dataplane::stats::Names;
+use dataplane::worker;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warden",
+    version,
+    about = "identity-aware poll-mode VXLAN switch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a switch instance from a config file until SIGINT/SIGTERM.
+    Run {
+        /// The instance config (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config or lab file; errors print as FILE:LINE:COLUMN: message.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the counters of a running instance.
+    Stats {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { files } => check(&files),
+        Command::Stats {
+            socket,
+            config,
+            json,
+        } => stats(socket, config, json),
+    }
+}
+
+fn check(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        match config::check_file(f) {
+            Ok(FileKind::Warden) => println!("{}: ok (warden config)", f.display()),
+            Ok(FileKind::Lab) => println!("{}: ok (lab topology)", f.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match config::load_warden(&c) {
+            Ok(cfg) => cfg.instance.control_socket,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => PathBuf::from("/run/warden/warden.sock"),
+    };
+    match control::query_stats(&path) {
+        Ok(snap) if json => match serde_json::to_string_pretty(&snap) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("warden: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(snap) => {
+            print!("{}", snap.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_ports(cfg: &WardenConfig) -> Result<Vec<Box<dyn Port>>, String> {
+    cfg.ports
+        .iter()
+        .map(|p| -> Result<Box<dyn Port>, String> {
+            match p.backend {
+                Backend::AfPacket => AfPacketPort::open_iface(&p.interface, None)
+                    .map(|x| Box::new(x) as Box<dyn Port>)
+                    .map_err(|e| format!("port {}: {e}", p.name)),
+                Backend::Tap => {
+                    let ns = p.netns.as_deref().map(netns_path);
+                    TapPort::open(&p.interface, ns.as_deref())
+                        .map(|x| Box::new(x) as Box<dyn Port>)
+                        .map_err(|e| format!("port {}: {e}", p.name))
+                }
+            }
+        })
+        .collect()
+}
+
+/// A namespace given by name lives under /var/run/netns.
+fn netns_path(ns: &str) -> PathBuf {
+    if ns.starts_with('/') {
+        PathBuf::from(ns)
+    } else {
+        Path::new("/var/run/netns").join(ns)
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let cfg = match config::load_warden(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match ControlServer::bind(&cfg.instance.control_socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let names = Names {
+        instance: cfg.instance.name.clone(),
+        ports: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+        vnis: cfg.vnis.iter().map(|v| v.id.get()).collect(),
+        peers: cfg
+            .peers
+            .iter()
+            .map(|p| (p.address.to_string(), p.name.clone()))
+            .collect(),
+    };
+    let counters = Arc::new(Counters::new(
+        cfg.ports.len(),
+        cfg.vnis.len(),
+        cfg.peers.len(),
+        1,
+    ));
+    let quit = Arc::new(AtomicBool::new(false));
+    {
+        let quit = quit.clone();
+        if let Err(e) = ctrlc::set_handler(move || quit.store(true, Ordering::Relaxed)) {
+            eprintln!("warden: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Ports are opened on the worker thread that owns them; it reports
+    // whether that worked before the control socket starts serving.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let worker = {
+        let (quit, counters, cfg) = (quit.clone(), counters.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("warden-worker-0".into())
+            .spawn(move || {
+                let ports = match open_ports(&cfg) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut engine = Engine::new(&cfg, ports, counters);
+                let _ = ready_tx.send(Ok(()));
+                worker::run(&mut engine, 0, &quit);
+            })
+    };
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("warden: cannot start worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("warden: {e}");
+            let _ = worker.join();
+            return ExitCode::FAILURE;
+        }
+        Err(_) => {
+            eprintln!("warden: worker stopped while starting");
+            return ExitCode::FAILURE;
+        }
+    }
+    eprintln!(
+        "warden {}: running, {} ports, {} VNIs, {} peers, VTEP {} on {}, control socket {}",
+        cfg.instance.name,
+        cfg.ports.len(),
+        cfg.vnis.len(),
+        cfg.peers.len(),
+        cfg.underlay.address,
+        cfg.ports[cfg.underlay.port].interface,
+        cfg.instance.control_socket.display()
+    );
+    server.serve(&names, &counters, &quit);
+    let _ = worker.join();
+    eprintln!("warden {}: stopped", cfg.instance.name);
+    ExitCode::SUCCESS
+}

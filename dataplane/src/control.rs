@@ -1,0 +1,155 @@
+//! The control socket: a Unix stream socket that answers one-line
+//! commands (`stats`) with JSON. Served by the control thread; it reads the
+//! shared counters and never blocks the workers.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::counters::Counters;
+use crate::port::tsc_hz;
+use crate::stats::{Names, Snapshot};
+
+/// Errors of the control socket.
+#[derive(Debug, thiserror::Error, displaydoc::Display)]
+pub enum ControlError {
+    /// cannot create control socket {path}: {source}
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// cannot reach warden at {path}: {source} (is it running? see `warden run`)
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// control socket {path}: {source}
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// warden at {path} answered: {message}
+    Remote { path: PathBuf, message: String },
+    /// unreadable answer from {path}: {source}
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A bound control socket; the file is removed on drop.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Bind at `path`, replacing a stale socket file left by a killed warden.
+    pub fn bind(path: &Path) -> Result<ControlServer, ControlError> {
+        let err = |source| ControlError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another warden is serving this socket",
+                )));
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        let listener = UnixListener::bind(path).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serve until `quit` is set.
+    pub fn serve(&self, names: &Names, counters: &Arc<Counters>, quit: &AtomicBool) {
+        let started = Instant::now();
+        while !quit.load(Ordering::Relaxed) {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = handle(stream, names, counters, started);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    eprintln!("warden: control socket {}: {e}", self.path.display());
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn handle(
+    stream: UnixStream,
+    names: &Names,
+    counters: &Counters,
+    started: Instant,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut out = stream;
+    match line.trim() {
+        "stats" => {
+            let snap = Snapshot::take(names, counters, started.elapsed().as_secs(), tsc_hz());
+            let json = serde_json::to_string(&snap).map_err(std::io::Error::other)?;
+            writeln!(out, "{json}")
+        }
+        other => writeln!(
+            out,
+            "{{\"error\":\"unknown command {other:?}; try stats\"}}"
+        ),
+    }
+}
+
+/// Ask a running warden for its counters.
+pub fn query_stats(path: &Path) -> Result<Snapshot, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s = UnixStream::connect(path).map_err(|source| ControlError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    s.write_all(b"stats\n").map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).map_err(io)?;
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(ControlError::Remote {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    }
+    serde_json::from_str(&line).map_err(|source| ControlError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,280 @@
+//! Counters: per port, per VNI, per drop reason, per worker.
+//!
+//! Each counter has exactly one writer (the worker that owns the port or
+//! the pipeline), so an increment is a relaxed load and store, not a locked
+//! read-modify-write; the control thread reads them with relaxed loads.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// A counter written by one thread, read by any.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+    /// Overwrite with an absolute value (for values mirrored from elsewhere).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// Why a packet was dropped. A fixed set: each indexes one counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The stable name used in `warden stats` and its JSON.
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            pub const fn describe(self) -> &'static str {
+                match self { $(DropReason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Truncated => "truncated", "frame shorter than its headers claim";
+    UnderlayNotIpv4 => "underlay_not_ipv4", "underlay frame that is neither IPv4 nor ARP";
+    UnderlayNotForUs => "underlay_not_for_us", "underlay frame for another MAC or IP address";
+    BadIpHeader => "bad_ip_header", "outer IPv4 header malformed (version, length)";
+    BadIpChecksum => "bad_ip_checksum", "outer IPv4 header checksum wrong";
+    OuterFragment => "outer_fragment", "fragmented outer IPv4 packet (VXLAN is never reassembled)";
+    BadUdpLength => "bad_udp_length", "outer UDP length does not match the packet";
+    BadUdpChecksum => "bad_udp_checksum", "outer UDP checksum present and wrong";
+    BadVxlanFlags => "bad_vxlan_flags", "VXLAN header without the I flag or with reserved bits set";
+    InnerTooShort => "inner_too_short", "VXLAN payload too short for an Ethernet header";
+    NotAPeer => "not_a_peer", "VXLAN from an address that is not a configured peer";
+    UnknownVni => "unknown_vni", "VXLAN for a VNI that is not configured";
+    PeerVniNotAllowed => "peer_vni_not_allowed", "VXLAN from a peer for a VNI it does not carry";
+    BadSourceMac => "bad_source_mac", "inner source MAC is multicast or zero";
+    SameSegment => "same_segment", "destination is on the segment the frame came from";
+    NoPeerNextHop => "no_peer_next_hop", "next-hop MAC of the peer VTEP not yet resolved";
+    BadInnerIpHeader => "bad_inner_ip_header", "routed packet with a malformed IPv4 header";
+    BadInnerChecksum => "bad_inner_checksum", "routed packet with a wrong IPv4 header checksum";
+    TtlExceeded => "ttl_exceeded", "routed packet whose TTL ran out (ICMP time exceeded sent)";
+    NoRoute => "no_route", "no inner route to the destination (ICMP unreachable sent)";
+    NeighborUnresolved => "neighbor_unresolved", "inner next hop MAC unknown (ARP request sent)";
+    TooBig => "too_big", "routed packet larger than the egress MTU (ICMP frag-needed sent when DF)";
+    ToGateway => "to_gateway", "packet for the gateway address that warden does not serve";
+    NotIpv4Routed => "not_ipv4_routed", "non-IPv4 frame sent to the gateway MAC";
+    PoolEmpty => "pool_empty", "no free packet buffer (for a copy or a reply)";
+    TxFull => "tx_full", "transmit ring full";
+    HostStackBusy => "host_stack_busy", "underlay host stack queue full";
+}
+
+/// Counters of one port.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub tx_dropped: Counter,
+    pub rx_kernel_drops: Counter,
+}
+
+/// Counters of one VNI.
+#[derive(Debug, Default)]
+pub struct VniCounters {
+    /// Frames that arrived VXLAN-encapsulated in this VNI.
+    pub rx_decap_packets: Counter,
+    pub rx_decap_bytes: Counter,
+    /// Frames sent VXLAN-encapsulated in this VNI.
+    pub tx_encap_packets: Counter,
+    pub tx_encap_bytes: Counter,
+    /// Frames that entered the VNI from a local access port.
+    pub rx_local_packets: Counter,
+    /// Frames delivered to a local access port of the VNI.
+    pub tx_local_packets: Counter,
+    /// Copies made to replicate broadcast, multicast and unknown unicast.
+    pub flood_copies: Counter,
+    /// Packets routed out of this VNI into another (ingress side).
+    pub routed_out: Counter,
+    /// Packets routed into this VNI (egress side).
+    pub routed_in: Counter,
+    pub macs_learned: Counter,
+}
+
+/// Cycle accounting of one worker, as OVS's pmd-stats-show.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub busy_cycles: Counter,
+    pub idle_cycles: Counter,
+    pub busy_polls: Counter,
+    pub idle_polls: Counter,
+    pub packets: Counter,
+}
+
+/// Everything a running instance counts, shared with the control thread.
+#[derive(Debug)]
+pub struct Counters {
+    pub ports: Vec<PortCounters>,
+    pub vnis: Vec<VniCounters>,
+    pub drops: [Counter; DropReason::COUNT],
+    pub workers: Vec<WorkerCounters>,
+    pub routed_packets: Counter,
+    pub icmp_errors_sent: Counter,
+    pub arp_replies_sent: Counter,
+    pub arp_requests_sent: Counter,
+    pub host_stack_rx: Counter,
+    pub peers: Vec<PeerCounters>,
+    pub fdb_entries: Counter,
+    pub neighbors: Counter,
+}
+
+/// What the worker publishes about each peer VTEP once a second.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    /// Next-hop MAC as 48 bits, plus bit 63 when resolved.
+    pub next_hop: Counter,
+    pub up: Counter,
+    pub probes_sent: Counter,
+    pub replies: Counter,
+    pub rx_packets: Counter,
+    pub tx_packets: Counter,
+}
+
+impl PeerCounters {
+    pub fn next_hop_mac(&self) -> Option<overlay::MacAddr> {
+        let v = self.next_hop.get();
+        if v >> 63 == 0 {
+            return None;
+        }
+        let b = v.to_be_bytes();
+        Some(overlay::MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+    pub fn set_next_hop_mac(&self, mac: Option<overlay::MacAddr>) {
+        let v = match mac {
+            None => 0,
+            Some(m) => {
+                let b = m.0;
+                (1u64 << 63) | u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+            }
+        };
+        self.next_hop.set(v);
+    }
+}
+
+impl Counters {
+    pub fn new(ports: usize, vnis: usize, peers: usize, workers: usize) -> Counters {
+        Counters {
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            vnis: (0..vnis).map(|_| VniCounters::default()).collect(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            workers: (0..workers).map(|_| WorkerCounters::default()).collect(),
+            routed_packets: Counter::default(),
+            icmp_errors_sent: Counter::default(),
+            arp_replies_sent: Counter::default(),
+            arp_requests_sent: Counter::default(),
+            host_stack_rx: Counter::default(),
+            peers: (0..peers).map(|_| PeerCounters::default()).collect(),
+            fdb_entries: Counter::default(),
+            neighbors: Counter::default(),
+        }
+    }
+
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].inc();
+    }
+
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+}
+
+/// Per-worker figures derived for display: cycles per packet as OVS shows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerReport {
+    pub id: usize,
+    pub busy_cycles: u64,
+    pub idle_cycles: u64,
+    pub busy_polls: u64,
+    pub idle_polls: u64,
+    pub packets: u64,
+    /// Busy share of all cycles, percent.
+    pub busy_pct: f64,
+    /// Busy cycles divided by packets: processing cycles per packet.
+    pub cycles_per_packet: f64,
+}
+
+impl WorkerReport {
+    pub fn from_counters(id: usize, w: &WorkerCounters) -> WorkerReport {
+        let busy = w.busy_cycles.get();
+        let idle = w.idle_cycles.get();
+        let packets = w.packets.get();
+        let total = busy + idle;
+        WorkerReport {
+            id,
+            busy_cycles: busy,
+            idle_cycles: idle,
+            busy_polls: w.busy_polls.get(),
+            idle_polls: w.idle_polls.get(),
+            packets,
+            busy_pct: if total == 0 {
+                0.0
+            } else {
+                busy as f64 * 100.0 / total as f64
+            },
+            cycles_per_packet: if packets == 0 {
+                0.0
+            } else {
+                busy as f64 / packets as f64
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reason_names_are_unique_and_index_counters() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        let c = Counters::new(1, 1, 1, 1);
+        c.count_drop(DropReason::HostStackBusy);
+        c.count_drop(DropReason::HostStackBusy);
+        assert_eq!(c.drops[DropReason::HostStackBusy as usize].get(), 2);
+        assert_eq!(c.drops_total(), 2);
+    }
+
+    #[test]
+    fn cycles_per_packet() {
+        let w = WorkerCounters::default();
+        w.busy_cycles.add(1000);
+        w.idle_cycles.add(3000);
+        w.packets.add(10);
+        let r = WorkerReport::from_counters(0, &w);
+        assert_eq!(r.cycles_per_packet, 100.0);
+        assert_eq!(r.busy_pct, 25.0);
+    }
+}

@@ -1,0 +1,200 @@
+//! The forwarding database of the VTEP: (VNI, MAC) -> where the MAC lives.
+//!
+//! Static entries come from config and never age; learned entries are
+//! refreshed by every frame the MAC sends and expire after the VNI's aging
+//! time. The table is sized at start and never grows: when it is full, a new
+//! MAC is not learned (and is counted), so its frames keep being flooded.
+
+use std::collections::HashMap;
+
+use overlay::MacAddr;
+
+/// Where a MAC address lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// Behind a local access port (port index).
+    Port(u16),
+    /// Behind a peer VTEP (peer index).
+    Peer(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    location: Location,
+    /// Seconds (engine clock) when last seen; ignored for static entries.
+    last_seen: u32,
+    is_static: bool,
+}
+
+/// Result of learning one source MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Already known at that location: refreshed.
+    Refreshed,
+    /// New entry, or a move to another location.
+    New,
+    /// A static entry says otherwise: not changed.
+    Static,
+    /// No room left.
+    Full,
+}
+
+/// The FDB of every VNI, keyed by (VNI index, MAC).
+#[derive(Debug)]
+pub struct Fdb {
+    map: HashMap<(u16, MacAddr), Entry>,
+    capacity: usize,
+    /// Aging time in seconds, per VNI index.
+    aging: Vec<u32>,
+}
+
+impl Fdb {
+    /// A table that holds at most `capacity` entries; `aging[v]` is the aging
+    /// time of VNI index `v` in seconds.
+    pub fn new(capacity: usize, aging: Vec<u32>) -> Fdb {
+        Fdb {
+            map: HashMap::with_capacity(capacity),
+            capacity,
+            aging,
+        }
+    }
+
+    pub fn insert_static(&mut self, vni: u16, mac: MacAddr, location: Location) {
+        self.map.insert(
+            (vni, mac),
+            Entry {
+                location,
+                last_seen: 0,
+                is_static: true,
+            },
+        );
+    }
+
+    /// Record that `mac` was seen at `location` in VNI `vni` at time `now` (s).
+    #[inline]
+    pub fn learn(&mut self, vni: u16, mac: MacAddr, location: Location, now: u32) -> Learned {
+        let len = self.map.len();
+        match self.map.get_mut(&(vni, mac)) {
+            Some(e) if e.is_static => Learned::Static,
+            Some(e) => {
+                e.last_seen = now;
+                if e.location == location {
+                    Learned::Refreshed
+                } else {
+                    e.location = location;
+                    Learned::New
+                }
+            }
+            None if len >= self.capacity => Learned::Full,
+            None => {
+                self.map.insert(
+                    (vni, mac),
+                    Entry {
+                        location,
+                        last_seen: now,
+                        is_static: false,
+                    },
+                );
+                Learned::New
+            }
+        }
+    }
+
+    /// Where `mac` lives in `vni`, if known and not expired.
+    #[inline]
+    pub fn lookup(&self, vni: u16, mac: MacAddr, now: u32) -> Option<Location> {
+        let e = self.map.get(&(vni, mac))?;
+        if e.is_static || now.saturating_sub(e.last_seen) < self.aging_of(vni) {
+            Some(e.location)
+        } else {
+            None
+        }
+    }
+
+    fn aging_of(&self, vni: u16) -> u32 {
+        self.aging.get(vni as usize).copied().unwrap_or(300)
+    }
+
+    /// Remove learned entries older than their VNI's aging time. Called from
+    /// the housekeeping tick, not per packet. Returns how many were removed.
+    pub fn expire(&mut self, now: u32) -> usize {
+        let before = self.map.len();
+        let aging = &self.aging;
+        self.map.retain(|(vni, _), e| {
+            e.is_static
+                || now.saturating_sub(e.last_seen)
+                    < aging.get(*vni as usize).copied().unwrap_or(300)
+        });
+        before - self.map.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A snapshot for display: (VNI index, MAC, location, static, age s).
+    pub fn entries(&self, now: u32) -> Vec<(u16, MacAddr, Location, bool, u32)> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|((vni, mac), e)| {
+                (
+                    *vni,
+                    *mac,
+                    e.location,
+                    e.is_static,
+                    now.saturating_sub(e.last_seen),
+                )
+            })
+            .collect();
+        v.sort_by_key(|e| (e.0, e.1));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+
+    #[test]
+    fn learn_lookup_move_and_age() {
+        let mut f = Fdb::new(4, vec![10, 10]);
+        assert_eq!(f.learn(0, A, Location::Port(1), 100), Learned::New);
+        assert_eq!(f.learn(0, A, Location::Port(1), 101), Learned::Refreshed);
+        assert_eq!(f.lookup(0, A, 105), Some(Location::Port(1)));
+        assert_eq!(f.lookup(1, A, 105), None, "VNIs are separate");
+        assert_eq!(
+            f.learn(0, A, Location::Peer(0), 102),
+            Learned::New,
+            "a move"
+        );
+        assert_eq!(f.lookup(0, A, 111), Some(Location::Peer(0)));
+        assert_eq!(f.lookup(0, A, 112), None, "aged out");
+        assert_eq!(f.expire(112), 1);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn static_entries_win_and_never_age() {
+        let mut f = Fdb::new(4, vec![10]);
+        f.insert_static(0, A, Location::Peer(3));
+        assert_eq!(f.learn(0, A, Location::Port(1), 5), Learned::Static);
+        assert_eq!(f.lookup(0, A, 1_000_000), Some(Location::Peer(3)));
+        assert_eq!(f.expire(1_000_000), 0);
+    }
+
+    #[test]
+    fn full_table_refuses_new_macs() {
+        let mut f = Fdb::new(1, vec![10]);
+        assert_eq!(f.learn(0, A, Location::Port(1), 0), Learned::New);
+        let b = MacAddr([2, 0, 0, 0, 0, 0xb]);
+        assert_eq!(f.learn(0, b, Location::Port(1), 0), Learned::Full);
+        assert_eq!(f.lookup(0, b, 0), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! `warden stats`: a snapshot of every counter, as JSON for scripts and as
+//! a table for people. Built on the control thread from the shared
+//! counters; never touches the worker.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::counters::{Counters, DropReason, WorkerReport};
+
+/// Static names the snapshot needs (from the config).
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub instance: String,
+    pub ports: Vec<String>,
+    pub vnis: Vec<u32>,
+    /// (address, optional name) of each peer.
+    pub peers: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortSnap {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VniSnap {
+    pub rx_decap_packets: u64,
+    pub rx_decap_bytes: u64,
+    pub tx_encap_packets: u64,
+    pub tx_encap_bytes: u64,
+    pub rx_local_packets: u64,
+    pub tx_local_packets: u64,
+    pub flood_copies: u64,
+    pub routed_out: u64,
+    pub routed_in: u64,
+    pub macs_learned: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerSnap {
+    pub name: Option<String>,
+    pub next_hop_mac: Option<String>,
+    pub up: bool,
+    pub probes_sent: u64,
+    pub replies: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerSnap {
+    pub id: usize,
+    pub busy_cycles: u64,
+    pub idle_cycles: u64,
+    pub busy_polls: u64,
+    pub idle_polls: u64,
+    pub packets: u64,
+    pub busy_pct: f64,
+    pub cycles_per_packet: f64,
+}
+
+/// Everything `warden stats --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub instance: String,
+    pub uptime_secs: u64,
+    pub tsc_hz: u64,
+    pub ports: BTreeMap<String, PortSnap>,
+    pub vni: BTreeMap<String, VniSnap>,
+    pub peers: BTreeMap<String, PeerSnap>,
+    pub routed_packets: u64,
+    pub icmp_errors_sent: u64,
+    pub arp_replies_sent: u64,
+    pub arp_requests_sent: u64,
+    pub fdb_entries: u64,
+    pub neighbors: u64,
+    pub drops_total: u64,
+    pub drops: BTreeMap<String, u64>,
+    pub workers: Vec<WorkerSnap>,
+}
+
+impl Snapshot {
+    pub fn take(names: &Names, c: &Counters, uptime_secs: u64, tsc_hz: u64) -> Snapshot {
+        let ports = names
+            .ports
+            .iter()
+            .zip(&c.ports)
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    PortSnap {
+                        rx_packets: p.rx_packets.get(),
+                        rx_bytes: p.rx_bytes.get(),
+                        tx_packets: p.tx_packets.get(),
+                        tx_bytes: p.tx_bytes.get(),
+                        tx_dropped: p.tx_dropped.get(),
+                    },
+                )
+            })
+            .collect();
+        let vni = names
+            .vnis
+            .iter()
+            .zip(&c.vnis)
+            .map(|(id, v)| {
+                (
+                    id.to_string(),
+                    VniSnap {
+                        rx_decap_packets: v.rx_decap_packets.get(),
+                        rx_decap_bytes: v.rx_decap_bytes.get(),
+                        tx_encap_packets: v.tx_encap_packets.get(),
+                        tx_encap_bytes: v.tx_encap_bytes.get(),
+                        rx_local_packets: v.rx_local_packets.get(),
+                        tx_local_packets: v.tx_local_packets.get(),
+                        flood_copies: v.flood_copies.get(),
+                        routed_out: v.routed_out.get(),
+                        routed_in: v.routed_in.get(),
+                        macs_learned: v.macs_learned.get(),
+                    },
+                )
+            })
+            .collect();
+        let peers = names
+            .peers
+            .iter()
+            .zip(&c.peers)
+            .map(|((addr, name), p)| {
+                (
+                    addr.clone(),
+                    PeerSnap {
+                        name: name.clone(),
+                        next_hop_mac: p.next_hop_mac().map(|m| m.to_string()),
+                        up: p.up.get() != 0,
+                        probes_sent: p.probes_sent.get(),
+                        replies: p.replies.get(),
+                    },
+                )
+            })
+            .collect();
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), c.drops[*r as usize].get()))
+            .collect();
+        let workers = c
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let r = WorkerReport::from_counters(i, w);
+                WorkerSnap {
+                    id: r.id,
+                    busy_cycles: r.busy_cycles,
+                    idle_cycles: r.idle_cycles,
+                    busy_polls: r.busy_polls,
+                    idle_polls: r.idle_polls,
+                    packets: r.packets,
+                    busy_pct: r.busy_pct,
+                    cycles_per_packet: r.cycles_per_packet,
+                }
+            })
+            .collect();
+        Snapshot {
+            instance: names.instance.clone(),
+            uptime_secs,
+            tsc_hz,
+            ports,
+            vni,
+            peers,
+            routed_packets: c.routed_packets.get(),
+            icmp_errors_sent: c.icmp_errors_sent.get(),
+            arp_replies_sent: c.arp_replies_sent.get(),
+            arp_requests_sent: c.arp_requests_sent.get(),
+            fdb_entries: c.fdb_entries.get(),
+            neighbors: c.neighbors.get(),
+            drops_total: c.drops_total(),
+            drops,
+            workers,
+        }
+    }
+
+    /// The table `warden stats` prints.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "warden {} (up {} s)", self.instance, self.uptime_secs);
+        let _ = writeln!(
+            s,
+            "\nports{:>28}{:>14}{:>12}{:>14}{:>12}",
+            "rx pkts", "rx bytes", "tx pkts", "tx bytes", "tx drop"
+        );
+        for (n, p) in &self.ports {
+            let _ = writeln!(
+                s,
+                "  {:<20}{:>13}{:>14}{:>12}{:>14}{:>12}",
+                n, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nvni{:>22}{:>12}{:>12}{:>12}{:>10}{:>11}{:>11}{:>8}",
+            "decap", "encap", "local rx", "local tx", "flood", "routed out", "routed in", "macs"
+        );
+        for (id, v) in &self.vni {
+            let _ = writeln!(
+                s,
+                "  {:<10}{:>13}{:>12}{:>12}{:>12}{:>10}{:>11}{:>11}{:>8}",
+                id,
+                v.rx_decap_packets,
+                v.tx_encap_packets,
+                v.rx_local_packets,
+                v.tx_local_packets,
+                v.flood_copies,
+                v.routed_out,
+                v.routed_in,
+                v.macs_learned
+            );
+        }
+        let _ = writeln!(s, "\npeers");
+        for (addr, p) in &self.peers {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<12} next hop {:<18} {} (probes {}, replies {})",
+                addr,
+                p.name.as_deref().unwrap_or("-"),
+                p.next_hop_mac.as_deref().unwrap_or("unresolved"),
+                if p.up { "up" } else { "down" },
+                p.probes_sent,
+                p.replies
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nrouted {}  icmp errors {}  arp replies {}  arp requests {}  fdb {}  neighbors {}",
+            self.routed_packets,
+            self.icmp_errors_sent,
+            self.arp_replies_sent,
+            self.arp_requests_sent,
+            self.fdb_entries,
+            self.neighbors
+        );
+        let _ = writeln!(s, "\ndrops (total {})", self.drops_total);
+        for r in DropReason::ALL {
+            let n = self.drops.get(r.name()).copied().unwrap_or(0);
+            if n > 0 {
+                let _ = writeln!(s, "  {:<22}{:>12}  {}", r.name(), n, r.describe());
+            }
+        }
+        let _ = writeln!(s, "\nworkers (tsc {:.2} GHz)", self.tsc_hz as f64 / 1e9);
+        for w in &self.workers {
+            let _ = writeln!(
+                s,
+                "  worker {}: packets {}  busy {:.1}%  processing cycles {}  idle cycles {}  cycles/packet {:.0}",
+                w.id, w.packets, w.busy_pct, w.busy_cycles, w.idle_cycles, w.cycles_per_packet
+            );
+        }
+        s
+    }
+}

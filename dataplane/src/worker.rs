@@ -1,0 +1,60 @@
+//! The poll loop of one worker (DPDK l3fwd's main loop in spirit): poll
+//! every port, account the cycles as busy or idle, do housekeeping, and
+//! back off when idle so a lab machine is not pinned at 100%.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::counters::WorkerCounters;
+use crate::engine::Engine;
+use crate::port::sys;
+
+/// Empty polls in a row before the worker starts sleeping in poll().
+const SPIN_POLLS: u32 = 2048;
+/// Longest wait in one idle poll(), in milliseconds.
+const MAX_IDLE_WAIT_MS: i32 = 1;
+
+/// Run `engine` until `quit` is set.
+pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool) {
+    let counters = engine.counters().clone();
+    let wc: &WorkerCounters = &counters.workers[worker];
+    let fds = engine.port_fds();
+    let mut empty_polls = 0u32;
+    let mut t0 = sys::tsc();
+    while !quit.load(Ordering::Relaxed) {
+        let n = engine.poll();
+        engine.housekeeping();
+        let t1 = sys::tsc();
+        let spent = t1.wrapping_sub(t0);
+        t0 = t1;
+        if n > 0 {
+            wc.busy_cycles.add(spent);
+            wc.busy_polls.inc();
+            wc.packets.add(n as u64);
+            empty_polls = 0;
+        } else {
+            wc.idle_cycles.add(spent);
+            wc.idle_polls.inc();
+            empty_polls = empty_polls.saturating_add(1);
+            if empty_polls > SPIN_POLLS {
+                // Sleeping is idle time; it is charged to idle on the next round.
+                let _ = sys::poll_fds(&fds, MAX_IDLE_WAIT_MS);
+            }
+        }
+    }
+    engine.flush();
+}
+
+/// Process at most `max_polls` rounds (a bounded single-step API for tests
+/// and benches, like smoltcp's `poll_ingress_single`). Returns packets moved.
+pub fn step(engine: &mut Engine, max_polls: usize) -> usize {
+    let mut moved = 0;
+    for _ in 0..max_polls {
+        let n = engine.poll();
+        engine.housekeeping();
+        if n == 0 {
+            break;
+        }
+        moved += n;
+    }
+    moved
+}
