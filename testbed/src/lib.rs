@@ -13,4 +13,5 @@ pub mod process;
 pub mod report;
 pub mod state;
 mod sys;
+pub use sys::Signal;
 pub mod tcp;

@@ -277,6 +277,8 @@ impl VxlanSpec {
             "link",
             "add",
             &self.name,
+            "mtu",
+            &self.mtu.to_string(),
             "type",
             "vxlan",
             "id",

@@ -294,3 +294,106 @@ fn prefix_in_use_is_refused() {
     assert!(state_dirs_with(&p).is_empty());
     ns.cleanup().unwrap();
 }
+
+fn fake_warden() -> String {
+    fixture("fake-warden.sh").to_str().unwrap().to_string()
+}
+
+fn warden_pid(prefix: &str) -> u32 {
+    let st = load_state(prefix);
+    st.processes
+        .iter()
+        .find(|p| p.what == "warden gw")
+        .map(|p| p.pid.pid)
+        .expect("warden recorded")
+}
+
+#[test]
+fn warden_runs_in_its_namespace_and_stats_checks_read_it() {
+    if !can_run() {
+        return;
+    }
+    let p = prefix("g");
+    let _cleanup = Cleanup(p.clone());
+    let file = fixture("fake-warden.toml");
+    let out = lab(&[
+        "run",
+        "--prefix",
+        &p,
+        "--warden",
+        &fake_warden(),
+        file.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("... ok (0.0 s, routed_packets = 7, vni.300.rx_decap_packets = 3, drops.not_a_peer = 0)"),
+        "{all}"
+    );
+    assert!(all.contains("routed_packets > 100: value is 7"), "{all}");
+    // The log tail of a failed run shows where the warden ran.
+    assert!(all.contains(&format!("in netns {p}-gw")), "{all}");
+    assert!(all.contains("1 passed, 1 failed"), "{all}");
+    assert_gone(&p);
+}
+
+#[test]
+fn warden_that_exits_fails_up_with_its_log_and_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let p = prefix("h");
+    let _cleanup = Cleanup(p.clone());
+    let file = fixture("fake-warden.toml");
+    let out = Command::new(BIN)
+        .args(["up", "--prefix", &p, "--warden", &fake_warden()])
+        .arg(&file)
+        .env("FAKE_WARDEN_MODE", "crash")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("warden gw did not become ready: it exited"),
+        "{all}"
+    );
+    assert!(all.contains("cannot open port uplink: boom"), "{all}");
+    assert_gone(&p);
+}
+
+#[test]
+fn down_after_kill_9_of_a_warden_removes_everything() {
+    if !can_run() {
+        return;
+    }
+    let p = prefix("i");
+    let _cleanup = Cleanup(p.clone());
+    let file = fixture("fake-warden.toml");
+    let out = lab(&[
+        "up",
+        "--prefix",
+        &p,
+        "--warden",
+        &fake_warden(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = warden_pid(&p);
+    assert!(alive(pid));
+    assert!(netns::netns_pids(&format!("{p}-gw"))
+        .unwrap()
+        .contains(&pid));
+    testbed::process::Pid::current(pid)
+        .unwrap()
+        .signal(testbed::Signal::Kill);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid));
+    assert!(netns::link_exists(&format!("{p}-w1"), "wl0"));
+    let out = lab(&["down", "--prefix", &p]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_gone(&p);
+}
