@@ -140,9 +140,21 @@ pub fn netns_exists(name: &str) -> bool {
     PathBuf::from(NETNS_DIR).join(name).exists()
 }
 
-/// Creates namespace `name` and brings its loopback up.
+/// Creates namespace `name`, with IPv6 off and its loopback up.
+///
+/// Lab traffic is IPv4; without IPv6, links carry no router solicitations,
+/// MLD reports or DAD probes that would show up as flooded BUM traffic in
+/// warden's counters.
 pub fn add_netns(name: &str) -> Result<(), CmdError> {
     ip(["netns", "add", name])?;
+    let mut cmd = exec_in(name, "sh");
+    cmd.args([
+        "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+    ]);
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        run(&mut cmd)?;
+    }
     ip_in(name, ["link", "set", "lo", "up"])?;
     Ok(())
 }
@@ -536,6 +548,9 @@ mod tests {
         {
             let mut a = NetNs::create(&a_name).unwrap();
             let b = NetNs::create(&b_name).unwrap();
+            let mut v6 = b.exec("cat");
+            v6.arg("/proc/sys/net/ipv6/conf/all/disable_ipv6");
+            assert_eq!(run(&mut v6).unwrap().trim(), "1");
             a.add_veth_to("v0", &b, "v1").unwrap();
             a.add_tap("tp0", Some("10.77.0.1/24"), Some(1400)).unwrap();
             assert!(link_exists(&a_name, "v0"));
