@@ -82,25 +82,29 @@ pub fn engine() -> (Engine, MemoryPort) {
 /// Answer the ARP requests the host stack sends for each peer, until every
 /// peer has a next-hop MAC.
 fn resolve_peers(engine: &mut Engine, wire: &MemoryPort) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         engine.force_housekeeping();
         let mut requests = Vec::new();
-        wire.drain(|f| {
+        wire.recv_all(|f| {
             if let Some(ip) = arp_request_target(f) {
                 requests.push(ip);
             }
         });
         for ip in requests {
-            wire.inject(&arp_reply(ip));
+            wire.send(&arp_reply(ip));
         }
         engine.poll();
         if engine.peers().iter().all(|p| p.template.is_some()) {
-            wire.drain(|_| {});
+            wire.recv_all(|_| {});
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    panic!("bench fixture: peers did not resolve");
+    panic!(
+        "bench fixture: peers did not resolve: {:?} {:?}",
+        engine.host(),
+        engine.counters()
+    );
 }
 
 fn arp_request_target(f: &[u8]) -> Option<Ipv4Addr> {
@@ -108,7 +112,8 @@ fn arp_request_target(f: &[u8]) -> Option<Ipv4Addr> {
     if eth.ethertype() != overlay::EtherType::ARP {
         return None;
     }
-    let a = overlay::arp::Repr::parse(&overlay::arp::Packet::new_checked(eth.payload()).ok()?).ok()?;
+    let a =
+        overlay::arp::Repr::parse(&overlay::arp::Packet::new_checked(eth.payload()).ok()?).ok()?;
     (a.operation == overlay::arp::Operation::REQUEST).then_some(a.target_protocol_addr)
 }
 
@@ -131,7 +136,13 @@ fn arp_reply(from: Ipv4Addr) -> Vec<u8> {
 }
 
 /// A 64-byte inner frame (60 without FCS): Ethernet/IPv4/UDP.
-pub fn inner_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
+pub fn inner_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     f[0..6].copy_from_slice(&dst_mac.0);
     f[6..12].copy_from_slice(&src_mac.0);
@@ -159,12 +170,12 @@ pub fn vxlan_frame(src: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
         src_ip: src,
         dst_ip: Ipv4Addr::new(10, 0, 0, 1),
         vni: Vni::new(vni).expect("valid VNI"),
-        udp_dst_port: 4789,
+        dst_port: 4789,
         ttl: 64,
         gbp: None,
     });
     let mut f = vec![0u8; overlay::OUTER_LEN + inner.len()];
-    t.write(&mut f[..overlay::OUTER_LEN], inner.len(), 50000)
+    t.write_into(&mut f, inner.len(), 50000)
         .expect("50-byte header");
     f[overlay::OUTER_LEN..].copy_from_slice(inner);
     f

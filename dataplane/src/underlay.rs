@@ -26,8 +26,10 @@ use smoltcp::wire::{
     IpAddress, IpCidr, IpProtocol, Ipv4Packet,
 };
 
-/// ICMP identifier of warden's peer probes ("wd").
-const PROBE_IDENT: u16 = 0x7764;
+/// ICMP identifier of warden's probes to peer `i` ("wd" + index).
+fn probe_ident(i: usize) -> u16 {
+    0x7764u16.wrapping_add(i as u16)
+}
 /// Frames held for or from smoltcp at most; more are dropped (and counted).
 const QUEUE_DEPTH: usize = 64;
 /// Probe period while a peer's next hop is unknown, and once it is known.
@@ -41,6 +43,9 @@ const FRAME_CAP: usize = 2048;
 #[derive(Debug, Clone)]
 pub struct PeerState {
     pub address: Ipv4Addr,
+    /// This peer's probe socket: one each, because smoltcp waits for one
+    /// neighbor at a time per socket.
+    socket: SocketHandle,
     /// Destination MAC for outer headers toward this peer (next hop).
     pub next_hop_mac: Option<MacAddr>,
     pub probes_sent: u64,
@@ -150,7 +155,6 @@ pub struct HostStack {
     iface: Interface,
     device: QueueDevice,
     sockets: SocketSet<'static>,
-    probe: SocketHandle,
     peers: Vec<PeerState>,
     epoch: StdInstant,
     seq: u16,
@@ -198,29 +202,32 @@ impl HostStack {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let mut socket = icmp::Socket::new(
-            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 16], vec![0; 2048]),
-            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 16], vec![0; 2048]),
-        );
-        // Binding a fresh socket to a non-zero ident cannot fail.
-        let _ = socket.bind(icmp::Endpoint::Ident(PROBE_IDENT));
-        let probe = sockets.add(socket);
-        HostStack {
-            iface,
-            device,
-            sockets,
-            probe,
-            peers: peers
-                .iter()
-                .map(|&address| PeerState {
+        let peers = peers
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| {
+                let mut socket = icmp::Socket::new(
+                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 256]),
+                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 256]),
+                );
+                // Binding a fresh socket to an ident cannot fail.
+                let _ = socket.bind(icmp::Endpoint::Ident(probe_ident(i)));
+                PeerState {
                     address,
+                    socket: sockets.add(socket),
                     next_hop_mac: None,
                     probes_sent: 0,
                     replies: 0,
                     last_probe: None,
                     last_reply: None,
-                })
-                .collect(),
+                }
+            })
+            .collect();
+        HostStack {
+            iface,
+            device,
+            sockets,
+            peers,
             epoch,
             seq: 0,
             queue_drops: 0,
@@ -281,15 +288,17 @@ impl HostStack {
             if !self.probe_due(&self.peers[i], now) {
                 continue;
             }
-            let socket = self.sockets.get_mut::<icmp::Socket>(self.probe);
+            let socket = self.sockets.get_mut::<icmp::Socket>(self.peers[i].socket);
             if !socket.can_send() {
-                break;
+                // Still waiting for ARP; smoltcp retries by itself.
+                self.peers[i].last_probe = Some(now);
+                continue;
             }
             self.seq = self.seq.wrapping_add(1);
             let stamp = now.saturating_duration_since(self.epoch).as_micros() as u64;
             let payload = stamp.to_be_bytes();
             let repr = Icmpv4Repr::EchoRequest {
-                ident: PROBE_IDENT,
+                ident: probe_ident(i),
                 seq_no: self.seq,
                 data: &payload,
             };
@@ -304,17 +313,15 @@ impl HostStack {
     }
 
     fn collect_replies(&mut self, now: StdInstant) {
-        let socket = self.sockets.get_mut::<icmp::Socket>(self.probe);
-        while let Ok((payload, from)) = socket.recv() {
-            let IpAddress::Ipv4(from) = from;
-            let is_reply = Icmpv4Packet::new_checked(payload)
-                .ok()
-                .and_then(|p| Icmpv4Repr::parse(&p, &ChecksumCapabilities::ignored()).ok())
-                .is_some_and(
-                    |r| matches!(r, Icmpv4Repr::EchoReply { ident, .. } if ident == PROBE_IDENT),
-                );
-            if let Some(p) = self.peers.iter_mut().find(|p| p.address == from) {
-                if is_reply {
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            let socket = self.sockets.get_mut::<icmp::Socket>(p.socket);
+            while let Ok((payload, from)) = socket.recv() {
+                let IpAddress::Ipv4(from) = from;
+                let is_reply = Icmpv4Packet::new_checked(payload)
+                    .ok()
+                    .and_then(|pkt| Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::ignored()).ok())
+                    .is_some_and(|r| matches!(r, Icmpv4Repr::EchoReply { ident, .. } if ident == probe_ident(i)));
+                if is_reply && from == p.address {
                     p.replies += 1;
                     p.last_reply = Some(now);
                 }
@@ -364,8 +371,8 @@ fn probe_destination(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
         return None;
     }
     let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
-    let is_probe = icmp.msg_type() == smoltcp::wire::Icmpv4Message::EchoRequest
-        && icmp.echo_ident() == PROBE_IDENT;
+    // smoltcp itself only answers echo; every request it emits is a probe.
+    let is_probe = icmp.msg_type() == smoltcp::wire::Icmpv4Message::EchoRequest;
     is_probe.then(|| (MacAddr(eth.dst_addr().0), ip.dst_addr()))
 }
 

@@ -129,6 +129,23 @@ impl MemoryPort {
         n
     }
 
+    /// Transmits `frame` from this end without a pool, as a test or bench
+    /// driver does: the other end receives it. False when the ring is full.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        self.tx.borrow_mut().push(frame)
+    }
+
+    /// Takes every frame the other end transmitted that this end has not
+    /// received yet, oldest first, and returns how many.
+    pub fn recv_all(&self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut ring = self.rx.borrow_mut();
+        let mut n = 0;
+        while ring.pop_with(&mut f).is_some() {
+            n += 1;
+        }
+        n
+    }
+
     /// Frames waiting to be received by this end.
     pub fn rx_pending(&self) -> usize {
         self.rx.borrow().len
