@@ -478,7 +478,18 @@ impl RunningLab {
                 Err(format!("no control socket {}", socket.display()))
             };
             match answer {
-                Ok(_) => break,
+                // Ready once every peer VTEP's next hop is resolved, so the
+                // first checks do not race warden's underlay ARP.
+                Ok(stats) if peers_resolved(&stats) => break,
+                Ok(stats) if Instant::now() >= deadline => {
+                    eprintln!(
+                        "warning: warden {name}: peers still unresolved after {} s: {}",
+                        opts.ready_timeout.as_secs(),
+                        unresolved_peers(&stats).join(", ")
+                    );
+                    break;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(100)),
                 Err(why) if Instant::now() >= deadline => {
                     self.wardens.push(child);
                     return Err(not_ready(format!(
@@ -899,4 +910,23 @@ mod tests {
             .any(|c| matches!(c, LabCheck::Stats { .. })));
         assert!(lab.checks.iter().any(|c| matches!(c, LabCheck::Tcp { .. })));
     }
+}
+
+/// Peers in a `warden stats --json` answer whose next-hop MAC is unknown.
+fn unresolved_peers(stats: &serde_json::Value) -> Vec<String> {
+    stats
+        .get("peers")
+        .and_then(|p| p.as_object())
+        .map(|peers| {
+            peers
+                .iter()
+                .filter(|(_, p)| p.get("next_hop_mac").is_none_or(|m| m.is_null()))
+                .map(|(addr, _)| addr.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn peers_resolved(stats: &serde_json::Value) -> bool {
+    unresolved_peers(stats).is_empty()
 }

@@ -401,15 +401,12 @@ fn down_after_kill_9_of_a_warden_removes_everything() {
 /// The warden binary built next to warden-lab (scripts/test builds both).
 fn real_warden() -> Option<PathBuf> {
     let warden = Path::new(BIN).with_file_name("warden");
-    if warden.is_file() {
-        Some(warden)
-    } else {
-        eprintln!(
-            "skipped: no {} (cargo build -p dataplane --bins first)",
-            warden.display()
-        );
-        None
-    }
+    assert!(
+        warden.is_file(),
+        "no {}: build it first (`cargo build --release -p dataplane --bins`, as scripts/test does)",
+        warden.display()
+    );
+    Some(warden)
 }
 
 fn run_example(name: &str, tag: &str) {
@@ -443,13 +440,7 @@ fn example_node_lab_passes_with_warden() {
     run_example("node.toml", "n");
 }
 
-// Ignored until warden forwards the first packets to a new inner neighbor:
-// today it drops them (`drops.neighbor_unresolved`; its first inner ARP
-// request toward b1 is itself dropped as `no_peer_next_hop`), so the first
-// ~2 s of a1 -> b1 are lost and `ping -c 3 -i 0.2` gets no reply.
-// Run it with `cargo test --release -p testbed -- --ignored`.
 #[test]
-#[ignore = "warden drops packets while resolving a new inner neighbor (~2 s)"]
 fn example_gateway_lab_passes_with_warden() {
     run_example("gateway.toml", "w");
 }

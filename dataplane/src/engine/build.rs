@@ -118,5 +118,6 @@ pub(super) fn build(
         last_housekeeping: now,
         last_second: 0,
         host_due: true,
+        expired: Vec::with_capacity(16),
     }
 }

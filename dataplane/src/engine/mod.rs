@@ -65,6 +65,8 @@ pub struct Engine {
     last_second: u32,
     /// The host stack has frames to process.
     host_due: bool,
+    /// Scratch list for parked packets that expired (kept to not allocate).
+    expired: Vec<Buf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -203,7 +205,12 @@ impl Engine {
         if self.now_s != self.last_second {
             self.last_second = self.now_s;
             self.fdb.expire(self.now_s);
-            self.router.tick(self.now_s);
+            let mut expired = std::mem::take(&mut self.expired);
+            self.router.tick(self.now_s, &mut expired);
+            for buf in expired.drain(..) {
+                self.drop_packet(buf, DropReason::NeighborUnresolved);
+            }
+            self.expired = expired;
             self.publish(now);
         }
         self.flush();

@@ -24,6 +24,19 @@ const NEIGHBOR_CAPACITY: usize = 16384;
 const NEIGHBOR_AGING: u32 = 300;
 /// ICMP errors per second, as a router rate-limits them.
 const ICMP_ERRORS_PER_SEC: u32 = 200;
+/// Packets held while their next hop is being resolved (as Linux queues a
+/// few per neighbor); they wait at most one housekeeping second.
+const PARK_SLOTS: usize = 16;
+
+/// A routed packet waiting for its next hop's MAC.
+#[derive(Debug)]
+struct Parked {
+    in_vni: u16,
+    out_vni: u16,
+    next_hop: Ipv4Addr,
+    since: u32,
+    buf: Buf,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Neighbor {
@@ -48,6 +61,7 @@ pub struct Router {
     /// Last ARP request time (s) per (VNI, target).
     arp_sent: HashMap<(u16, Ipv4Addr), u32>,
     icmp_tokens: u32,
+    parked: Vec<Parked>,
     /// Largest inner frame (Ethernet header included) a VNI can carry.
     max_frame: usize,
 }
@@ -92,12 +106,22 @@ impl Router {
             routes,
             arp_sent: HashMap::with_capacity(1024),
             icmp_tokens: ICMP_ERRORS_PER_SEC,
+            parked: Vec::with_capacity(PARK_SLOTS),
             max_frame,
         }
     }
 
-    /// Once a second: refill the ICMP budget, age neighbors.
-    pub fn tick(&mut self, now: u32) {
+    /// Once a second: refill the ICMP budget, age neighbors. Returns the
+    /// parked packets whose next hop never answered, to drop.
+    pub fn tick(&mut self, now: u32, expired: &mut Vec<Buf>) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if now.saturating_sub(self.parked[i].since) >= 1 {
+                expired.push(self.parked.swap_remove(i).buf);
+            } else {
+                i += 1;
+            }
+        }
         self.icmp_tokens = ICMP_ERRORS_PER_SEC;
         self.neighbors
             .retain(|_, n| n.is_static || now.saturating_sub(n.last_seen) < NEIGHBOR_AGING);
@@ -108,9 +132,10 @@ impl Router {
         self.neighbors.len()
     }
 
-    fn learn(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) {
+    /// Record `ip` at `mac` in `vni`; true when packets are parked for it.
+    fn learn(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) -> bool {
         if !mac.is_unicast() {
-            return;
+            return false;
         }
         let len = self.neighbors.len();
         match self.neighbors.get_mut(&(vni, ip)) {
@@ -131,6 +156,9 @@ impl Router {
             }
             None => {}
         }
+        self.parked
+            .iter()
+            .any(|p| p.out_vni == vni && p.next_hop == ip)
     }
 
     fn lookup_route(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
@@ -145,16 +173,21 @@ impl Router {
     }
 
     /// Learn the sender of an ARP frame switched in `vni` when it sits in
-    /// the VNI's gateway subnet.
-    pub fn glean_arp(&mut self, vni: u16, frame: &[u8], vnis: &[VniRt], now: u32) {
-        let Some((cidr, _)) = vnis.get(vni as usize).and_then(|v| v.gateway) else {
-            return;
-        };
-        if let Some(a) = parse_arp(frame) {
-            if cidr.contains(a.source_protocol_addr) && a.source_protocol_addr != cidr.address() {
-                self.learn(vni, a.source_protocol_addr, a.source_hardware_addr, now);
-            }
-        }
+    /// the VNI's gateway subnet. Returns the address when packets wait for it.
+    pub fn glean_arp(
+        &mut self,
+        vni: u16,
+        frame: &[u8],
+        vnis: &[VniRt],
+        now: u32,
+    ) -> Option<Ipv4Addr> {
+        let (cidr, _) = vnis.get(vni as usize).and_then(|v| v.gateway)?;
+        let a = parse_arp(frame)?;
+        let ip = a.source_protocol_addr;
+        (cidr.contains(ip)
+            && ip != cidr.address()
+            && self.learn(vni, ip, a.source_hardware_addr, now))
+        .then_some(ip)
     }
 
     fn take_icmp_token(&mut self) -> bool {
@@ -221,8 +254,11 @@ impl Engine {
         let dont_frag = ip.dont_frag();
         // Ethernet padding beyond the IP packet is not forwarded.
         buf.set_len(ethernet::HEADER_LEN + total);
-        if gw_cidr.contains(src) && src != gw_cidr.address() {
-            self.router.learn(vni, src, src_mac, self.now_s);
+        if gw_cidr.contains(src)
+            && src != gw_cidr.address()
+            && self.router.learn(vni, src, src_mac, self.now_s)
+        {
+            self.release_parked(vni, src);
         }
         if self
             .vnis
@@ -246,10 +282,29 @@ impl Engine {
             }
             return self.drop_packet(buf, DropReason::TooBig);
         }
-        let Some(dst_mac) = self.router.neighbor(out_vni, next_hop) else {
-            self.arp_request(out_vni, next_hop);
-            return self.drop_packet(buf, DropReason::NeighborUnresolved);
-        };
+        let _ = from;
+        match self.router.neighbor(out_vni, next_hop) {
+            Some(dst_mac) => self.forward_routed(vni, out_vni, dst_mac, buf),
+            None => {
+                self.arp_request(out_vni, next_hop);
+                if self.router.parked.len() < PARK_SLOTS {
+                    let since = self.now_s;
+                    self.router.parked.push(Parked {
+                        in_vni: vni,
+                        out_vni,
+                        next_hop,
+                        since,
+                        buf,
+                    });
+                } else {
+                    self.drop_packet(buf, DropReason::NeighborUnresolved);
+                }
+            }
+        }
+    }
+
+    /// Rewrite a routed packet for its next hop and switch it in `out_vni`.
+    fn forward_routed(&mut self, in_vni: u16, out_vni: u16, dst_mac: MacAddr, mut buf: Buf) {
         let Some((_, out_mac)) = self.vnis[out_vni as usize].gateway else {
             return self.drop_packet(buf, DropReason::NoRoute);
         };
@@ -261,11 +316,27 @@ impl Engine {
             let mut ip = ipv4::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
             ip.decrement_ttl();
         }
-        let _ = from;
         self.counters.routed_packets.inc();
-        self.counters.vnis[vni as usize].routed_out.inc();
+        self.counters.vnis[in_vni as usize].routed_out.inc();
         self.counters.vnis[out_vni as usize].routed_in.inc();
         self.switch(out_vni, buf, From::Router);
+    }
+
+    /// Send the packets that waited for `ip` in `vni`, now that it is known.
+    pub(super) fn release_parked(&mut self, vni: u16, ip: Ipv4Addr) {
+        let Some(mac) = self.router.neighbor(vni, ip) else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.router.parked.len() {
+            let p = &self.router.parked[i];
+            if p.out_vni == vni && p.next_hop == ip {
+                let p = self.router.parked.swap_remove(i);
+                self.forward_routed(p.in_vni, p.out_vni, mac, p.buf);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// ARP to the gateway: answer requests for its address, learn replies.
