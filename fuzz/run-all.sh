@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Run every fuzz target for SECONDS each (default 20) on stable with no
-# sanitizer, starting from the committed seeds. Seeds are copied into a
-# scratch corpus under fuzz/corpus/<target> (gitignored) where libFuzzer
-# writes what it finds; fuzz/seeds/<target> is passed too, read only.
-# Stops at the first crash; the reproducer is in fuzz/artifacts/<target>/.
+# sanitizer (-s none) but with debug assertions and overflow checks (-a).
+# The committed seeds are copied into a scratch corpus, fuzz/corpus/<target>
+# (gitignored), where libFuzzer writes what it finds; fuzz/seeds/<target> is
+# passed too, read only. Stops at the first crash; the reproducer is left in
+# fuzz/artifacts/<target>/. Regenerate seeds with fuzz/make-seeds.py.
 set -euo pipefail
 
 secs="${1:-20}"
 cd "$(dirname "$0")"
 
-cargo fuzz build -s none
+cargo fuzz build -s none -a
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
@@ -20,7 +21,7 @@ for t in $(cargo fuzz list); do
     fi
     echo "== $t (${secs}s)"
     status=0
-    cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \
+    cargo fuzz run -s none -a "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || status=$?
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' "$log" || true
     if [ "$status" -ne 0 ]; then

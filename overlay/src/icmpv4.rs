@@ -2,7 +2,10 @@
 //! next-hop MTU), time exceeded.
 
 use crate::checksum;
+use crate::ip::IpProtocol;
+use crate::ipv4;
 use crate::{be16, put16, Error, Result};
+use std::net::Ipv4Addr;
 
 /// An ICMPv4 message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -302,6 +305,36 @@ impl<'a> Repr<'a> {
     }
 }
 
+impl Repr<'_> {
+    /// Write a whole IPv4 packet carrying this message into `buf`: a
+    /// 20-byte header (DF set, ident 0: atomic, RFC 6864) then the message.
+    /// Returns the packet length. For the gateway's echo replies and errors.
+    pub fn emit_ipv4(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ttl: u8,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let ip = ipv4::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: IpProtocol::ICMP,
+            payload_len: self.buffer_len(),
+            ttl,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: true,
+        };
+        let total = ip.buffer_len() + ip.payload_len;
+        let out = buf.get_mut(..total).ok_or(Error::Truncated)?;
+        let (hdr, msg) = out.split_at_mut(ip.buffer_len());
+        ip.emit(&mut ipv4::Packet::new_unchecked(hdr))?;
+        self.emit(&mut Packet::new_unchecked(msg))?;
+        Ok(total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +405,33 @@ mod tests {
             te
         );
         assert!(Message::TIME_EXCEEDED.is_error() && !Message::ECHO_REPLY.is_error());
+    }
+
+    #[test]
+    fn whole_ipv4_error_packet() {
+        let offending = [0x45u8; 40];
+        let r = Repr::TimeExceeded {
+            code: TimeExceeded::TTL_EXPIRED,
+            data: error_quote(&offending),
+        };
+        let mut buf = [0u8; 100];
+        let gw = Ipv4Addr::new(10, 1, 0, 1);
+        let to = Ipv4Addr::new(10, 1, 0, 11);
+        let n = r.emit_ipv4(gw, to, 64, &mut buf).unwrap();
+        assert_eq!(n, 20 + 8 + 40);
+        let ip = ipv4::Packet::new_checked(&buf[..n]).unwrap();
+        assert!(ip.verify_checksum() && ip.dont_frag());
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+            (gw, to, IpProtocol::ICMP)
+        );
+        let icmp = Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(Repr::parse(&icmp).unwrap(), r);
+        assert_eq!(
+            r.emit_ipv4(gw, to, 64, &mut buf[..67]),
+            Err(Error::Truncated)
+        );
     }
 
     #[test]
