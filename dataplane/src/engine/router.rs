@@ -8,11 +8,11 @@
 //! ARP request into the egress VNI (at most one per target per second) and
 //! drops the packet, counted. Static neighbors come from config.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use config::WardenConfig;
 use overlay::{arp, checksum, ethernet, icmpv4, ipv4, EtherType, IpProtocol, Ipv4Cidr, MacAddr};
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{Engine, From, VniRt};
 use crate::buffer::Buf;
@@ -88,7 +88,8 @@ impl Router {
             })
         }));
         routes.sort_by(|a, b| b.destination.prefix_len().cmp(&a.destination.prefix_len()));
-        let mut neighbors = HashMap::with_capacity(NEIGHBOR_CAPACITY);
+        let mut neighbors =
+            HashMap::with_capacity_and_hasher(NEIGHBOR_CAPACITY, Default::default());
         for n in &cfg.neighbors {
             if let Some(v) = index(n.vni) {
                 neighbors.insert(
@@ -104,7 +105,7 @@ impl Router {
         Router {
             neighbors,
             routes,
-            arp_sent: HashMap::with_capacity(1024),
+            arp_sent: HashMap::with_capacity_and_hasher(1024, Default::default()),
             icmp_tokens: ICMP_ERRORS_PER_SEC,
             parked: Vec::with_capacity(PARK_SLOTS),
             max_frame,
