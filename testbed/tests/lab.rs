@@ -369,13 +369,14 @@ fn down_after_kill_9_of_a_warden_removes_everything() {
     }
     let p = prefix("i");
     let _cleanup = Cleanup(p.clone());
-    let file = fixture("fake-warden.toml");
+    let warden = real_warden();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml");
     let out = lab(&[
         "up",
         "--prefix",
         &p,
         "--warden",
-        &fake_warden(),
+        warden.to_str().unwrap(),
         file.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -396,26 +397,27 @@ fn down_after_kill_9_of_a_warden_removes_everything() {
     let out = lab(&["down", "--prefix", &p]);
     assert!(out.status.success(), "{}", text(&out));
     assert_gone(&p);
+    // Nothing in the root namespace carries the prefix either.
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&p));
 }
 
 /// The warden binary built next to warden-lab (scripts/test builds both).
-fn real_warden() -> Option<PathBuf> {
+fn real_warden() -> PathBuf {
     let warden = Path::new(BIN).with_file_name("warden");
     assert!(
         warden.is_file(),
         "no {}: build it first (`cargo build --release -p dataplane --bins`, as scripts/test does)",
         warden.display()
     );
-    Some(warden)
+    warden
 }
 
 fn run_example(name: &str, tag: &str) {
     if !can_run() {
         return;
     }
-    let Some(warden) = real_warden() else {
-        return;
-    };
+    let warden = real_warden();
     let p = prefix(tag);
     let _cleanup = Cleanup(p.clone());
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
