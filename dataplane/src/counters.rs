@@ -96,6 +96,8 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
     pub tx_dropped: Counter,
     pub rx_kernel_drops: Counter,
+    /// Receive calls that failed (the port stays up and is polled again).
+    pub rx_errors: Counter,
 }
 
 /// Counters of one VNI.

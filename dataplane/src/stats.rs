@@ -26,6 +26,7 @@ pub struct PortSnap {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub tx_dropped: u64,
+    pub rx_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +99,7 @@ impl Snapshot {
                         tx_packets: p.tx_packets.get(),
                         tx_bytes: p.tx_bytes.get(),
                         tx_dropped: p.tx_dropped.get(),
+                        rx_errors: p.rx_errors.get(),
                     },
                 )
             })

@@ -824,6 +824,25 @@ pub fn down(selector: &Selector) -> Result<Vec<String>, LabError> {
     Ok(removed)
 }
 
+/// Peers in a `warden stats --json` answer whose next-hop MAC is unknown.
+fn unresolved_peers(stats: &serde_json::Value) -> Vec<String> {
+    stats
+        .get("peers")
+        .and_then(|p| p.as_object())
+        .map(|peers| {
+            peers
+                .iter()
+                .filter(|(_, p)| p.get("next_hop_mac").is_none_or(|m| m.is_null()))
+                .map(|(addr, _)| addr.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn peers_resolved(stats: &serde_json::Value) -> bool {
+    unresolved_peers(stats).is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -910,23 +929,4 @@ mod tests {
             .any(|c| matches!(c, LabCheck::Stats { .. })));
         assert!(lab.checks.iter().any(|c| matches!(c, LabCheck::Tcp { .. })));
     }
-}
-
-/// Peers in a `warden stats --json` answer whose next-hop MAC is unknown.
-fn unresolved_peers(stats: &serde_json::Value) -> Vec<String> {
-    stats
-        .get("peers")
-        .and_then(|p| p.as_object())
-        .map(|peers| {
-            peers
-                .iter()
-                .filter(|(_, p)| p.get("next_hop_mac").is_none_or(|m| m.is_null()))
-                .map(|(addr, _)| addr.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn peers_resolved(stats: &serde_json::Value) -> bool {
-    unresolved_peers(stats).is_empty()
 }

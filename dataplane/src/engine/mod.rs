@@ -39,6 +39,17 @@ pub enum From {
     Router,
 }
 
+impl From {
+    /// Where a frame from here is learned in the FDB; None for the router.
+    fn location(self) -> Option<Location> {
+        match self {
+            From::Port(p) => Some(Location::Port(p)),
+            From::Peer(r) => Some(Location::Peer(r)),
+            From::Router => None,
+        }
+    }
+}
+
 /// One worker's pipeline and everything it owns.
 pub struct Engine {
     ports: Vec<Box<dyn Port>>,
@@ -127,7 +138,11 @@ impl Engine {
         let mut rx = std::mem::take(&mut self.rx);
         let n = match self.ports[p as usize].rx_burst(&mut self.pool, &mut rx) {
             Ok(n) => n,
-            Err(_) => 0,
+            Err(_) => {
+                // The port stays configured; a later poll may succeed.
+                self.counters.ports[p as usize].rx_errors.inc();
+                0
+            }
         };
         if n == 0 {
             self.rx = rx;
@@ -284,7 +299,7 @@ impl Engine {
             return self.drop_packet(buf, DropReason::UnderlayNotForUs);
         }
         match eth.ethertype() {
-            overlay::EtherType::ARP => self.to_host(buf),
+            overlay::EtherType::ARP => self.punt_to_host(buf),
             overlay::EtherType::IPV4 => {
                 let p = eth.payload();
                 // Peek only what decides the path; decap checks everything.
@@ -303,14 +318,14 @@ impl Engine {
                 if is_vxlan {
                     self.vxlan_rx(buf)
                 } else {
-                    self.to_host(buf)
+                    self.punt_to_host(buf)
                 }
             }
             _ => self.drop_packet(buf, DropReason::UnderlayNotIpv4),
         }
     }
 
-    fn to_host(&mut self, buf: Buf) {
+    fn punt_to_host(&mut self, buf: Buf) {
         self.counters.host_stack_rx.inc();
         if !self.host.push_rx(buf.frame()) {
             self.counters.count_drop(DropReason::HostStackBusy);
@@ -363,29 +378,27 @@ impl Engine {
         ) else {
             return self.drop_packet(buf, DropReason::Truncated);
         };
-        if from != From::Router {
+        // Frames the gateway produced are neither learned nor routed again.
+        if let Some(loc) = from.location() {
             if !src.is_unicast() {
                 return self.drop_packet(buf, DropReason::BadSourceMac);
             }
-            let loc = match from {
-                From::Port(p) => Location::Port(p),
-                From::Peer(r) => Location::Peer(r),
-                From::Router => unreachable_location(),
-            };
             if self.fdb.learn(vni, src, loc, self.now_s) == Learned::New {
                 self.counters.vnis[vni as usize].macs_learned.inc();
             }
-        }
-        let gw_mac = self.vnis[vni as usize].gateway.map(|g| g.1);
-        if from != From::Router {
+            let gw_mac = self.vnis[vni as usize].gateway.map(|g| g.1);
             if Some(dst) == gw_mac {
                 return self.route(vni, buf, from);
             }
             if dst.is_broadcast() && self.router_takes_broadcast(vni, &buf) {
                 return self.route(vni, buf, from);
             }
-            self.router
-                .glean_arp(vni, buf.frame(), &self.vnis, self.now_s);
+            if let Some(ip) = self
+                .router
+                .glean_arp(vni, buf.frame(), &self.vnis, self.now_s)
+            {
+                self.release_parked(vni, ip);
+            }
         }
         if dst.is_multicast() {
             return self.flood(vni, buf, from);
@@ -397,7 +410,7 @@ impl Engine {
             Some(Location::Peer(r)) if from == From::Peer(r) => {
                 self.drop_packet(buf, DropReason::SameSegment)
             }
-            Some(Location::Port(p)) => self.to_port(vni, p, buf),
+            Some(Location::Port(p)) => self.deliver_local(vni, p, buf),
             Some(Location::Peer(r)) => self.encap(vni, r, buf),
             None => self.flood(vni, buf, from),
         }
@@ -450,18 +463,18 @@ impl Engine {
             if is_peer {
                 self.encap(vni, t, copy);
             } else {
-                self.to_port(vni, t, copy);
+                self.deliver_local(vni, t, copy);
             }
         }
         let (is_peer, t) = targets[0];
         if is_peer {
             self.encap(vni, t, buf)
         } else {
-            self.to_port(vni, t, buf)
+            self.deliver_local(vni, t, buf)
         }
     }
 
-    fn to_port(&mut self, vni: u16, p: u16, buf: Buf) {
+    fn deliver_local(&mut self, vni: u16, p: u16, buf: Buf) {
         self.counters.vnis[vni as usize].tx_local_packets.inc();
         self.stage(p, buf);
     }
@@ -530,11 +543,6 @@ impl Engine {
         vc.tx_encap_bytes.add(inner_len as u64);
         self.stage(self.underlay_port, buf);
     }
-}
-
-/// The router never learns; this location is never built.
-fn unreachable_location() -> Location {
-    Location::Port(u16::MAX)
 }
 
 /// A hash for frames without an IP flow (ARP, other ethertypes).

@@ -87,7 +87,7 @@ impl Router {
                 via: r.via,
             })
         }));
-        routes.sort_by(|a, b| b.destination.prefix_len().cmp(&a.destination.prefix_len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.destination.prefix_len()));
         let mut neighbors =
             HashMap::with_capacity_and_hasher(NEIGHBOR_CAPACITY, Default::default());
         for n in &cfg.neighbors {
