@@ -6,6 +6,7 @@
 //! port and flushed once per received burst. Drops are counted by reason.
 
 mod build;
+mod csum;
 mod router;
 mod tables;
 
@@ -16,7 +17,7 @@ use std::time::Instant;
 use config::WardenConfig;
 use overlay::{ethernet, MacAddr, OuterTemplate, OUTER_LEN};
 
-use crate::buffer::{Buf, Burst, Pool};
+use crate::buffer::{Buf, BufFlags, Burst, Pool};
 use crate::counters::{Counters, DropReason};
 use crate::fdb::{Fdb, Learned, Location};
 use crate::port::Port;
@@ -352,19 +353,21 @@ impl Engine {
         let (peer, vni) = (peer as u16, vni as u16);
         self.counters.peers[peer as usize].rx_packets.inc();
         buf.trim_front(d.inner_offset);
+        finish_partial_checksum(&mut buf);
         let vc = &self.counters.vnis[vni as usize];
         vc.rx_decap_packets.inc();
         vc.rx_decap_bytes.add(buf.len() as u64);
         self.switch(vni, buf, From::Peer(peer));
     }
 
-    fn access_rx(&mut self, p: u16, buf: Buf) {
+    fn access_rx(&mut self, p: u16, mut buf: Buf) {
         let Some(vni) = self.port_vni[p as usize] else {
             return self.recycle(buf);
         };
         if buf.len() < ethernet::HEADER_LEN {
             return self.drop_packet(buf, DropReason::Truncated);
         }
+        finish_partial_checksum(&mut buf);
         self.counters.vnis[vni as usize].rx_local_packets.inc();
         self.switch(vni, buf, From::Port(p));
     }
@@ -542,6 +545,15 @@ impl Engine {
         vc.tx_encap_packets.inc();
         vc.tx_encap_bytes.add(inner_len as u64);
         self.stage(self.underlay_port, buf);
+    }
+}
+
+/// Complete a checksum the sending kernel left to offload (see `csum`).
+#[inline]
+fn finish_partial_checksum(buf: &mut Buf) {
+    if buf.flags.contains(BufFlags::CSUM_NOT_READY) {
+        csum::complete_l4_checksum(buf.frame_mut());
+        buf.flags.remove(BufFlags::CSUM_NOT_READY);
     }
 }
 
