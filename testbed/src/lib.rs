@@ -7,6 +7,7 @@
 //! lab whose creator died.
 
 pub mod checks;
+pub mod inject;
 pub mod lab;
 pub mod netns;
 pub mod process;
