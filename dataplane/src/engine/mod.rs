@@ -9,6 +9,8 @@ mod build;
 mod csum;
 mod router;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -353,6 +355,8 @@ impl Engine {
         let (peer, vni) = (peer as u16, vni as u16);
         self.counters.peers[peer as usize].rx_packets.inc();
         buf.trim_front(d.inner_offset);
+        // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
+        buf.set_len(d.inner_len);
         finish_partial_checksum(&mut buf);
         let vc = &self.counters.vnis[vni as usize];
         vc.rx_decap_packets.inc();

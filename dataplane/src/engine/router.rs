@@ -133,6 +133,12 @@ impl Router {
         self.neighbors.len()
     }
 
+    /// Packets waiting for a next hop (they hold pool buffers).
+    #[cfg(test)]
+    pub(super) fn parked_len(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Record `ip` at `mac` in `vni`; true when packets are parked for it.
     fn learn(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) -> bool {
         if !mac.is_unicast() {
@@ -345,18 +351,23 @@ impl Engine {
         let Some(req) = parse_arp(buf.frame()) else {
             return self.drop_packet(buf, DropReason::Truncated);
         };
-        if gw_cidr.contains(req.source_protocol_addr) {
-            self.router.learn(
-                vni,
-                req.source_protocol_addr,
-                req.source_hardware_addr,
-                self.now_s,
-            );
-        }
+        let sender = req.source_protocol_addr;
+        // Packets parked for the sender leave once this frame is handled.
+        let waiting = gw_cidr.contains(sender)
+            && sender != gw_cidr.address()
+            && self
+                .router
+                .learn(vni, sender, req.source_hardware_addr, self.now_s);
         let reply = match req.reply(gw_mac) {
             Some(r) if req.target_protocol_addr == gw_cidr.address() => r,
             // A reply to one of our requests (already learned above).
-            _ => return self.recycle(buf),
+            _ => {
+                self.recycle(buf);
+                if waiting {
+                    self.release_parked(vni, sender);
+                }
+                return;
+            }
         };
         {
             let f = buf.frame_mut();
@@ -368,6 +379,9 @@ impl Engine {
         buf.set_len(ethernet::HEADER_LEN + arp::ETHERNET_IPV4_LEN);
         self.counters.arp_replies_sent.inc();
         self.switch(vni, buf, From::Router);
+        if waiting {
+            self.release_parked(vni, sender);
+        }
     }
 
     /// A packet for one of the gateway addresses: answer echo, drop the rest.
