@@ -26,28 +26,46 @@ pub const fn add(a: u16, b: u16) -> u16 {
 }
 
 /// The folded one's-complement sum of `data` read as big-endian 16-bit
-/// words, an odd trailing byte padded with zero. Reads eight bytes at a
-/// time with an end-around carry.
+/// words, an odd trailing byte padded with zero.
+///
+/// Adds native-endian 32-bit words into a 64-bit accumulator (no carry
+/// handling needed below 2^32 words, i.e. 16 GiB) and swaps the bytes of
+/// the folded result on little-endian machines: the one's-complement sum
+/// is byte-order independent (RFC 1071 section 2.B).
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
+        let mut w = [0u8; 16];
         w.copy_from_slice(c);
-        let (s, carry) = acc.overflowing_add(u64::from_be_bytes(w));
-        acc = s + u64::from(carry);
+        let x = u128::from_ne_bytes(w);
+        acc += u64::from(x as u32)
+            + u64::from((x >> 32) as u32)
+            + u64::from((x >> 64) as u32)
+            + u64::from((x >> 96) as u32);
     }
-    let rest = chunks.remainder();
-    let mut tail = [0u8; 8];
-    // `rest` is shorter than 8 bytes, so this copy never goes out of bounds;
-    // zero padding on the right is exactly RFC 1071's odd-byte rule.
-    if let Some(dst) = tail.get_mut(..rest.len()) {
-        dst.copy_from_slice(rest);
+    let mut words = chunks.remainder().chunks_exact(4);
+    for c in &mut words {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(c);
+        acc += u64::from(u32::from_ne_bytes(w));
     }
-    let (s, carry) = acc.overflowing_add(u64::from_be_bytes(tail));
-    acc = s + u64::from(carry);
-    fold(acc)
+    // Up to 3 bytes left: zero padding on the right, in memory order, is
+    // RFC 1071's odd-byte rule whatever the machine's byte order.
+    let tail = match *words.remainder() {
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        _ => [0; 4],
+    };
+    acc += u64::from(u32::from_ne_bytes(tail));
+    let folded = fold(acc);
+    if cfg!(target_endian = "little") {
+        folded.swap_bytes()
+    } else {
+        folded
+    }
 }
 
 /// The checksum of `data` as written on the wire: the inverted sum.

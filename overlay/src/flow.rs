@@ -5,7 +5,7 @@ use crate::ethernet::EtherType;
 use crate::ip::IpProtocol;
 use crate::{be16, ipv4, ipv6, vlan, Error};
 use core::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The inner 5-tuple. For ICMP/ICMPv6 echo, `src_port` holds the echo
 /// identifier and `dst_port` is 0; other ICMP messages, protocols without
@@ -80,6 +80,12 @@ fn l4_ports(protocol: IpProtocol, l4: &[u8]) -> Result<(u16, u16), FlowError> {
 impl FlowKey {
     /// Extract from an inner Ethernet frame, through up to two VLAN tags.
     pub fn from_inner_ethernet(frame: &[u8]) -> Result<FlowKey, FlowError> {
+        // Untagged IPv4 is the common case: skip the tag walk.
+        if let Some((eth, l3)) = frame.split_first_chunk::<14>() {
+            if eth[12..14] == [0x08, 0x00] {
+                return FlowKey::from_ipv4(l3);
+            }
+        }
         let loc = vlan::locate_l3(frame).map_err(|e| match e {
             Error::Truncated => FlowError::Truncated,
             Error::Malformed | Error::Unsupported => FlowError::NotIp,
@@ -93,17 +99,37 @@ impl FlowKey {
     }
 
     /// Extract from an IPv4 packet (buffer may carry trailing padding).
+    /// Applies the checks of `ipv4::Packet::new_checked`, on a fixed-size
+    /// header so that the field reads need no bounds checks.
     pub fn from_ipv4(packet: &[u8]) -> Result<FlowKey, FlowError> {
-        let p = ipv4::Packet::new_checked(packet).map_err(ip_err)?;
-        let protocol = p.protocol();
-        let (src_port, dst_port) = if p.frag_offset() != 0 {
+        let (h, _) = packet
+            .split_first_chunk::<{ ipv4::HEADER_LEN }>()
+            .ok_or(FlowError::Truncated)?;
+        let hl = usize::from(h[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if hl < ipv4::HEADER_LEN {
+            return Err(FlowError::BadIpHeader);
+        }
+        if packet.len() < hl {
+            return Err(FlowError::Truncated);
+        }
+        if total < hl {
+            return Err(FlowError::BadIpHeader);
+        }
+        let payload = packet.get(hl..total).ok_or(FlowError::Truncated)?;
+        if h[0] >> 4 != 4 {
+            return Err(FlowError::BadIpHeader);
+        }
+        let protocol = IpProtocol(h[9]);
+        let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+        let (src_port, dst_port) = if frag_offset != 0 {
             (0, 0)
         } else {
-            l4_ports(protocol, p.payload())?
+            l4_ports(protocol, payload)?
         };
         Ok(FlowKey {
-            src: IpAddr::V4(p.src_addr()),
-            dst: IpAddr::V4(p.dst_addr()),
+            src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+            dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
             protocol,
             src_port,
             dst_port,
@@ -195,8 +221,9 @@ pub const fn vxlan_src_port(hash: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::HashSet;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv6Addr;
 
     fn eth(ethertype: u16, l3: &[u8]) -> Vec<u8> {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -333,6 +360,31 @@ mod tests {
         let mut v = ipv6(17, &[0, 1, 0, 2, 0, 8, 0, 0]);
         v[5] = 9;
         assert_eq!(FlowKey::from_ipv6(&v), Err(FlowError::Truncated));
+    }
+
+    proptest! {
+        /// The fixed-header checks of `from_ipv4` agree with the view's.
+        #[test]
+        fn ipv4_checks_match_the_view(mut b in proptest::collection::vec(any::<u8>(), 0..80),
+                                      ver in prop_oneof![Just(4u8), 0u8..16], ihl in 0u8..16,
+                                      total in 0u16..100) {
+            if b.len() >= 4 {
+                b[0] = (ver << 4) | ihl;
+                b[2..4].copy_from_slice(&total.to_be_bytes());
+            }
+            match ipv4::Packet::new_checked(&b[..]) {
+                Err(e) => prop_assert_eq!(FlowKey::from_ipv4(&b), Err(ip_err(e))),
+                Ok(p) => match FlowKey::from_ipv4(&b) {
+                    Ok(k) => {
+                        prop_assert_eq!(k.src, IpAddr::V4(p.src_addr()));
+                        prop_assert_eq!(k.dst, IpAddr::V4(p.dst_addr()));
+                        prop_assert_eq!(k.protocol, p.protocol());
+                    }
+                    // Only a short L4 header can fail once the view accepted.
+                    Err(e) => prop_assert_eq!(e, FlowError::Truncated),
+                },
+            }
+        }
     }
 
     #[test]
