@@ -314,6 +314,10 @@ impl Engine {
                 if dst_ip != self.underlay_ip {
                     return self.drop_packet(buf, DropReason::UnderlayNotForUs);
                 }
+                // Counted here: the host stack would drop it without a word.
+                if p[0] >> 4 != 4 || ihl < 20 {
+                    return self.drop_packet(buf, DropReason::BadIpHeader);
+                }
                 let is_vxlan = p[9] == 17
                     && ihl >= 20
                     && p.len() >= ihl + 4

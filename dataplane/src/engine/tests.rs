@@ -157,6 +157,13 @@ fn gw_mac(vni: u32) -> MacAddr {
 }
 
 fn rig() -> Rig {
+    let mut rig = unresolved_rig();
+    rig.resolve_peers();
+    rig
+}
+
+/// The rig before the host stack resolved any peer.
+fn unresolved_rig() -> Rig {
     let cfg = config::parse_warden(CONFIG, "engine-test.toml").expect("test config is valid");
     let (mut ours, wire) = MemoryPort::pair("mem0", "wire", 256);
     ours.set_mac(WARDEN_MAC);
@@ -173,13 +180,11 @@ fn rig() -> Rig {
         cfg.peers.len(),
         1,
     ));
-    let mut rig = Rig {
+    Rig {
         eng: Engine::new(&cfg, ports, counters),
         wire,
         access,
-    };
-    rig.resolve_peers();
-    rig
+    }
 }
 
 impl Engine {
@@ -1094,6 +1099,13 @@ fn every_decap_drop_is_counted_once_under_its_own_name() {
         (
             "bad_ip_header",
             edited(|f| {
+                f[14] = 0x44;
+                fix_ip(f);
+            }),
+        ),
+        (
+            "bad_ip_header",
+            edited(|f| {
                 f[16..18].copy_from_slice(&19u16.to_be_bytes());
                 fix_ip(f);
             }),
@@ -1148,6 +1160,202 @@ fn underlay_frames_for_others_are_dropped() {
         r.drops(),
         vec![("underlay_not_ipv4", 1), ("underlay_not_for_us", 1)]
     );
+}
+
+#[test]
+fn malformed_frames_to_the_gateway_are_dropped_by_reason() {
+    let gw = gw_mac(100);
+    let mut bad_csum = udp_packet(H1_IP, H4_IP, 64, false, b"x");
+    bad_csum[10] ^= 0xff;
+    let mut short = udp_packet(H1_IP, H4_IP, 64, false, b"x");
+    short[2..4].copy_from_slice(&200u16.to_be_bytes());
+    ipv4::Packet::new_unchecked(&mut short[..]).fill_checksum();
+    let mut bad_icmp = echo_request(H1_IP, GW100, 1, 1, b"ping");
+    bad_icmp[22] ^= 0xff;
+    let timestamp = ipv4_packet(
+        H1_IP,
+        GW100,
+        IpProtocol::ICMP,
+        64,
+        false,
+        &[13, 0, 0xf2, 0xff, 0, 0, 0, 0],
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "not_ipv4_routed",
+            eth_frame(gw, H1_MAC, EtherType::IPV6, &[0x60; 40]),
+        ),
+        (
+            "bad_inner_checksum",
+            eth_frame(gw, H1_MAC, EtherType::IPV4, &bad_csum),
+        ),
+        (
+            "bad_inner_ip_header",
+            eth_frame(gw, H1_MAC, EtherType::IPV4, &short),
+        ),
+        (
+            "bad_inner_ip_header",
+            eth_frame(gw, H1_MAC, EtherType::IPV4, &[0x45, 0, 0]),
+        ),
+        (
+            "bad_inner_checksum",
+            eth_frame(gw, H1_MAC, EtherType::IPV4, &bad_icmp),
+        ),
+        (
+            "to_gateway",
+            eth_frame(gw, H1_MAC, EtherType::IPV4, &timestamp),
+        ),
+        (
+            "truncated",
+            eth_frame(gw, H1_MAC, EtherType::ARP, &[0, 1, 8]),
+        ),
+    ];
+    for (name, frame) in cases {
+        let mut r = rig();
+        r.send(A1, &frame);
+        r.assert_silent();
+        assert_eq!(r.drops(), vec![(name, 1)], "case {name}: {frame:02x?}");
+        assert_eq!(r.eng.counters().icmp_errors_sent.get(), 0, "{name}");
+        r.assert_no_leak();
+    }
+}
+
+#[test]
+fn no_icmp_error_about_an_icmp_error() {
+    let mut r = rig();
+    let quoted = udp_packet(H4_IP, H1_IP, 64, false, b"q");
+    let mut msg = vec![0u8; 8 + quoted.len()];
+    icmpv4::Repr::TimeExceeded {
+        code: icmpv4::TimeExceeded::TTL_EXPIRED,
+        data: &quoted,
+    }
+    .emit(&mut icmpv4::Packet::new_unchecked(&mut msg[..]))
+    .unwrap();
+    let err = ipv4_packet(H1_IP, H4_IP, IpProtocol::ICMP, 1, false, &msg);
+    r.send(A1, &eth_frame(gw_mac(100), H1_MAC, EtherType::IPV4, &err));
+    r.assert_silent();
+    assert_eq!(r.drops(), vec![("ttl_exceeded", 1)]);
+    assert_eq!(r.eng.counters().icmp_errors_sent.get(), 0);
+    // An echo request is not an error: it gets one.
+    let mut echo = echo_request(H1_IP, H4_IP, 9, 9, b"e");
+    echo[8] = 1;
+    ipv4::Packet::new_unchecked(&mut echo[..]).fill_checksum();
+    r.send(A1, &eth_frame(gw_mac(100), H1_MAC, EtherType::IPV4, &echo));
+    check_icmp_error(&r, &echo, 11, 0, 0);
+    r.assert_no_leak();
+}
+
+#[test]
+fn icmp_errors_are_rate_limited_per_second() {
+    let mut r = rig();
+    let pkt = udp_packet(H1_IP, Ipv4Addr::new(192, 168, 1, 1), 64, false, b"x");
+    let frame = eth_frame(gw_mac(100), H1_MAC, EtherType::IPV4, &pkt);
+    let mut errors = 0;
+    for _ in 0..250 {
+        r.send(A1, &frame);
+        errors += r.port_out(A1).len();
+    }
+    assert_eq!(errors, 200);
+    assert_eq!(r.eng.counters().icmp_errors_sent.get(), 200);
+    assert_eq!(r.drops(), vec![("no_route", 250)]);
+    r.eng.advance_clock(1);
+    r.send(A1, &frame);
+    assert_eq!(r.port_out(A1).len(), 1, "budget refilled");
+    r.assert_no_leak();
+}
+
+#[test]
+fn frames_too_big_for_the_underlay_are_dropped() {
+    let mut r = rig();
+    // 1464-byte inner frames make 1500-byte outer IP packets.
+    let pad = |n: usize| {
+        let mut f = inner_udp(H1_MAC, HB_MAC, H1_IP, H2_IP);
+        f.resize(n, 0);
+        f
+    };
+    r.send(A1, &pad(1464));
+    let out = r.vxlan_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_outer(&out[0], PEERS[1], 100), pad(1464));
+    r.send(A1, &pad(1465));
+    r.assert_silent();
+    assert_eq!(r.drops(), vec![("too_big", 1)]);
+    r.assert_no_leak();
+}
+
+#[test]
+fn peers_without_a_next_hop_get_nothing() {
+    let mut r = unresolved_rig();
+    assert!(r.eng.peers().iter().all(|p| p.template.is_none()));
+    r.send(A1, &inner_udp(H1_MAC, HB_MAC, H1_IP, H2_IP));
+    r.assert_silent();
+    assert_eq!(r.drops(), vec![("no_peer_next_hop", 1)]);
+    // Flooding still reaches the local port; each peer copy is dropped.
+    let bcast = eth_frame(MacAddr::BROADCAST, H1_MAC, EtherType(0x88b5), &[0; 46]);
+    r.send(A1, &bcast);
+    assert_eq!(r.port_out(A2), vec![bcast]);
+    r.assert_silent();
+    assert_eq!(r.drops(), vec![("no_peer_next_hop", 3)]);
+    r.assert_no_leak();
+}
+
+#[test]
+fn vtep_address_answers_arp_and_ping_on_the_underlay() {
+    let mut r = rig();
+    let peer = PEERS[0];
+    let req = arp_frame(
+        arp::Operation::REQUEST,
+        MacAddr::BROADCAST,
+        peer_mac(peer),
+        peer,
+        MacAddr::ZERO,
+        VTEP,
+    );
+    r.send(0, &req);
+    r.eng.force_housekeeping();
+    let mut replies = Vec::new();
+    r.wire.recv_all(|f| {
+        if let Some(a) = parse_arp(f) {
+            replies.push(a);
+        }
+    });
+    assert!(
+        replies.contains(&arp::Repr {
+            operation: arp::Operation::REPLY,
+            source_hardware_addr: WARDEN_MAC,
+            source_protocol_addr: VTEP,
+            target_hardware_addr: peer_mac(peer),
+            target_protocol_addr: peer,
+        }),
+        "{replies:?}"
+    );
+    let ping = echo_request(peer, VTEP, 0x99, 3, b"underlay");
+    r.send(
+        0,
+        &eth_frame(WARDEN_MAC, peer_mac(peer), EtherType::IPV4, &ping),
+    );
+    r.eng.force_housekeeping();
+    let mut echo_replies = 0;
+    r.wire.recv_all(|f| {
+        let Ok(eth) = ethernet::Frame::new_checked(f) else {
+            return;
+        };
+        let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+            return;
+        };
+        let Ok(icmp) = icmpv4::Packet::new_checked(ip.payload()) else {
+            return;
+        };
+        if icmp.msg_type() == icmpv4::Message::ECHO_REPLY && icmp.echo_ident() == 0x99 {
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VTEP, peer));
+            assert_eq!(eth.dst_addr(), peer_mac(peer));
+            echo_replies += 1;
+        }
+    });
+    assert_eq!(echo_replies, 1);
+    assert!(r.eng.counters().host_stack_rx.get() >= 2);
+    assert_eq!(r.drops(), vec![]);
+    r.assert_no_leak();
 }
 
 /// Frames for the fuzz test: random bytes, or random bytes behind headers
