@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use config::{Lab, WardenConfig};
 use dataplane::buffer::{Burst, Pool};
 use dataplane::counters::DropReason;
-use dataplane::port::{AfPacketPort, Port, PortError, PortStats};
+use dataplane::port::sys::RingConfig;
+use dataplane::port::{AfPacketConfig, AfPacketPort, Port, PortError, PortStats};
 use overlay::{ethernet, ipv4, udp, vxlan, EtherType, IpProtocol, MacAddr, PseudoHeader, Vni};
 
 use crate::tcp::PatternStream;
@@ -535,6 +536,11 @@ fn garbage_ethertype(bits: u16) -> EtherType {
     }
 }
 
+/// Seconds of light traffic the receive ring of an [`Injector`] holds.
+pub const WATCH_RING_SECS: u32 = 2;
+/// Receive ring blocks of an [`Injector`] (256 KiB each).
+const RX_BLOCKS: u32 = 64;
+
 /// An AF_PACKET port on an interface in a lab namespace: sends bad frames
 /// and reads what arrives there (its own transmissions excluded).
 #[derive(Debug)]
@@ -549,13 +555,28 @@ pub struct Injector {
 impl Injector {
     /// Opens interface `iface` of the namespace at `netns` (a file such as
     /// /var/run/netns/NAME).
+    ///
+    /// The receive ring is sized for watching a busy link between drains:
+    /// the kernel hands over a block when it is full or `retire_ms` old, so
+    /// the ring holds [`WATCH_RING_SECS`] of traffic however light it is,
+    /// and 16 MiB of it however heavy.
     pub fn open(netns: &Path, iface: &str) -> Result<Injector, InjectError> {
-        let port =
-            AfPacketPort::open_iface(iface, Some(netns)).map_err(|source| InjectError::Port {
-                iface: iface.to_string(),
-                netns: netns.to_path_buf(),
-                source,
-            })?;
+        let cfg = AfPacketConfig {
+            netns: Some(netns.to_path_buf()),
+            rings: RingConfig {
+                rx_block_size: 1 << 18,
+                rx_block_nr: RX_BLOCKS,
+                retire_ms: WATCH_RING_SECS * 1000 / RX_BLOCKS,
+                tx_frame_nr: 64,
+                ..RingConfig::default()
+            },
+            ..AfPacketConfig::new(iface)
+        };
+        let port = AfPacketPort::open(&cfg).map_err(|source| InjectError::Port {
+            iface: iface.to_string(),
+            netns: netns.to_path_buf(),
+            source,
+        })?;
         Ok(Injector {
             port,
             pool: Pool::new(2 * dataplane::buffer::BURST),
