@@ -1398,9 +1398,49 @@ fn shape(port: u16, kind: u8, bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// What warden sends on the underlay is its host stack's traffic or VXLAN
+/// to a configured peer, through that peer's next hop, in a VNI the peer
+/// carries, with a valid outer header.
+fn underlay_frame_ok(f: &[u8]) -> Result<(), String> {
+    if is_host_stack_frame(f) {
+        return Ok(());
+    }
+    let d = overlay::decap(f, 4789).map_err(|e| format!("not VXLAN ({e}): {f:02x?}"))?;
+    let peer = PEERS
+        .iter()
+        .position(|p| *p == d.outer_dst)
+        .ok_or_else(|| format!("VXLAN to a non-peer {}", d.outer_dst))?;
+    let carried = [100, 100, 200, 300][peer];
+    if d.outer_src != VTEP || d.outer_dst_mac != peer_mac(d.outer_dst) || d.vni.get() != carried {
+        return Err(format!("bad outer header {d:?}"));
+    }
+    if d.inner_offset + d.inner_len != f.len() || !(49152..=65535).contains(&d.udp_src_port) {
+        return Err(format!("bad lengths or source port {d:?}"));
+    }
+    gateway_frame_ok(d.inner(f))
+}
+
+/// An IPv4 frame the gateway sent or routed (source MAC a gateway MAC)
+/// carries a valid header checksum, whatever came in.
+fn gateway_frame_ok(f: &[u8]) -> Result<(), String> {
+    let Ok(eth) = ethernet::Frame::new_checked(f) else {
+        return Err(format!("runt frame out: {f:02x?}"));
+    };
+    let from_gateway = eth.src_addr() == gw_mac(100) || eth.src_addr() == gw_mac(200);
+    if !from_gateway || eth.ethertype() != EtherType::IPV4 {
+        return Ok(());
+    }
+    match ipv4::Packet::new_checked(eth.payload()) {
+        Ok(ip) if ip.verify_checksum() => Ok(()),
+        _ => Err(format!("gateway sent a bad IPv4 header: {f:02x?}")),
+    }
+}
+
 #[test]
 fn random_frames_on_every_port_do_not_panic_or_leak() {
     let rig = std::cell::RefCell::new(rig());
+    // Frames out: (VXLAN on the underlay, on access ports).
+    let seen = std::cell::Cell::new((0usize, 0usize));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 400,
         ..ProptestConfig::default()
@@ -1419,10 +1459,24 @@ fn random_frames_on_every_port_do_not_panic_or_leak() {
         if bytes.first() == Some(&0) {
             r.eng.advance_clock(1);
         }
-        r.wire.recv_all(|_| {});
+        let mut bad = Vec::new();
+        r.wire.recv_all(|f| {
+            if let Err(e) = underlay_frame_ok(f) {
+                bad.push(e);
+            }
+            if !is_host_stack_frame(f) {
+                seen.set((seen.get().0 + 1, seen.get().1));
+            }
+        });
         for a in &r.access {
-            a.recv_all(|_| {});
+            a.recv_all(|f| {
+                if let Err(e) = gateway_frame_ok(f) {
+                    bad.push(e);
+                }
+                seen.set((seen.get().0, seen.get().1 + 1));
+            });
         }
+        prop_assert!(bad.is_empty(), "{:?}", bad);
         prop_assert_eq!(
             r.eng.pool.available() + r.eng.router.parked_len(),
             POOL_SIZE
@@ -1430,4 +1484,15 @@ fn random_frames_on_every_port_do_not_panic_or_leak() {
         Ok(())
     });
     result.unwrap();
+    let (vxlan, local) = seen.get();
+    assert!(
+        vxlan > 50 && local > 50,
+        "the frames reached forwarding: {vxlan} {local}"
+    );
+    let r = rig.borrow();
+    let c = r.eng.counters();
+    assert!(
+        c.routed_packets.get() + c.icmp_errors_sent.get() > 0,
+        "and the gateway"
+    );
 }
