@@ -300,13 +300,41 @@ fn unused_host(cfg: &WardenConfig, gateway: overlay::Ipv4Cidr) -> Option<Ipv4Add
         .find(|ip| *ip != gateway.address() && !cfg.neighbors.iter().any(|n| n.ip == *ip))
 }
 
+/// What a marked frame was built as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mark {
+    /// A bad frame of this kind.
+    Bad(BadFrame),
+    /// The [`control`] frame, which warden must forward.
+    Control,
+}
+
+/// Kind byte of the control frame's mark (bad kinds use their index).
+const CONTROL_KIND: u8 = 0xc0;
+
+impl Mark {
+    const fn to_u8(self) -> u8 {
+        match self {
+            Mark::Bad(k) => k as u8,
+            Mark::Control => CONTROL_KIND,
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Mark> {
+        if v == CONTROL_KIND {
+            return Some(Mark::Control);
+        }
+        BadFrame::from_u8(v).map(Mark::Bad)
+    }
+}
+
 /// The innermost payload: marker, kind, sequence number, filler.
-fn mark(kind: BadFrame, seq: u32) -> [u8; MARK_PAYLOAD] {
+fn mark(kind: Mark, seq: u32) -> [u8; MARK_PAYLOAD] {
     let mut p = [0u8; MARK_PAYLOAD];
     let (m, rest) = p.split_at_mut(MARKER.len());
     m.copy_from_slice(&MARKER);
     let (tail, fill) = rest.split_at_mut(MARK_TAIL);
-    tail[0] = kind as u8;
+    tail[0] = kind.to_u8();
     tail[1..].copy_from_slice(&seq.to_be_bytes());
     fill.fill(0x5a);
     p
@@ -314,12 +342,12 @@ fn mark(kind: BadFrame, seq: u32) -> [u8; MARK_PAYLOAD] {
 
 /// The (kind, sequence number) of a marked frame, wherever in `frame` the
 /// mark sits (inner or outer, encapsulated or not).
-pub fn find_mark(frame: &[u8]) -> Option<(BadFrame, u32)> {
+pub fn find_mark(frame: &[u8]) -> Option<(Mark, u32)> {
     let at = frame
         .windows(MARKER.len())
         .position(|w| w == MARKER.as_slice())?;
     let tail = frame.get(at + MARKER.len()..at + MARKER.len() + MARK_TAIL)?;
-    let kind = BadFrame::from_u8(tail[0])?;
+    let kind = Mark::from_u8(tail[0])?;
     let seq = u32::from_be_bytes([tail[1], tail[2], tail[3], tail[4]]);
     Some((kind, seq))
 }
@@ -405,7 +433,7 @@ fn vxlan_frame(
 
 /// The inner frame: a UDP packet from the inner source to the routed
 /// destination, sent to the peer VNI's gateway MAC, carrying the mark.
-fn routed_inner(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::Error> {
+fn routed_inner(t: &Targets, kind: Mark, seq: u32) -> Result<Vec<u8>, overlay::Error> {
     let payload = mark(kind, seq);
     let dgram = udp_datagram(
         t.inner_src.ip,
@@ -437,10 +465,12 @@ fn break_ip_checksum(l3: &mut [u8]) -> Result<(), overlay::Error> {
 const OUTER_IP_AT: usize = ethernet::HEADER_LEN;
 const OUTER_UDP_AT: usize = OUTER_IP_AT + ipv4::HEADER_LEN;
 const VXLAN_AT: usize = OUTER_UDP_AT + udp::HEADER_LEN;
+#[cfg(test)]
+const OUTER_LEN_NO_OPTIONS: usize = VXLAN_AT + vxlan::HEADER_LEN;
 
 /// Builds bad frame number `seq` of `kind`.
 pub fn build(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::Error> {
-    let inner = routed_inner(t, kind, seq)?;
+    let inner = routed_inner(t, Mark::Bad(kind), seq)?;
     match kind {
         BadFrame::NotAPeer => vxlan_frame(t, t.rogue, t.peer_vni, &inner, false),
         BadFrame::Truncated => {
@@ -463,7 +493,7 @@ pub fn build(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::
             )?;
             // The mark rides behind the IP packet, as Ethernet padding.
             let mut f = ipv4_frame(t.rogue, t.warden, IpProtocol::UDP, &dgram)?;
-            f.extend_from_slice(&mark(kind, seq));
+            f.extend_from_slice(&mark(Mark::Bad(kind), seq));
             Ok(f)
         }
         BadFrame::Garbage => {
@@ -480,7 +510,7 @@ pub fn build(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::
             let mut f = vec![0u8; eth.buffer_len() + len];
             eth.emit(&mut ethernet::Frame::new_unchecked(&mut f[..]))?;
             rng.fill(&mut f[ethernet::HEADER_LEN..]);
-            f.extend_from_slice(&mark(kind, seq));
+            f.extend_from_slice(&mark(Mark::Bad(kind), seq));
             Ok(f)
         }
         BadFrame::BadIpChecksum => {
@@ -523,6 +553,15 @@ pub fn build(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::
             Ok(f)
         }
     }
+}
+
+/// The frame that the peer-sent bad frames are variations of, without a
+/// defect: a routed packet in VXLAN from the peer, which warden must
+/// forward. A test sends it to prove that its leak watch sees marked frames
+/// that warden forwarded.
+pub fn control(t: &Targets, seq: u32) -> Result<Vec<u8>, overlay::Error> {
+    let inner = routed_inner(t, Mark::Control, seq)?;
+    vxlan_frame(t, t.peer, t.peer_vni, &inner, false)
 }
 
 /// An ethertype from random bits that warden must not take for IPv4, ARP
@@ -700,7 +739,7 @@ mod tests {
         for seq in [0, 1, 77, u32::MAX] {
             for kind in BadFrame::ALL {
                 let f = build(&t, kind, seq).unwrap();
-                assert_eq!(find_mark(&f), Some((kind, seq)), "{kind:?}");
+                assert_eq!(find_mark(&f), Some((Mark::Bad(kind), seq)), "{kind:?}");
                 let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
                 assert_eq!(eth.dst_addr(), t.warden.mac, "{kind:?}");
                 let src = match kind.sender() {
@@ -776,6 +815,31 @@ mod tests {
     }
 
     #[test]
+    fn the_control_frame_is_valid_and_marked() {
+        let t = targets();
+        let f = control(&t, 9).unwrap();
+        assert_eq!(find_mark(&f), Some((Mark::Control, 9)));
+        let d = overlay::decap(&f, t.udp_port).unwrap();
+        assert_eq!((d.outer_src, d.vni), (t.peer.ip, t.peer_vni));
+        let inner = ethernet::Frame::new_checked(d.inner(&f)).unwrap();
+        assert_eq!(inner.dst_addr(), t.gateway_mac);
+        let ip = ipv4::Packet::new_checked(inner.payload()).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.dst_addr(), t.inner_dst);
+        // It differs from the bad inner checksum frame only in that
+        // checksum and the mark's kind (with the inner UDP checksum over it).
+        let bad = build(&t, BadFrame::BadInnerChecksum, 9).unwrap();
+        let diff: Vec<usize> = (0..f.len()).filter(|&i| f[i] != bad[i]).collect();
+        let ip_at = OUTER_LEN_NO_OPTIONS + ethernet::HEADER_LEN;
+        let ip_csum = ip_at + 10;
+        let udp_csum = ip_at + ipv4::HEADER_LEN + 6;
+        let kind_at = f.len() - MARK_PAYLOAD + MARKER.len();
+        let allowed = [ip_csum, ip_csum + 1, udp_csum, udp_csum + 1, kind_at];
+        assert!(diff.iter().all(|i| allowed.contains(i)), "{diff:?}");
+        assert!(diff.contains(&ip_csum) || diff.contains(&(ip_csum + 1)));
+    }
+
+    #[test]
     fn garbage_is_deterministic_and_varied() {
         let t = targets();
         let a = build(&t, BadFrame::Garbage, 5).unwrap();
@@ -800,10 +864,13 @@ mod tests {
 
     #[test]
     fn marks_are_found_only_where_complete() {
-        let m = mark(BadFrame::UnknownVni, 0x0102_0304);
+        let m = mark(Mark::Bad(BadFrame::UnknownVni), 0x0102_0304);
         let mut f = vec![1u8; 40];
         f.extend_from_slice(&m);
-        assert_eq!(find_mark(&f), Some((BadFrame::UnknownVni, 0x0102_0304)));
+        assert_eq!(
+            find_mark(&f),
+            Some((Mark::Bad(BadFrame::UnknownVni), 0x0102_0304))
+        );
         assert_eq!(find_mark(&f[..40 + MARKER.len() + 2]), None);
         assert_eq!(find_mark(&f[..50]), None);
         let mut bad_kind = m;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::counters::DropReason;
 use testbed::checks::{counter, warden_stats};
-use testbed::inject::{self, BadFrame, Injector, Sender, Targets};
+use testbed::inject::{self, BadFrame, Injector, Mark, Sender, Targets};
 use testbed::lab::{self, LabSource, Options, Selector};
 use testbed::netns::{self, exec_in, NETNS_DIR};
 use testbed::state::{self, ns_name};
@@ -31,6 +31,8 @@ const PER_KIND: u32 = 50;
 const TRANSFER_BYTES: u64 = 20 * 1024 * 1024;
 const TRANSFER_PORT: u16 = 5001;
 const TRANSFER_SEED: u64 = 0xad5e_0001;
+/// Control frames (which warden must forward) sent after the bad ones.
+const CONTROLS: u32 = 5;
 /// b1's inner address: the TCP sink, and where routed bad frames head.
 const B1_INNER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 12);
 /// Pause between rounds of one frame of each kind, so the injection
@@ -178,21 +180,25 @@ fn delta(
 /// every marked frame came from warden.
 struct Watch {
     ports: Vec<(Injector, Option<overlay::MacAddr>)>,
-    /// "KIND #SEQ (LEN bytes) at PORT" of every marked frame seen.
+    /// "KIND #SEQ (LEN bytes) at PORT" of every bad frame seen.
     leaks: Vec<String>,
+    /// Control frames seen, by port index.
+    controls: Vec<usize>,
 }
 
 impl Watch {
     fn drain(&mut self) {
-        for (port, only_from) in &mut self.ports {
+        for (i, (port, only_from)) in self.ports.iter_mut().enumerate() {
             let at = port.describe();
-            let leaks = &mut self.leaks;
+            let (leaks, controls) = (&mut self.leaks, &mut self.controls);
             port.drain(|f| {
                 let from_warden = only_from.is_none_or(|m| f.get(6..12) == Some(&m.0[..]));
-                if from_warden {
-                    if let Some((kind, seq)) = inject::find_mark(f) {
+                match inject::find_mark(f) {
+                    Some((Mark::Bad(kind), seq)) if from_warden => {
                         leaks.push(format!("{kind:?} #{seq} ({} bytes) at {at}", f.len()));
                     }
+                    Some((Mark::Control, _)) if from_warden => controls.push(i),
+                    _ => {}
                 }
             })
             .unwrap_or_else(|e| panic!("{e}"));
@@ -260,9 +266,11 @@ fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
             (Injector::open(&ns_path("w1"), "wl0").unwrap(), None),
         ],
         leaks: Vec::new(),
+        controls: Vec::new(),
     };
     const ROGUE: usize = 0;
     const PEER: usize = 1;
+    const B1: usize = 2;
 
     let before = stats();
     let drops_before = drops(&before);
@@ -416,7 +424,33 @@ fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
         }
     }
 
-    // 5. b1 still answers through warden.
+    // 5. The watch does see what warden forwards: the control frame (a bad
+    //    frame's valid twin) comes out at b1, once per frame sent. (b1's
+    //    ICMP port unreachable, quoting it, goes back to a1: not counted.)
+    for seq in 0..CONTROLS {
+        let frame = inject::control(&targets, seq).unwrap();
+        assert!(
+            watch.ports[PEER].0.send(&frame),
+            "cannot send a control frame"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let at_b1 = |w: &Watch| w.controls.iter().filter(|&&i| i == B1).count();
+    while at_b1(&watch) < CONTROLS as usize && Instant::now() < deadline {
+        watch.drain();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    watch.drain();
+    assert_eq!(
+        at_b1(&watch),
+        CONTROLS as usize,
+        "control frames seen, by watch port: {:?}",
+        watch.controls
+    );
+    assert!(watch.leaks.is_empty(), "late leaks: {:?}", watch.leaks);
+
+    // 6. b1 still answers through warden.
     let ping = exec_in(&ns("a1"), "ping")
         .args(["-c", "3", "-W", "2", "-i", "0.2", &B1_INNER.to_string()])
         .output()
