@@ -30,6 +30,8 @@ pub use tables::{PeerRt, VniRt};
 /// Packet buffers per worker: enough for every port's burst in flight, the
 /// staged transmit bursts and flood copies.
 pub const POOL_SIZE: usize = 4096;
+/// Most copies one flooded frame is replicated to.
+pub const MAX_FLOOD: usize = 256;
 /// FDB entries per worker.
 pub const FDB_CAPACITY: usize = 65536;
 
@@ -442,7 +444,9 @@ impl Engine {
         let v = &self.vnis[vni as usize];
         let ports_n = v.access_ports.len();
         let peers_n = v.flood_peers.len();
-        let mut targets: [(bool, u16); 64] = [(false, 0); 64];
+        // Replication targets on the stack; a VNI with more ports and peers
+        // than this floods to the first MAX_FLOOD (config keeps VNIs smaller).
+        let mut targets: [(bool, u16); MAX_FLOOD] = [(false, 0); MAX_FLOOD];
         let mut n = 0;
         for i in 0..ports_n {
             let p = v.access_ports[i];

@@ -25,8 +25,11 @@ const NEIGHBOR_AGING: u32 = 300;
 /// ICMP errors per second, as a router rate-limits them.
 const ICMP_ERRORS_PER_SEC: u32 = 200;
 /// Packets held while their next hop is being resolved (as Linux queues a
-/// few per neighbor); they wait at most one housekeeping second.
+/// few per neighbor).
 const PARK_SLOTS: usize = 16;
+/// How long a parked packet waits: 2 to 3 s on the engine's second clock,
+/// about what Linux keeps its ARP queue.
+const PARK_SECS: u32 = 3;
 
 /// A routed packet waiting for its next hop's MAC.
 #[derive(Debug)]
@@ -117,7 +120,7 @@ impl Router {
     pub fn tick(&mut self, now: u32, expired: &mut Vec<Buf>) {
         let mut i = 0;
         while i < self.parked.len() {
-            if now.saturating_sub(self.parked[i].since) >= 1 {
+            if now.saturating_sub(self.parked[i].since) >= PARK_SECS {
                 expired.push(self.parked.swap_remove(i).buf);
             } else {
                 i += 1;
@@ -126,7 +129,8 @@ impl Router {
         self.icmp_tokens = ICMP_ERRORS_PER_SEC;
         self.neighbors
             .retain(|_, n| n.is_static || now.saturating_sub(n.last_seen) < NEIGHBOR_AGING);
-        self.arp_sent.retain(|_, t| now.saturating_sub(*t) < 2);
+        // At most one ARP request per target per second.
+        self.arp_sent.retain(|_, t| now.saturating_sub(*t) < 1);
     }
 
     pub fn neighbor_count(&self) -> usize {

@@ -1054,6 +1054,8 @@ fn unresolved_next_hop_that_never_answers_expires() {
     assert_eq!(r.vxlan_out().len(), 1);
     assert_eq!(r.eng.router.parked_len(), 1);
     r.eng.advance_clock(1);
+    assert_eq!(r.eng.router.parked_len(), 1, "still waiting after 1 s");
+    r.eng.advance_clock(2);
     assert!(r.eng.router.parked_len() == 0);
     r.assert_silent();
     assert_eq!(r.drops(), vec![("neighbor_unresolved", 1)]);
