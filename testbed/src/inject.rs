@@ -67,6 +67,14 @@ pub enum BadFrame {
     OuterFragment,
     /// VXLAN whose nonzero outer UDP checksum is wrong.
     BadUdpChecksum,
+    /// VXLAN whose outer IPv4 total length is below its header length.
+    BadIpHeader,
+    /// VXLAN whose outer UDP length runs past the IP payload.
+    BadUdpLength,
+    /// VXLAN carrying 10 bytes: less than an inner Ethernet header.
+    InnerTooShort,
+    /// Valid VXLAN from the peer whose inner source MAC is multicast.
+    BadSourceMac,
 }
 
 /// Which station sends a kind of bad frame.
@@ -81,7 +89,7 @@ pub enum Sender {
 
 impl BadFrame {
     /// Every kind, in a fixed order.
-    pub const ALL: [BadFrame; 10] = [
+    pub const ALL: [BadFrame; 14] = [
         BadFrame::NotAPeer,
         BadFrame::Truncated,
         BadFrame::Garbage,
@@ -92,6 +100,10 @@ impl BadFrame {
         BadFrame::BadInnerChecksum,
         BadFrame::OuterFragment,
         BadFrame::BadUdpChecksum,
+        BadFrame::BadIpHeader,
+        BadFrame::BadUdpLength,
+        BadFrame::InnerTooShort,
+        BadFrame::BadSourceMac,
     ];
 
     /// The drop reason warden must count this frame under.
@@ -107,6 +119,10 @@ impl BadFrame {
             BadFrame::BadInnerChecksum => DropReason::BadInnerChecksum,
             BadFrame::OuterFragment => DropReason::OuterFragment,
             BadFrame::BadUdpChecksum => DropReason::BadUdpChecksum,
+            BadFrame::BadIpHeader => DropReason::BadIpHeader,
+            BadFrame::BadUdpLength => DropReason::BadUdpLength,
+            BadFrame::InnerTooShort => DropReason::InnerTooShort,
+            BadFrame::BadSourceMac => DropReason::BadSourceMac,
         }
     }
 
@@ -115,9 +131,10 @@ impl BadFrame {
     /// the peer's own host, so the underlay sees its real MAC).
     pub const fn sender(self) -> Sender {
         match self {
-            BadFrame::UnknownVni | BadFrame::PeerVniNotAllowed | BadFrame::BadInnerChecksum => {
-                Sender::Peer
-            }
+            BadFrame::UnknownVni
+            | BadFrame::PeerVniNotAllowed
+            | BadFrame::BadInnerChecksum
+            | BadFrame::BadSourceMac => Sender::Peer,
             _ => Sender::Rogue,
         }
     }
@@ -552,6 +569,35 @@ pub fn build(t: &Targets, kind: BadFrame, seq: u32) -> Result<Vec<u8>, overlay::
             u.set_checksum(wrong);
             Ok(f)
         }
+        BadFrame::BadIpHeader => {
+            let mut f = vxlan_frame(t, t.rogue, t.peer_vni, &inner, false)?;
+            let mut ip = ipv4::Packet::new_checked(&mut f[OUTER_IP_AT..])?;
+            let below = u16::from(ip.header_len()) - 1;
+            ip.set_total_len(below);
+            ip.fill_checksum();
+            Ok(f)
+        }
+        BadFrame::BadUdpLength => {
+            let mut f = vxlan_frame(t, t.rogue, t.peer_vni, &inner, false)?;
+            let mut u = udp::Packet::new_checked(&mut f[OUTER_UDP_AT..])?;
+            let past = u.len().saturating_add(8);
+            u.set_len(past);
+            Ok(f)
+        }
+        BadFrame::InnerTooShort => {
+            // A valid frame around 10 bytes of inner frame; the mark rides
+            // behind the IP packet, as Ethernet padding.
+            let short = inner.get(..ethernet::HEADER_LEN - 4).unwrap_or(&[]);
+            let mut f = vxlan_frame(t, t.rogue, t.peer_vni, short, false)?;
+            f.extend_from_slice(&mark(Mark::Bad(kind), seq));
+            Ok(f)
+        }
+        BadFrame::BadSourceMac => {
+            let mut inner = inner;
+            let mut eth = ethernet::Frame::new_checked(&mut inner[..])?;
+            eth.set_src_addr(MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]));
+            vxlan_frame(t, t.peer, t.peer_vni, &inner, false)
+        }
     }
 }
 
@@ -760,10 +806,14 @@ mod tests {
                     BadFrame::BadVxlanFlags => decap_err(DecapError::BadVxlanFlags),
                     BadFrame::OuterFragment => decap_err(DecapError::Fragment),
                     BadFrame::BadUdpChecksum => decap_err(DecapError::BadUdpChecksum),
+                    BadFrame::BadIpHeader => decap_err(DecapError::BadIpHeader),
+                    BadFrame::BadUdpLength => decap_err(DecapError::BadUdpLength),
+                    BadFrame::InnerTooShort => decap_err(DecapError::InnerTooShort),
                     BadFrame::NotAPeer
                     | BadFrame::UnknownVni
                     | BadFrame::PeerVniNotAllowed
-                    | BadFrame::BadInnerChecksum => {
+                    | BadFrame::BadInnerChecksum
+                    | BadFrame::BadSourceMac => {
                         let d = overlay::decap(&f, port).unwrap();
                         assert_eq!(d.outer_src, src.ip);
                         assert_eq!(d.outer_dst, t.warden.ip);
@@ -775,6 +825,10 @@ mod tests {
                         assert_eq!(d.vni, want_vni);
                         let inner = ethernet::Frame::new_checked(d.inner(&f)).unwrap();
                         assert_eq!(inner.dst_addr(), t.gateway_mac);
+                        assert_eq!(
+                            inner.src_addr().is_unicast(),
+                            kind != BadFrame::BadSourceMac
+                        );
                         let ip = ipv4::Packet::new_checked(inner.payload()).unwrap();
                         assert_eq!(ip.dst_addr(), t.inner_dst);
                         assert_eq!(ip.verify_checksum(), kind != BadFrame::BadInnerChecksum);
@@ -811,6 +865,16 @@ mod tests {
             dst: t.warden.ip,
         };
         udp::Packet::new_unchecked(&mut f[OUTER_UDP_AT..]).fill_checksum(&ph);
+        assert!(overlay::decap(&f, t.udp_port).is_ok());
+        let mut f = build(&t, BadFrame::BadIpHeader, 3).unwrap();
+        let total = (f.len() - OUTER_IP_AT) as u16;
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[OUTER_IP_AT..]);
+        ip.set_total_len(total);
+        ip.fill_checksum();
+        assert!(overlay::decap(&f, t.udp_port).is_ok());
+        let mut f = build(&t, BadFrame::BadUdpLength, 3).unwrap();
+        let ulen = (f.len() - OUTER_UDP_AT) as u16;
+        udp::Packet::new_unchecked(&mut f[OUTER_UDP_AT..]).set_len(ulen);
         assert!(overlay::decap(&f, t.udp_port).is_ok());
     }
 

@@ -1,10 +1,13 @@
 //! Adversarial traffic against a running warden: while a byte-exact TCP
 //! transfer crosses the gateway, bad frames of every kind in
-//! `testbed::inject` are injected on the underlay, interleaved, from a rogue
-//! host and (spoofing nothing but what a compromised peer could) from a
-//! peer's host. The transfer must complete intact; warden must count every
-//! bad frame under its own drop reason, no other reason may move, and no
-//! marked frame may come out of warden anywhere in the lab.
+//! `testbed::inject` are injected on the underlay, interleaved: from a rogue
+//! host that is not a peer, and, for the kinds that must get past the peer
+//! check, from a peer's host with its own MAC and VTEP address (what a
+//! compromised peer node could send). The transfer must complete intact;
+//! warden must count every bad frame under its own drop reason, exactly, no
+//! other reason may move, and no marked frame may come out of warden
+//! anywhere in the lab. A control frame (a bad frame's valid twin) then
+//! shows that the watch does see what warden forwards.
 //!
 //! Needs root and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test adversarial`.
@@ -295,13 +298,16 @@ fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
     // Inject only once the transfer is under way through warden.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let moved = counter(&stats(), "vni.100.rx_decap_packets").unwrap() - decap_before;
+        let moved = counter(&stats(), "vni.100.rx_decap_packets")
+            .unwrap()
+            .saturating_sub(decap_before);
         if moved >= 200 {
             break;
         }
         assert!(
             Instant::now() < deadline && !src.finished(),
-            "transfer did not start ({moved} packets decapsulated)"
+            "transfer did not start, or ended before injection could begin \
+             ({moved} packets decapsulated)"
         );
         watch.drain();
         std::thread::sleep(Duration::from_millis(2));
