@@ -27,6 +27,8 @@ pub struct PortSnap {
     pub tx_bytes: u64,
     pub tx_dropped: u64,
     pub rx_errors: u64,
+    /// Frames the kernel dropped because warden's receive ring was full.
+    pub rx_kernel_drops: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +102,7 @@ impl Snapshot {
                         tx_bytes: p.tx_bytes.get(),
                         tx_dropped: p.tx_dropped.get(),
                         rx_errors: p.rx_errors.get(),
+                        rx_kernel_drops: p.rx_kernel_drops.get(),
                     },
                 )
             })
@@ -190,14 +193,20 @@ impl Snapshot {
         let _ = writeln!(s, "warden {} (up {} s)", self.instance, self.uptime_secs);
         let _ = writeln!(
             s,
-            "\nports{:>28}{:>14}{:>12}{:>14}{:>12}",
-            "rx pkts", "rx bytes", "tx pkts", "tx bytes", "tx drop"
+            "\nports{:>28}{:>14}{:>12}{:>14}{:>12}{:>14}",
+            "rx pkts", "rx bytes", "tx pkts", "tx bytes", "tx drop", "rx ring drop"
         );
         for (n, p) in &self.ports {
             let _ = writeln!(
                 s,
-                "  {:<20}{:>13}{:>14}{:>12}{:>14}{:>12}",
-                n, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped
+                "  {:<20}{:>13}{:>14}{:>12}{:>14}{:>12}{:>14}",
+                n,
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                p.tx_dropped,
+                p.rx_kernel_drops
             );
         }
         let _ = writeln!(

@@ -227,10 +227,22 @@ pub fn add_veth(ns_a: &str, name_a: &str, ns_b: &str, name_b: &str) -> Result<()
     .map(drop)
 }
 
-/// A Linux bridge, up.
+/// A Linux bridge, up, that switches frames as a plain L2 switch does.
 pub fn add_bridge(ns: &str, name: &str) -> Result<(), CmdError> {
     ip_in(ns, ["link", "add", name, "type", "bridge"])?;
+    plain_l2_bridging(ns)?;
     link_up(ns, name)
+}
+
+/// Where br_netfilter is loaded, a new namespace passes bridged IPv4 through
+/// iptables, which silently drops frames with a bad IP checksum and trims
+/// padding: a lab switch must deliver what it is given, so turn that off.
+fn plain_l2_bridging(ns: &str) -> Result<(), CmdError> {
+    let script = "for k in iptables ip6tables arptables; do \
+                  f=/proc/sys/net/bridge/bridge-nf-call-$k; [ ! -e $f ] || echo 0 > $f; done";
+    let mut cmd = exec_in(ns, "sh");
+    cmd.args(["-c", script]);
+    run(&mut cmd).map(drop)
 }
 
 /// Enslaves `dev` to bridge `bridge`.

@@ -214,19 +214,6 @@ impl Watch {
 /// namespace starts with `bridge-nf-call-iptables = 1`, and the bridge then
 /// validates IPv4 headers itself: it drops bad header checksums before they
 /// reach warden, and trims Ethernet padding. A real switch does neither.
-fn plain_l2_switch(ns: &str) {
-    let knob = "net.bridge.bridge-nf-call-iptables";
-    let mut cmd = exec_in(ns, "sh");
-    cmd.args([
-        "-c",
-        &format!(
-            "f=/proc/sys/{}; [ ! -e $f ] || echo 0 > $f",
-            knob.replace('.', "/")
-        ),
-    ]);
-    netns::run(&mut cmd).unwrap_or_else(|e| panic!("cannot turn off {knob} in {ns}: {e}"));
-}
-
 #[test]
 fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
     if !is_root() {
@@ -251,7 +238,6 @@ fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
     let targets = Targets::from_lab(running.lab(), "gw", "x1", "a1", B1_INNER).unwrap();
     let socket = running.state().dir.join("gw.sock");
     let ns = |host: &str| ns_name(&prefix, host);
-    plain_l2_switch(&ns("underlay"));
     let ns_path = |host: &str| PathBuf::from(NETNS_DIR).join(ns(host));
     let stats = || warden_stats(&warden, &socket).unwrap_or_else(|e| panic!("stats: {e}"));
 

@@ -236,8 +236,17 @@ fn run(path: &Path) -> ExitCode {
         cfg.ports[cfg.underlay.port].interface,
         cfg.instance.control_socket.display()
     );
+    let started = std::time::Instant::now();
     server.serve(&names, &counters, &quit);
     let _ = worker.join();
+    // The final counters, for logs and benchmark runs.
+    let snap = dataplane::stats::Snapshot::take(
+        &names,
+        &counters,
+        started.elapsed().as_secs(),
+        dataplane::port::tsc_hz(),
+    );
+    eprint!("{}", snap.render());
     eprintln!("warden {}: stopped", cfg.instance.name);
     ExitCode::SUCCESS
 }

@@ -247,6 +247,10 @@ impl Engine {
                 pc.replies.set(p.replies);
             }
         }
+        for (p, pc) in self.ports.iter().zip(&c.ports) {
+            // One getsockopt per port per second, not per packet.
+            pc.rx_kernel_drops.set(p.stats().rx_kernel_drops);
+        }
         c.fdb_entries.set(self.fdb.len() as u64);
         c.neighbors.set(self.router.neighbor_count() as u64);
     }

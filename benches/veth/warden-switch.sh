@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# warden as the switch under test of ../shared/bench/peers.sh (its
+# SWITCH_CMD hook): VXLAN in on $SW_IN from $REMOTE_VTEP_IP, VNI $VNI,
+# decapsulated and switched out of $SW_OUT (an access port) to $SINK_MAC.
+#
+#   cd ../shared/bench
+#   SWITCH_CMD="exec $PWD/../../main/benches/veth/warden-switch.sh" ./peers.sh switch testpmd-afp kernel-vxlan-nft
+#
+# The harness's allow-list ($ALLOW_PORTS) is not applied: warden has no
+# policy engine yet, so this measures decap + L2 switching only.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+warden=${WARDEN_BIN:-$here/../../target/release/warden}
+run=${RUN_DIR:-/tmp/bench-run}
+mkdir -p "$run"
+cfg=$run/warden-bench.toml
+cat > "$cfg" <<TOML
+[instance]
+name = "bench"
+control_socket = "$run/warden-bench.sock"
+
+[underlay]
+port = "in"
+address = "$VTEP_IP/24"
+
+[[port]]
+name = "in"
+backend = "af_packet"
+interface = "$SW_IN"
+
+[[port]]
+name = "out"
+backend = "af_packet"
+interface = "$SW_OUT"
+vni = $VNI
+
+[[peer]]
+address = "$REMOTE_VTEP_IP"
+vnis = [$VNI]
+
+[[vni]]
+id = $VNI
+
+[[fdb]]
+vni = $VNI
+mac = "$SINK_MAC"
+port = "out"
+TOML
+# warden prints its counters (cycles per packet included) to the log on exit.
+exec "$warden" run -c "$cfg"
