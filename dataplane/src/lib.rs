@@ -6,6 +6,7 @@ pub mod control;
 pub mod counters;
 pub mod engine;
 pub mod fdb;
+pub mod flows;
 pub mod port;
 pub mod stats;
 pub mod underlay;
