@@ -173,23 +173,9 @@ impl Engine {
     /// Send every staged transmit burst.
     pub fn flush(&mut self) {
         for p in 0..self.tx.len() {
-            if self.tx[p].is_empty() {
-                continue;
+            if !self.tx[p].is_empty() {
+                self.flush_port(p as u16);
             }
-            let mut burst = std::mem::take(&mut self.tx[p]);
-            let mut bytes = 0u64;
-            for b in burst.iter() {
-                bytes += b.len() as u64;
-            }
-            let out = self.ports[p].tx_burst(&mut burst, &mut self.pool);
-            let pc = &self.counters.ports[p];
-            pc.tx_packets.add(out.sent as u64);
-            pc.tx_bytes.add(bytes);
-            if out.dropped > 0 {
-                pc.tx_dropped.add(out.dropped as u64);
-                self.counters.drops[DropReason::TxFull as usize].add(out.dropped as u64);
-            }
-            self.tx[p] = burst;
         }
     }
 
@@ -508,6 +494,7 @@ impl Engine {
         }
     }
 
+    /// Send port `p`'s staged burst; a full ring drops and counts.
     fn flush_port(&mut self, p: u16) {
         let mut burst = std::mem::take(&mut self.tx[p as usize]);
         let bytes: u64 = burst.iter().map(|b| b.len() as u64).sum();
