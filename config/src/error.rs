@@ -8,6 +8,7 @@ use core::fmt;
 use core::ops::Range;
 use std::net::Ipv4Addr;
 
+use identity::IdentityId;
 use overlay::{Ipv4Cidr, MacAddr, Vni};
 
 /// A configuration file that failed to load, parse or validate.
@@ -249,6 +250,50 @@ pub enum ErrorKind {
         port: String,
         interface: String,
         host: String,
+    },
+    /// Two identity documents with the same 32-bit id: the header and the
+    /// policy could not tell them apart.
+    #[error("identity `{name}` has id {id}, the same as identity `{other}` (declared at line {other_line}), expected distinct ids: change a label of one of them")]
+    IdCollision {
+        name: String,
+        other: String,
+        id: IdentityId,
+        other_line: usize,
+    },
+    /// An identity document whose name, labels or host id cannot be used.
+    #[error("invalid identity document `{name}`: {problem}")]
+    InvalidDocument { name: String, problem: String },
+    /// With identity enabled, every access port must say who sits on it.
+    #[error("unbound workload: access port `{port}` has no [[workload]], expected a [[workload]] with port = \"{port}\" (with [identity] set, every access port is bound to an identity)")]
+    UnboundWorkload { port: String },
+    /// A port reference that must name an access port names the underlay.
+    #[error("{what} `{port}` is not an access port, expected a port with `vni`")]
+    NotAccessPort { what: &'static str, port: String },
+    /// A peer field that only the other kind of peer takes.
+    #[error("field `{field}` does not apply to a `{kind}` peer, expected it only with kind = \"{other}\"")]
+    FieldNotForPeer {
+        field: &'static str,
+        kind: &'static str,
+        other: &'static str,
+    },
+    /// A warden peer without `warden_id`.
+    #[error(
+        "warden peer {peer} is missing field `warden_id`, expected the peer's [identity] warden_id"
+    )]
+    MissingWardenId { peer: Ipv4Addr },
+    /// A warden peer with no secret: no keys could be derived for it.
+    #[error("warden peer {peer} has no secret, expected `secret_file` on the peer or a default `secret_file` in [identity]")]
+    NoSecret { peer: Ipv4Addr },
+    /// Identity settings in a file without an `[identity]` table.
+    #[error("{what} needs identity enabled, expected an [identity] table with `warden_id`")]
+    NeedsIdentity { what: &'static str },
+    /// A value that must be smaller than another is not.
+    #[error("{what} {value} is not less than {other} {other_value}, expected {what} < {other}")]
+    NotLess {
+        what: &'static str,
+        value: u64,
+        other: &'static str,
+        other_value: u64,
     },
     /// A VXLAN device whose `local` is not its underlay device's address.
     #[error("vxlan `{vxlan}` has local = {local}, but its device `{device}` has address {address}, expected local = {expected}")]

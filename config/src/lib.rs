@@ -68,6 +68,7 @@
 //! ```
 
 mod error;
+mod identities;
 mod lab;
 mod value;
 mod warden;
@@ -75,6 +76,13 @@ mod warden;
 use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind};
+pub use identities::{
+    document_problem, document_toml, Allow, AllowSource, IdentityConfig, IdentityMap, PeerKind,
+    Workload, DEFAULT_EPOCH_SECS, DEFAULT_GRACE_SECS, DEFAULT_RESTAMP_SECS, DEFAULT_WINDOW_SECS,
+    MAX_IDENTITY_TEXT, MIN_EPOCH_SECS, UNAUTHENTICATED,
+};
+/// The identity crate's document types, as the config carries them.
+pub use identity::{IdentityDoc, IdentityId};
 pub use lab::{
     Check, CompareOp, Host, HostInterface, HostRoute, HostTap, HostVxlan, Lab, LabWarden, Link,
     StatExpect, StatExpectError, Switch, DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_PING_COUNT,
@@ -226,11 +234,13 @@ mod tests {
                     name: Some("node-a1".into()),
                     address: ip("10.0.0.11"),
                     vnis: vec![vni(100)],
+                    kind: PeerKind::Vtep { gbp: vec![] },
                 },
                 PeerConfig {
                     name: None,
                     address: ip("10.9.0.12"),
                     vnis: vec![vni(200)],
+                    kind: PeerKind::Vtep { gbp: vec![] },
                 },
             ],
             vnis: vec![
@@ -278,6 +288,11 @@ mod tests {
                 vni: vni(200),
                 via: Some(ip("10.2.0.254")),
             }],
+            identity: None,
+            documents: vec![],
+            workloads: vec![],
+            identity_maps: vec![],
+            allows: vec![],
         };
         assert_eq!(c, expected);
         assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));

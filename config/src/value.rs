@@ -66,6 +66,31 @@ string_value!(
     "a dotted quad such as \"10.0.0.1\""
 );
 
+/// A SHA-256 value written as 64 hex digits (either case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sha256Value(pub [u8; 32]);
+
+/// Parse 64 hex digits; only hex digits count (`u8::from_str_radix` alone
+/// would also take a `+` sign in a pair).
+pub(crate) fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    if s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        identity::doc::parse_sha256(s)
+    } else {
+        None
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_sha256_hex(&s).map(Sha256Value).ok_or_else(|| {
+            de::Error::custom(format_args!(
+                "invalid SHA-256 {s:?}, expected 64 hex digits (as printed by `sha256sum` or `warden identity attest`)"
+            ))
+        })
+    }
+}
+
 /// A VXLAN network identifier, written as a TOML integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct VniValue(pub Vni);

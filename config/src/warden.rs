@@ -12,11 +12,16 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use identity::{IdentityDoc, IdentityId};
 use overlay::{Ipv4Cidr, MacAddr, Vni};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::error::{line_of, ErrorKind};
+use crate::identities::{
+    self, document_toml, Allow, AllowDto, AllowSource, GbpDto, IdentityConfig, IdentityDto,
+    IdentityMap, IdentityMapDto, PeerKind, PeerKindDto, Workload, WorkloadDto,
+};
 use crate::value::{is_simple_name, CidrValue, IfName, Ipv4Value, MacValue, VniValue, SIMPLE_NAME};
 
 /// Instance name when `[instance] name` is absent (outside a lab).
@@ -60,6 +65,14 @@ pub struct WardenConfig {
     pub fdb: Vec<FdbEntry>,
     pub neighbors: Vec<Neighbor>,
     pub routes: Vec<RouteConfig>,
+    /// `[identity]`; `None` when identity is off (no stamping, no
+    /// verification, no allow hook).
+    pub identity: Option<IdentityConfig>,
+    /// `[[identity.document]]`, in file order; ids are distinct.
+    pub documents: Vec<IdentityDoc>,
+    pub workloads: Vec<Workload>,
+    pub identity_maps: Vec<IdentityMap>,
+    pub allows: Vec<Allow>,
 }
 
 impl WardenConfig {
@@ -74,6 +87,20 @@ impl WardenConfig {
     /// Index of the port called `name`.
     pub fn port_index(&self, name: &str) -> Option<usize> {
         self.ports.iter().position(|p| p.name == name)
+    }
+    /// Index of the identity document called `name`.
+    pub fn document_index(&self, name: &str) -> Option<usize> {
+        self.documents.iter().position(|d| d.name == name)
+    }
+    /// The 32-bit id of document `i` (a SHA-256: setup path only).
+    pub fn document_id(&self, i: usize) -> Option<IdentityId> {
+        self.documents.get(i).map(IdentityDoc::id)
+    }
+    /// The secret file of peer `i` when it is a warden: its own, else
+    /// `[identity] secret_file` (validation made sure one exists).
+    pub fn peer_secret(&self, i: usize) -> Option<&std::path::Path> {
+        let p = self.peers.get(i)?;
+        identities::peer_secret(&p.kind, self.identity.as_ref())
     }
 
     /// The config as a warden instance TOML file, every default written
@@ -102,6 +129,20 @@ impl WardenConfig {
             let _ = writeln!(out, "gateway = \"{g}\"");
         }
         let _ = writeln!(out, "udp_port = {}\nmtu = {}", u.udp_port, u.mtu);
+        if let Some(i) = &self.identity {
+            let _ = writeln!(out, "\n[identity]\nwarden_id = {}", quote(&i.warden_id));
+            if let Some(f) = &i.secret_file {
+                let _ = writeln!(out, "secret_file = {}", quote(&f.to_string_lossy()));
+            }
+            let _ = writeln!(
+                out,
+                "epoch_secs = {}\ngrace_secs = {}\nwindow_secs = {}\nrestamp_secs = {}",
+                i.epoch_secs, i.grace_secs, i.window_secs, i.restamp_secs
+            );
+            for d in &self.documents {
+                let _ = write!(out, "\n{}", document_toml(d));
+            }
+        }
         for p in &self.ports {
             let backend = match p.backend {
                 Backend::AfPacket => "af_packet",
@@ -130,6 +171,31 @@ impl WardenConfig {
             );
             if let Some(n) = &p.name {
                 let _ = writeln!(out, "name = {}", quote(n));
+            }
+            match &p.kind {
+                PeerKind::Vtep { gbp } => {
+                    if !gbp.is_empty() {
+                        let list: Vec<String> = gbp
+                            .iter()
+                            .map(|(g, i)| {
+                                format!("{{ group = {g}, identity = {} }}", self.doc_name(*i))
+                            })
+                            .collect();
+                        let _ = writeln!(out, "gbp = [{}]", list.join(", "));
+                    }
+                }
+                PeerKind::Warden {
+                    warden_id,
+                    secret_file,
+                    identities,
+                } => {
+                    let _ = writeln!(out, "kind = \"warden\"\nwarden_id = {}", quote(warden_id));
+                    if let Some(f) = secret_file {
+                        let _ = writeln!(out, "secret_file = {}", quote(&f.to_string_lossy()));
+                    }
+                    let list: Vec<String> = identities.iter().map(|i| self.doc_name(*i)).collect();
+                    let _ = writeln!(out, "identities = [{}]", list.join(", "));
+                }
             }
         }
         for v in &self.vnis {
@@ -174,12 +240,53 @@ impl WardenConfig {
                 let _ = writeln!(out, "via = \"{via}\"");
             }
         }
+        for w in &self.workloads {
+            let port = self.ports.get(w.port).map_or("", |p| p.name.as_str());
+            let _ = writeln!(
+                out,
+                "\n[[workload]]\nport = {}\nmac = \"{}\"\nip = \"{}\"\nidentity = {}",
+                quote(port),
+                w.mac,
+                w.ip,
+                self.doc_name(w.identity)
+            );
+        }
+        for m in &self.identity_maps {
+            let _ = writeln!(
+                out,
+                "\n[[identity_map]]\npeer = \"{}\"\ncidr = \"{}\"\nidentity = {}",
+                m.peer,
+                m.cidr,
+                self.doc_name(m.identity)
+            );
+        }
+        for a in &self.allows {
+            let sources: Vec<String> = a
+                .sources
+                .iter()
+                .map(|s| match s {
+                    AllowSource::Identity(i) => self.doc_name(*i),
+                    AllowSource::Unauthenticated => quote(identities::UNAUTHENTICATED),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "\n[[allow]]\ndestination = {}\nsources = [{}]",
+                self.doc_name(a.destination),
+                sources.join(", ")
+            );
+        }
         out
+    }
+
+    /// Document `i`'s name as a TOML string.
+    fn doc_name(&self, i: usize) -> String {
+        quote(self.documents.get(i).map_or("", |d| d.name.as_str()))
     }
 }
 
 /// `s` as a TOML basic string, escaped.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
@@ -235,6 +342,8 @@ pub struct PeerConfig {
     pub address: Ipv4Addr,
     /// VNIs this peer carries: BUM frames of these VNIs are replicated to it.
     pub vnis: Vec<Vni>,
+    /// A plain VTEP or another warden, with the identity settings of each.
+    pub kind: PeerKind,
 }
 
 /// One overlay segment.
@@ -295,6 +404,8 @@ pub(crate) struct WardenDto {
     instance: Option<InstanceDto>,
     underlay: Spanned<UnderlayDto>,
     #[serde(default)]
+    identity: Option<Spanned<IdentityDto>>,
+    #[serde(default)]
     port: Vec<Spanned<PortDto>>,
     #[serde(default)]
     peer: Vec<Spanned<PeerDto>>,
@@ -306,6 +417,12 @@ pub(crate) struct WardenDto {
     neighbor: Vec<Spanned<NeighborDto>>,
     #[serde(default)]
     route: Vec<Spanned<RouteDto>>,
+    #[serde(default)]
+    workload: Vec<Spanned<WorkloadDto>>,
+    #[serde(default)]
+    identity_map: Vec<Spanned<IdentityMapDto>>,
+    #[serde(default)]
+    allow: Vec<Spanned<AllowDto>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,11 +454,16 @@ struct PortDto {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PeerDto {
+pub(crate) struct PeerDto {
     address: Spanned<Ipv4Value>,
     #[serde(default)]
     vnis: Vec<Spanned<VniValue>>,
     name: Option<String>,
+    pub(crate) kind: Option<Spanned<PeerKindDto>>,
+    pub(crate) warden_id: Option<Spanned<String>>,
+    pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) identities: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) gbp: Option<Spanned<Vec<Spanned<GbpDto>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -812,6 +934,10 @@ pub(crate) fn build(
         }
     }
 
+    // [identity] and its documents.
+    let (identity, documents) = identities::build_identity(dto.identity.as_ref(), text)?;
+    let docs = identities::docs(&documents);
+
     // [[peer]]
     let mut peer_addrs = Seen::new(text, "peer address");
     let mut peers = Vec::with_capacity(dto.peer.len());
@@ -854,12 +980,15 @@ pub(crate) fn build(
             carried.insert(id, v.span(), || format!("{id} in peer vnis"))?;
             peer_vnis.push(id);
         }
+        let kind = identities::peer_kind(p, ip, identity.as_ref(), &docs, text)?;
         peers.push(PeerConfig {
             name: p.name.clone(),
             address: ip,
             vnis: peer_vnis,
+            kind,
         });
     }
+    identities::check_warden_ids(dto.identity.as_ref(), &dto.peer, &peers, text)?;
 
     // [[fdb]]
     let mut fdb_keys = Seen::new(text, "fdb entry");
@@ -1022,6 +1151,23 @@ pub(crate) fn build(
         });
     }
 
+    // [[workload]], [[identity_map]], [[allow]]
+    let port_name_spans: Vec<Range<usize>> =
+        dto.port.iter().map(|p| p.get_ref().name.span()).collect();
+    let (workloads, identity_maps, allows) = identities::build_bindings(
+        &identities::Context {
+            text,
+            identity: identity.as_ref(),
+            docs: &docs,
+            ports: &ports,
+            port_name_spans: &port_name_spans,
+            peers: &peers,
+        },
+        &dto.workload,
+        &dto.identity_map,
+        &dto.allow,
+    )?;
+
     Ok(WardenConfig {
         instance: Instance {
             name,
@@ -1040,6 +1186,11 @@ pub(crate) fn build(
         fdb,
         neighbors,
         routes,
+        identity,
+        documents,
+        workloads,
+        identity_maps,
+        allows,
     })
 }
 
@@ -1075,7 +1226,7 @@ interface = "eth0"
         (
             "unknown top-level table",
             "[policy]\nmode = \"x\"\n",
-            "w.toml:9:2: unknown field `policy`, expected one of `instance`, `underlay`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`",
+            "w.toml:9:2: unknown field `policy`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `allow`",
         ),
         (
             "bad CIDR",

@@ -1,0 +1,745 @@
+//! The identity parts of the warden instance config: `[identity]` with its
+//! documents, the workloads bound to them, the weaker identity sources
+//! (VXLAN-GBP groups of trusted VTEP peers, address maps) and the minimal
+//! allow hook.
+//!
+//! Everything here is optional so that configs without identity stay
+//! valid; `[identity]` switches it on, and from then on every access port
+//! must be bound to a workload, because a port whose workload nobody vouches
+//! for would silently send unauthenticated traffic.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use identity::{IdentityDoc, IdentityId};
+use overlay::{Ipv4Cidr, MacAddr};
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::error::{line_of, ErrorKind};
+use crate::value::{is_simple_name, CidrValue, Ipv4Value, MacValue, Sha256Value, SIMPLE_NAME};
+use crate::warden::{invalid, one_of, quote, Invalid, PeerConfig, PeerDto, PortConfig, Seen};
+
+/// Default key epoch length.
+pub const DEFAULT_EPOCH_SECS: u32 = 3600;
+/// Shortest accepted epoch: shorter ones would rotate keys faster than
+/// clocks between hosts can be trusted to agree.
+pub const MIN_EPOCH_SECS: u32 = 60;
+/// Default time the previous epoch's key stays valid after a rotation.
+pub const DEFAULT_GRACE_SECS: u32 = 300;
+/// Default timestamp window of the identity header.
+pub const DEFAULT_WINDOW_SECS: u32 = 30;
+/// Default re-stamp period of a flow toward a warden peer.
+pub const DEFAULT_RESTAMP_SECS: u32 = 5;
+/// The name policy uses for "no identity"; no document may take it.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+/// Longest document name, label key or value, or host id, in bytes.
+pub const MAX_IDENTITY_TEXT: usize = 255;
+
+// ---------------------------------------------------------------------------
+// Runtime types
+// ---------------------------------------------------------------------------
+
+/// `[identity]`: who this warden is among wardens and how keys rotate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// This warden's name among wardens (its numeric id is
+    /// `identity::warden_id_of` of it).
+    pub warden_id: String,
+    /// Default pair secret for warden peers without their own. Only named
+    /// here: the file is read (and its length checked) at run time.
+    pub secret_file: Option<PathBuf>,
+    pub epoch_secs: u32,
+    /// Below `epoch_secs`.
+    pub grace_secs: u32,
+    pub window_secs: u32,
+    pub restamp_secs: u32,
+}
+
+/// A local workload: who sits behind (port, MAC, IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// Index into `WardenConfig::ports`; always an access port.
+    pub port: usize,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    /// Index into `WardenConfig::documents`.
+    pub identity: usize,
+}
+
+/// What kind of node a peer VTEP is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A plain VXLAN endpoint (a Linux kernel VTEP): never stamped toward.
+    Vtep {
+        /// Trusted VXLAN-GBP group ids of this peer and the identity
+        /// (index into `WardenConfig::documents`) each stands for.
+        gbp: Vec<(u16, usize)>,
+    },
+    /// Another warden: flows are stamped and verified with the pair's keys.
+    Warden {
+        /// The peer's `[identity] warden_id`.
+        warden_id: String,
+        /// Pair secret; `None` means `[identity] secret_file`.
+        secret_file: Option<PathBuf>,
+        /// Identities (indexes into `WardenConfig::documents`) the peer
+        /// may assert; any other is dropped even with a valid tag.
+        identities: Vec<usize>,
+    },
+}
+
+/// The weakest identity source: traffic from `peer` whose inner source lies
+/// in `cidr` is taken to be `identity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityMap {
+    pub peer: Ipv4Addr,
+    /// In network form (host bits cleared).
+    pub cidr: Ipv4Cidr,
+    /// Index into `WardenConfig::documents`.
+    pub identity: usize,
+}
+
+/// A source identity an allow rule admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllowSource {
+    /// Index into `WardenConfig::documents`.
+    Identity(usize),
+    /// Flows that nothing vouches for.
+    Unauthenticated,
+}
+
+/// The minimal allow hook: flows toward `destination` may come from
+/// `sources`; anything else is denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// Index into `WardenConfig::documents`.
+    pub destination: usize,
+    pub sources: Vec<AllowSource>,
+}
+
+/// Which part of a document a problem is in (to point at it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Name,
+    Labels,
+    HostId,
+}
+
+/// Why `doc` cannot be declared, or `None`: the rules `[[identity.document]]`
+/// applies, shared with `warden identity attest` so that what it prints
+/// always checks clean.
+pub fn document_problem(doc: &IdentityDoc) -> Option<String> {
+    doc_problem(doc).map(|(_, p)| p)
+}
+
+fn doc_problem(doc: &IdentityDoc) -> Option<(Part, String)> {
+    const EXPECTED: &str = "expected 1 to 255 bytes without control characters";
+    let text_problem = |what: &str, s: &str| -> Option<String> {
+        if s.is_empty() {
+            Some(format!("{what} is empty, {EXPECTED}"))
+        } else if s.len() > MAX_IDENTITY_TEXT {
+            Some(format!("{what} is longer than 255 bytes, {EXPECTED}"))
+        } else if s.chars().any(char::is_control) {
+            Some(format!("{what} contains a control character, {EXPECTED}"))
+        } else {
+            None
+        }
+    };
+    if doc.name == UNAUTHENTICATED {
+        return Some((
+            Part::Name,
+            format!("the name `{UNAUTHENTICATED}` is reserved for flows without identity, expected another name"),
+        ));
+    }
+    if let Some(p) = text_problem("the name", &doc.name) {
+        return Some((Part::Name, p));
+    }
+    for (k, v) in &doc.labels {
+        if let Some(p) = text_problem("a label key", k) {
+            return Some((Part::Labels, p));
+        }
+        // An empty value is a fine label; only length and control
+        // characters matter.
+        if !v.is_empty() {
+            if let Some(p) = text_problem(&format!("the value of label `{k}`"), v) {
+                return Some((Part::Labels, p));
+            }
+        }
+    }
+    doc.host_id
+        .as_deref()
+        .and_then(|h| text_problem("host_id", h))
+        .map(|p| (Part::HostId, p))
+}
+
+/// `doc` as a `[[identity.document]]` table (ending in a newline), the form
+/// `warden identity attest` prints and `WardenConfig::to_toml` writes.
+pub fn document_toml(doc: &IdentityDoc) -> String {
+    let mut out = String::from("[[identity.document]]\n");
+    // Writing to a String cannot fail; the results are ignored.
+    let _ = writeln!(out, "name = {}", quote(&doc.name));
+    if !doc.labels.is_empty() {
+        let pairs: Vec<String> = doc
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{} = {}", key(k), quote(v)))
+            .collect();
+        let _ = writeln!(out, "labels = {{ {} }}", pairs.join(", "));
+    }
+    if let Some(h) = &doc.exe_sha256 {
+        let _ = writeln!(out, "exe_sha256 = \"{}\"", identity::doc::hex(h));
+    }
+    if let Some(h) = &doc.host_id {
+        let _ = writeln!(out, "host_id = {}", quote(h));
+    }
+    out
+}
+
+/// A TOML key: bare when it may be, quoted otherwise.
+fn key(k: &str) -> String {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        k.to_owned()
+    } else {
+        quote(k)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DTOs
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityDto {
+    warden_id: Spanned<String>,
+    secret_file: Option<Spanned<String>>,
+    epoch_secs: Option<Spanned<u32>>,
+    grace_secs: Option<Spanned<u32>>,
+    window_secs: Option<Spanned<u32>>,
+    restamp_secs: Option<Spanned<u32>>,
+    #[serde(default)]
+    document: Vec<Spanned<DocumentDto>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentDto {
+    name: Spanned<String>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    exe_sha256: Option<Spanned<Sha256Value>>,
+    host_id: Option<Spanned<String>>,
+}
+
+/// `kind` of a `[[peer]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PeerKindDto {
+    Vtep,
+    Warden,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GbpDto {
+    group: Spanned<u16>,
+    identity: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkloadDto {
+    port: Spanned<String>,
+    mac: Spanned<MacValue>,
+    ip: Spanned<Ipv4Value>,
+    identity: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityMapDto {
+    peer: Spanned<Ipv4Value>,
+    cidr: Spanned<CidrValue>,
+    identity: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowDto {
+    destination: Spanned<String>,
+    sources: Vec<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// Builder
+// ---------------------------------------------------------------------------
+
+/// Resolves identity names against the declared documents.
+pub(crate) struct Docs<'a> {
+    names: Vec<&'a str>,
+}
+
+impl Docs<'_> {
+    /// Index of the document `name` refers to.
+    fn find(&self, name: &Spanned<String>, what: &'static str) -> Result<usize, Invalid> {
+        self.names
+            .iter()
+            .position(|n| n == name.get_ref())
+            .ok_or_else(|| {
+                invalid(
+                    name.span(),
+                    ErrorKind::UnknownReference {
+                        what,
+                        name: name.get_ref().clone(),
+                        expected: one_of("[[identity.document]] names", &self.names),
+                    },
+                )
+            })
+    }
+}
+
+/// `[identity]` and its documents.
+pub(crate) fn build_identity(
+    dto: Option<&Spanned<IdentityDto>>,
+    text: &str,
+) -> Result<(Option<IdentityConfig>, Vec<IdentityDoc>), Invalid> {
+    let Some(dto) = dto else {
+        return Ok((None, Vec::new()));
+    };
+    let d = dto.get_ref();
+    let warden_id = simple_name(&d.warden_id, "warden_id")?;
+    let secret_file = d.secret_file.as_ref().map(secret_path).transpose()?;
+    let secs = |v: &Option<Spanned<u32>>, what: &'static str, default: u32, min: u32| match v {
+        Some(s) if *s.get_ref() < min => Err(invalid(
+            s.span(),
+            ErrorKind::OutOfRange {
+                what,
+                value: u64::from(*s.get_ref()),
+                min: u64::from(min),
+                max: u64::from(u32::MAX),
+            },
+        )),
+        Some(s) => Ok(*s.get_ref()),
+        None => Ok(default),
+    };
+    let epoch_secs = secs(
+        &d.epoch_secs,
+        "epoch_secs",
+        DEFAULT_EPOCH_SECS,
+        MIN_EPOCH_SECS,
+    )?;
+    let grace_secs = secs(&d.grace_secs, "grace_secs", DEFAULT_GRACE_SECS, 0)?;
+    let window_secs = secs(&d.window_secs, "window_secs", DEFAULT_WINDOW_SECS, 1)?;
+    let restamp_secs = secs(&d.restamp_secs, "restamp_secs", DEFAULT_RESTAMP_SECS, 1)?;
+    if grace_secs >= epoch_secs {
+        // Point at whichever of the two the file sets (grace first).
+        let span = d
+            .grace_secs
+            .as_ref()
+            .or(d.epoch_secs.as_ref())
+            .map_or(dto.span(), Spanned::span);
+        return Err(invalid(
+            span,
+            ErrorKind::NotLess {
+                what: "grace_secs",
+                value: u64::from(grace_secs),
+                other: "epoch_secs",
+                other_value: u64::from(epoch_secs),
+            },
+        ));
+    }
+
+    let mut names = Seen::new(text, "identity name");
+    // (id, name, where declared), for the collision check.
+    let mut ids: Vec<(IdentityId, &str, usize)> = Vec::with_capacity(d.document.len());
+    let mut documents: Vec<IdentityDoc> = Vec::with_capacity(d.document.len());
+    for doc in &d.document {
+        let doc = doc.get_ref();
+        let name = doc.name.get_ref();
+        names.insert(name.as_str(), doc.name.span(), || format!("`{name}`"))?;
+        let built = IdentityDoc {
+            name: name.clone(),
+            labels: doc
+                .labels
+                .as_ref()
+                .map(|l| l.get_ref().clone())
+                .unwrap_or_default(),
+            exe_sha256: doc.exe_sha256.as_ref().map(|h| h.get_ref().0),
+            host_id: doc.host_id.as_ref().map(|h| h.get_ref().clone()),
+        };
+        if let Some((part, problem)) = doc_problem(&built) {
+            let span = match part {
+                Part::Name => Some(doc.name.span()),
+                Part::Labels => doc.labels.as_ref().map(Spanned::span),
+                Part::HostId => doc.host_id.as_ref().map(Spanned::span),
+            };
+            return Err(invalid(
+                span.unwrap_or_else(|| doc.name.span()),
+                ErrorKind::InvalidDocument {
+                    name: name.clone(),
+                    problem,
+                },
+            ));
+        }
+        let id = built.id();
+        if let Some((_, other, first)) = ids.iter().find(|(i, _, _)| *i == id) {
+            return Err(invalid(
+                doc.name.span(),
+                ErrorKind::IdCollision {
+                    name: name.clone(),
+                    other: (*other).to_owned(),
+                    id,
+                    other_line: line_of(text, *first),
+                },
+            ));
+        }
+        ids.push((id, name.as_str(), doc.name.span().start));
+        documents.push(built);
+    }
+    Ok((
+        Some(IdentityConfig {
+            warden_id,
+            secret_file,
+            epoch_secs,
+            grace_secs,
+            window_secs,
+            restamp_secs,
+        }),
+        documents,
+    ))
+}
+
+/// The name resolver over built documents.
+pub(crate) fn docs(documents: &[IdentityDoc]) -> Docs<'_> {
+    Docs {
+        names: documents.iter().map(|d| d.name.as_str()).collect(),
+    }
+}
+
+fn simple_name(s: &Spanned<String>, what: &'static str) -> Result<String, Invalid> {
+    if is_simple_name(s.get_ref()) {
+        Ok(s.get_ref().clone())
+    } else {
+        Err(invalid(
+            s.span(),
+            ErrorKind::InvalidName {
+                what,
+                name: s.get_ref().clone(),
+                expected: SIMPLE_NAME,
+            },
+        ))
+    }
+}
+
+fn secret_path(s: &Spanned<String>) -> Result<PathBuf, Invalid> {
+    if s.get_ref().is_empty() || s.get_ref().contains('\0') {
+        Err(invalid(
+            s.span(),
+            ErrorKind::InvalidName {
+                what: "secret_file",
+                name: s.get_ref().clone(),
+                expected: "a file path such as \"/etc/warden/pair.key\"",
+            },
+        ))
+    } else {
+        Ok(PathBuf::from(s.get_ref()))
+    }
+}
+
+/// The `kind` of peer `p` (at `address`) and its identity fields.
+pub(crate) fn peer_kind(
+    p: &PeerDto,
+    address: Ipv4Addr,
+    identity: Option<&IdentityConfig>,
+    docs: &Docs<'_>,
+    text: &str,
+) -> Result<PeerKind, Invalid> {
+    let kind = p.kind.as_ref().map_or(PeerKindDto::Vtep, |k| *k.get_ref());
+    let not_for = |span, field, kind, other| {
+        Err(invalid(
+            span,
+            ErrorKind::FieldNotForPeer { field, kind, other },
+        ))
+    };
+    match kind {
+        PeerKindDto::Vtep => {
+            if let Some(w) = &p.warden_id {
+                return not_for(w.span(), "warden_id", "vtep", "warden");
+            }
+            if let Some(s) = &p.secret_file {
+                return not_for(s.span(), "secret_file", "vtep", "warden");
+            }
+            if let Some(i) = &p.identities {
+                return not_for(i.span(), "identities", "vtep", "warden");
+            }
+            let mut gbp = Vec::new();
+            if let Some(list) = &p.gbp {
+                if identity.is_none() {
+                    return Err(invalid(
+                        list.span(),
+                        ErrorKind::NeedsIdentity { what: "peer gbp" },
+                    ));
+                }
+                let mut groups = Seen::new(text, "gbp group");
+                for g in list.get_ref() {
+                    let g = g.get_ref();
+                    let group = *g.group.get_ref();
+                    if group == 0 {
+                        return Err(invalid(
+                            g.group.span(),
+                            ErrorKind::OutOfRange {
+                                what: "gbp group",
+                                value: 0,
+                                min: 1,
+                                max: u64::from(u16::MAX),
+                            },
+                        ));
+                    }
+                    groups.insert(group, g.group.span(), || group.to_string())?;
+                    gbp.push((group, docs.find(&g.identity, "gbp identity")?));
+                }
+            }
+            Ok(PeerKind::Vtep { gbp })
+        }
+        PeerKindDto::Warden => {
+            let kind_span = p.kind.as_ref().map_or(0..0, Spanned::span);
+            let Some(ours) = identity else {
+                return Err(invalid(
+                    kind_span,
+                    ErrorKind::NeedsIdentity {
+                        what: "a warden peer",
+                    },
+                ));
+            };
+            if let Some(g) = &p.gbp {
+                return not_for(g.span(), "gbp", "warden", "vtep");
+            }
+            let Some(w) = &p.warden_id else {
+                return Err(invalid(
+                    kind_span,
+                    ErrorKind::MissingWardenId { peer: address },
+                ));
+            };
+            let warden_id = simple_name(w, "peer warden_id")?;
+            let secret_file = p.secret_file.as_ref().map(secret_path).transpose()?;
+            if secret_file.is_none() && ours.secret_file.is_none() {
+                return Err(invalid(kind_span, ErrorKind::NoSecret { peer: address }));
+            }
+            let mut identities = Vec::new();
+            if let Some(list) = &p.identities {
+                let mut seen = Seen::new(text, "identity");
+                for name in list.get_ref() {
+                    let i = docs.find(name, "peer identity")?;
+                    seen.insert(i, name.span(), || {
+                        format!("`{}` in peer identities", name.get_ref())
+                    })?;
+                    identities.push(i);
+                }
+            }
+            Ok(PeerKind::Warden {
+                warden_id,
+                secret_file,
+                identities,
+            })
+        }
+    }
+}
+
+/// Warden ids must be unique among this warden and its peers: two peers
+/// with one id would share keys, and a peer with ours would be us.
+pub(crate) fn check_warden_ids(
+    identity: Option<&Spanned<IdentityDto>>,
+    dto: &[Spanned<PeerDto>],
+    peers: &[PeerConfig],
+    text: &str,
+) -> Result<(), Invalid> {
+    let mut seen = Seen::new(text, "warden_id");
+    if let Some(i) = identity {
+        let w = &i.get_ref().warden_id;
+        seen.insert(w.get_ref().as_str(), w.span(), String::new)?;
+    }
+    for (p, d) in peers.iter().zip(dto) {
+        if let (PeerKind::Warden { warden_id, .. }, Some(span)) =
+            (&p.kind, d.get_ref().warden_id.as_ref().map(Spanned::span))
+        {
+            seen.insert(warden_id.as_str(), span, || format!("`{warden_id}`"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`build_bindings`] looks things up in.
+pub(crate) struct Context<'a> {
+    pub text: &'a str,
+    pub identity: Option<&'a IdentityConfig>,
+    pub docs: &'a Docs<'a>,
+    pub ports: &'a [PortConfig],
+    /// Span of each port's `name` value, by port index.
+    pub port_name_spans: &'a [std::ops::Range<usize>],
+    pub peers: &'a [PeerConfig],
+}
+
+/// What [`build_bindings`] produces: workloads, identity maps, allows.
+pub(crate) type Bindings = (Vec<Workload>, Vec<IdentityMap>, Vec<Allow>);
+
+/// `[[workload]]`, `[[identity_map]]` and `[[allow]]`, and the rule that
+/// with identity enabled every access port has a workload.
+pub(crate) fn build_bindings(
+    cx: &Context<'_>,
+    workload: &[Spanned<WorkloadDto>],
+    identity_map: &[Spanned<IdentityMapDto>],
+    allow: &[Spanned<AllowDto>],
+) -> Result<Bindings, Invalid> {
+    if cx.identity.is_none() {
+        let first = workload
+            .first()
+            .map(|w| (w.span(), "[[workload]]"))
+            .or_else(|| identity_map.first().map(|m| (m.span(), "[[identity_map]]")))
+            .or_else(|| allow.first().map(|a| (a.span(), "[[allow]]")));
+        if let Some((span, what)) = first {
+            return Err(invalid(span, ErrorKind::NeedsIdentity { what }));
+        }
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    }
+    let port_names: Vec<&str> = cx.ports.iter().map(|p| p.name.as_str()).collect();
+
+    let mut by_mac = Seen::new(cx.text, "workload");
+    let mut by_ip = Seen::new(cx.text, "workload ip");
+    let mut workloads = Vec::with_capacity(workload.len());
+    for w in workload {
+        let w = w.get_ref();
+        let name = w.port.get_ref();
+        let Some(port) = port_names.iter().position(|n| n == name) else {
+            return Err(invalid(
+                w.port.span(),
+                ErrorKind::UnknownReference {
+                    what: "workload port",
+                    name: name.clone(),
+                    expected: one_of("[[port]] names", &port_names),
+                },
+            ));
+        };
+        if cx.ports.get(port).and_then(|p| p.access_vni).is_none() {
+            return Err(invalid(
+                w.port.span(),
+                ErrorKind::NotAccessPort {
+                    what: "workload port",
+                    port: name.clone(),
+                },
+            ));
+        }
+        let mac = w.mac.get_ref().0;
+        if !mac.is_unicast() {
+            return Err(invalid(
+                w.mac.span(),
+                ErrorKind::NotUnicastMac {
+                    what: "workload mac",
+                    mac,
+                },
+            ));
+        }
+        by_mac.insert((port, mac), w.mac.span(), || {
+            format!("port `{name}` MAC {mac}")
+        })?;
+        let ip = w.ip.get_ref().0;
+        if ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() {
+            return Err(invalid(
+                w.ip.span(),
+                ErrorKind::NotUnicastIp {
+                    what: "workload ip",
+                    address: ip,
+                },
+            ));
+        }
+        by_ip.insert(ip, w.ip.span(), || ip.to_string())?;
+        let identity = cx.docs.find(&w.identity, "workload identity")?;
+        workloads.push(Workload {
+            port,
+            mac,
+            ip,
+            identity,
+        });
+    }
+    for (i, p) in cx.ports.iter().enumerate() {
+        if p.access_vni.is_some() && !workloads.iter().any(|w| w.port == i) {
+            return Err(invalid(
+                cx.port_name_spans.get(i).cloned().unwrap_or(0..0),
+                ErrorKind::UnboundWorkload {
+                    port: p.name.clone(),
+                },
+            ));
+        }
+    }
+
+    let mut map_keys = Seen::new(cx.text, "identity_map");
+    let mut maps = Vec::with_capacity(identity_map.len());
+    for m in identity_map {
+        let m = m.get_ref();
+        let peer = m.peer.get_ref().0;
+        if !cx.peers.iter().any(|p| p.address == peer) {
+            let known: Vec<String> = cx.peers.iter().map(|p| p.address.to_string()).collect();
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            return Err(invalid(
+                m.peer.span(),
+                ErrorKind::UnknownReference {
+                    what: "identity_map peer",
+                    name: peer.to_string(),
+                    expected: one_of("[[peer]] addresses", &known),
+                },
+            ));
+        }
+        let cidr = m.cidr.get_ref().0.network();
+        map_keys.insert((peer, cidr), m.cidr.span(), || {
+            format!("peer {peer} cidr {cidr}")
+        })?;
+        let identity = cx.docs.find(&m.identity, "identity_map identity")?;
+        maps.push(IdentityMap {
+            peer,
+            cidr,
+            identity,
+        });
+    }
+
+    let mut destinations = Seen::new(cx.text, "allow destination");
+    let mut allows = Vec::with_capacity(allow.len());
+    for a in allow {
+        let a = a.get_ref();
+        let destination = cx.docs.find(&a.destination, "allow destination")?;
+        destinations.insert(destination, a.destination.span(), || {
+            format!("`{}`", a.destination.get_ref())
+        })?;
+        let mut seen = Seen::new(cx.text, "allow source");
+        let mut sources = Vec::with_capacity(a.sources.len());
+        for s in &a.sources {
+            let source = if s.get_ref() == UNAUTHENTICATED {
+                AllowSource::Unauthenticated
+            } else {
+                AllowSource::Identity(cx.docs.find(s, "allow source")?)
+            };
+            seen.insert(source, s.span(), || format!("`{}`", s.get_ref()))?;
+            sources.push(source);
+        }
+        allows.push(Allow {
+            destination,
+            sources,
+        });
+    }
+    Ok((workloads, maps, allows))
+}
+
+/// The secret file of warden peer `kind`: its own, else the default.
+pub(crate) fn peer_secret<'a>(
+    kind: &'a PeerKind,
+    identity: Option<&'a IdentityConfig>,
+) -> Option<&'a Path> {
+    match kind {
+        PeerKind::Warden { secret_file, .. } => secret_file
+            .as_deref()
+            .or(identity.and_then(|i| i.secret_file.as_deref())),
+        PeerKind::Vtep { .. } => None,
+    }
+}
