@@ -743,3 +743,574 @@ pub(crate) fn peer_secret<'a>(
         PeerKind::Vtep { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_warden, PeerKind};
+
+    const HASH: &str = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+
+    /// A valid config with identity on; each case edits one thing in it.
+    /// Line numbers: [identity] 5, documents at 9 and 13, ports at 18 and
+    /// 23, peer at 32, workload at 38; appended text starts at line 43.
+    fn base() -> String {
+        format!(
+            r#"[underlay]
+port = "uplink"
+address = "10.0.0.1/24"
+
+[identity]
+warden_id = "node-1"
+secret_file = "/etc/warden/pair.key"
+
+[[identity.document]]
+name = "api"
+labels = {{ app = "api" }}
+
+[[identity.document]]
+name = "db"
+exe_sha256 = "{HASH}"
+host_id = "node-2"
+
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "eth0"
+
+[[port]]
+name = "w1"
+backend = "tap"
+interface = "wl0"
+vni = 100
+
+[[vni]]
+id = 100
+
+[[peer]]
+address = "10.0.0.2"
+kind = "warden"
+warden_id = "node-2"
+identities = ["db"]
+
+[[workload]]
+port = "w1"
+mac = "02:00:00:00:01:21"
+ip = "10.1.0.21"
+identity = "api"
+"#
+        )
+    }
+
+    /// `base()` with `old` replaced by `new` (appended when `old` is empty).
+    fn edit(old: &str, new: &str) -> String {
+        let b = base();
+        if old.is_empty() {
+            return format!("{b}{new}");
+        }
+        assert!(b.contains(old), "base has no {old:?}");
+        b.replacen(old, new, 1)
+    }
+
+    fn err(text: &str) -> String {
+        match parse_warden(text, "i.toml") {
+            Ok(c) => panic!("accepted:\n{text}\n{c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Two names whose documents share a 32-bit id (found by search).
+    const COLLIDING: [&str; 2] = ["spiffe://lab/c28471", "spiffe://lab/c79014"];
+
+    /// (what, replace this, with this (append when empty), expected error)
+    const CASES: &[(&str, &str, &str, &str)] = &[
+        (
+            "identity id collision",
+            "",
+            "[[identity.document]]\nname = \"spiffe://lab/c28471\"\n[[identity.document]]\nname = \"spiffe://lab/c79014\"\n",
+            "i.toml:46:8: identity `spiffe://lab/c79014` has id 275caee0, the same as identity `spiffe://lab/c28471` (declared at line 44), expected distinct ids: change a label of one of them",
+        ),
+        (
+            "duplicate document name",
+            "",
+            "[[identity.document]]\nname = \"api\"\nhost_id = \"other\"\n",
+            "i.toml:44:8: duplicate identity name `api` (first declared at line 10)",
+        ),
+        (
+            "document named like the unauthenticated identity",
+            "name = \"api\"",
+            "name = \"unauthenticated\"",
+            "i.toml:10:8: invalid identity document `unauthenticated`: the name `unauthenticated` is reserved for flows without identity, expected another name",
+        ),
+        (
+            "empty document name",
+            "name = \"api\"",
+            "name = \"\"",
+            "i.toml:10:8: invalid identity document ``: the name is empty, expected 1 to 255 bytes without control characters",
+        ),
+        (
+            "label key with a control character",
+            "labels = { app = \"api\" }",
+            "labels = { \"a\\tb\" = \"api\" }",
+            "i.toml:11:10: invalid identity document `api`: a label key contains a control character, expected 1 to 255 bytes without control characters",
+        ),
+        (
+            "empty host_id",
+            "host_id = \"node-2\"",
+            "host_id = \"\"",
+            "i.toml:16:11: invalid identity document `db`: host_id is empty, expected 1 to 255 bytes without control characters",
+        ),
+        (
+            "exe_sha256 that is too short",
+            HASH,
+            "2d71",
+            "i.toml:15:14: invalid SHA-256 \"2d71\", expected 64 hex digits (as printed by `sha256sum` or `warden identity attest`)",
+        ),
+        (
+            "exe_sha256 with a sign inside a pair",
+            "exe_sha256 = \"2d",
+            "exe_sha256 = \"+d",
+            "i.toml:15:14: invalid SHA-256 \"+d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\", expected 64 hex digits (as printed by `sha256sum` or `warden identity attest`)",
+        ),
+        (
+            "unknown field in a document",
+            "host_id = \"node-2\"",
+            "host_id = \"node-2\"\nimage = \"x\"",
+            "i.toml:17:1: unknown field `image`, expected one of `name`, `labels`, `exe_sha256`, `host_id`",
+        ),
+        (
+            "grace not below epoch",
+            "secret_file = \"/etc/warden/pair.key\"",
+            "secret_file = \"/etc/warden/pair.key\"\nepoch_secs = 600\ngrace_secs = 600",
+            "i.toml:9:14: grace_secs 600 is not less than epoch_secs 600, expected grace_secs < epoch_secs",
+        ),
+        (
+            "default grace not below a short epoch",
+            "secret_file = \"/etc/warden/pair.key\"",
+            "secret_file = \"/etc/warden/pair.key\"\nepoch_secs = 120",
+            "i.toml:8:14: grace_secs 300 is not less than epoch_secs 120, expected grace_secs < epoch_secs",
+        ),
+        (
+            "epoch too short",
+            "secret_file = \"/etc/warden/pair.key\"",
+            "secret_file = \"/etc/warden/pair.key\"\nepoch_secs = 59",
+            "i.toml:8:14: epoch_secs 59 is out of range, expected 60..=4294967295",
+        ),
+        (
+            "zero window",
+            "secret_file = \"/etc/warden/pair.key\"",
+            "secret_file = \"/etc/warden/pair.key\"\nwindow_secs = 0",
+            "i.toml:8:15: window_secs 0 is out of range, expected 1..=4294967295",
+        ),
+        (
+            "bad warden_id",
+            "warden_id = \"node-1\"",
+            "warden_id = \"node 1\"",
+            "i.toml:6:13: invalid warden_id `node 1`, expected 1 to 64 of A-Z a-z 0-9 _ . - (not starting with . or -)",
+        ),
+        (
+            "unknown field in [identity]",
+            "warden_id = \"node-1\"",
+            "warden_id = \"node-1\"\nkey = \"x\"",
+            "i.toml:7:1: unknown field `key`, expected one of `warden_id`, `secret_file`, `epoch_secs`, `grace_secs`, `window_secs`, `restamp_secs`, `document`",
+        ),
+        (
+            "workload on an unknown port",
+            "port = \"w1\"\nmac",
+            "port = \"w9\"\nmac",
+            "i.toml:39:8: unknown workload port `w9`, expected one of the [[port]] names: `uplink`, `w1`",
+        ),
+        (
+            "workload on the underlay port",
+            "port = \"w1\"\nmac",
+            "port = \"uplink\"\nmac",
+            "i.toml:39:8: workload port `uplink` is not an access port, expected a port with `vni`",
+        ),
+        (
+            "workload identity not declared",
+            "identity = \"api\"",
+            "identity = \"web\"",
+            "i.toml:42:12: unknown workload identity `web`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "unbound workload",
+            "",
+            "[[port]]\nname = \"w2\"\nbackend = \"tap\"\ninterface = \"wl2\"\nvni = 100\n",
+            "i.toml:44:8: unbound workload: access port `w2` has no [[workload]], expected a [[workload]] with port = \"w2\" (with [identity] set, every access port is bound to an identity)",
+        ),
+        (
+            "duplicate workload (port, MAC)",
+            "",
+            "[[workload]]\nport = \"w1\"\nmac = \"02:00:00:00:01:21\"\nip = \"10.1.0.22\"\nidentity = \"db\"\n",
+            "i.toml:45:7: duplicate workload port `w1` MAC 02:00:00:00:01:21 (first declared at line 40)",
+        ),
+        (
+            "duplicate workload IP",
+            "",
+            "[[workload]]\nport = \"w1\"\nmac = \"02:00:00:00:01:22\"\nip = \"10.1.0.21\"\nidentity = \"db\"\n",
+            "i.toml:46:6: duplicate workload ip 10.1.0.21 (first declared at line 41)",
+        ),
+        (
+            "workload group MAC",
+            "mac = \"02:00:00:00:01:21\"",
+            "mac = \"01:00:00:00:01:21\"",
+            "i.toml:40:7: workload mac 01:00:00:00:01:21 is not a unicast address, expected a non-zero MAC with the group bit clear",
+        ),
+        (
+            "warden peer without warden_id",
+            "warden_id = \"node-2\"\n",
+            "",
+            "i.toml:34:8: warden peer 10.0.0.2 is missing field `warden_id`, expected the peer's [identity] warden_id",
+        ),
+        (
+            "warden peer without any secret",
+            "secret_file = \"/etc/warden/pair.key\"\n",
+            "",
+            "i.toml:33:8: warden peer 10.0.0.2 has no secret, expected `secret_file` on the peer or a default `secret_file` in [identity]",
+        ),
+        (
+            "warden peer with our own warden_id",
+            "warden_id = \"node-2\"",
+            "warden_id = \"node-1\"",
+            "i.toml:35:13: duplicate warden_id `node-1` (first declared at line 6)",
+        ),
+        (
+            "two warden peers with one warden_id",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\nkind = \"warden\"\nwarden_id = \"node-2\"\n",
+            "i.toml:46:13: duplicate warden_id `node-2` (first declared at line 35)",
+        ),
+        (
+            "gbp on a warden peer",
+            "identities = [\"db\"]",
+            "identities = [\"db\"]\ngbp = [{ group = 1, identity = \"db\" }]",
+            "i.toml:37:7: field `gbp` does not apply to a `warden` peer, expected it only with kind = \"vtep\"",
+        ),
+        (
+            "identities on a vtep peer",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\nidentities = [\"db\"]\n",
+            "i.toml:45:14: field `identities` does not apply to a `vtep` peer, expected it only with kind = \"warden\"",
+        ),
+        (
+            "secret_file on a vtep peer",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\nsecret_file = \"/k\"\n",
+            "i.toml:45:15: field `secret_file` does not apply to a `vtep` peer, expected it only with kind = \"warden\"",
+        ),
+        (
+            "unknown peer kind",
+            "kind = \"warden\"",
+            "kind = \"router\"",
+            "i.toml:34:8: unknown variant `router`, expected `vtep` or `warden`",
+        ),
+        (
+            "unknown identity a warden peer may assert",
+            "identities = [\"db\"]",
+            "identities = [\"db\", \"cache\"]",
+            "i.toml:36:21: unknown peer identity `cache`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "identity repeated in a peer's list",
+            "identities = [\"db\"]",
+            "identities = [\"db\", \"db\"]",
+            "i.toml:36:21: duplicate identity `db` in peer identities (first declared at line 36)",
+        ),
+        (
+            "unknown gbp identity",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\ngbp = [{ group = 7, identity = \"web\" }]\n",
+            "i.toml:45:32: unknown gbp identity `web`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "gbp group 0",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\ngbp = [{ group = 0, identity = \"db\" }]\n",
+            "i.toml:45:18: gbp group 0 is out of range, expected 1..=65535",
+        ),
+        (
+            "gbp group repeated",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\ngbp = [{ group = 7, identity = \"db\" },\n  { group = 7, identity = \"api\" }]\n",
+            "i.toml:46:13: duplicate gbp group 7 (first declared at line 45)",
+        ),
+        (
+            "identity_map peer not declared",
+            "",
+            "[[identity_map]]\npeer = \"10.0.0.9\"\ncidr = \"10.1.0.0/24\"\nidentity = \"api\"\n",
+            "i.toml:44:8: unknown identity_map peer `10.0.0.9`, expected one of the [[peer]] addresses: `10.0.0.2`",
+        ),
+        (
+            "identity_map identity not declared",
+            "",
+            "[[identity_map]]\npeer = \"10.0.0.2\"\ncidr = \"10.1.0.0/24\"\nidentity = \"web\"\n",
+            "i.toml:46:12: unknown identity_map identity `web`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "duplicate identity_map (after normalising the CIDR)",
+            "",
+            "[[identity_map]]\npeer = \"10.0.0.2\"\ncidr = \"10.1.0.0/24\"\nidentity = \"api\"\n[[identity_map]]\npeer = \"10.0.0.2\"\ncidr = \"10.1.0.7/24\"\nidentity = \"db\"\n",
+            "i.toml:49:8: duplicate identity_map peer 10.0.0.2 cidr 10.1.0.0/24 (first declared at line 45)",
+        ),
+        (
+            "allow destination not declared",
+            "",
+            "[[allow]]\ndestination = \"web\"\nsources = [\"api\"]\n",
+            "i.toml:44:15: unknown allow destination `web`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "allow destination unauthenticated",
+            "",
+            "[[allow]]\ndestination = \"unauthenticated\"\nsources = [\"api\"]\n",
+            "i.toml:44:15: unknown allow destination `unauthenticated`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "allow source not declared",
+            "",
+            "[[allow]]\ndestination = \"db\"\nsources = [\"api\", \"web\"]\n",
+            "i.toml:45:19: unknown allow source `web`, expected one of the [[identity.document]] names: `api`, `db`",
+        ),
+        (
+            "allow source repeated",
+            "",
+            "[[allow]]\ndestination = \"db\"\nsources = [\"unauthenticated\", \"unauthenticated\"]\n",
+            "i.toml:45:31: duplicate allow source `unauthenticated` (first declared at line 45)",
+        ),
+        (
+            "two allow tables for one destination",
+            "",
+            "[[allow]]\ndestination = \"db\"\nsources = [\"api\"]\n[[allow]]\ndestination = \"db\"\nsources = []\n",
+            "i.toml:47:15: duplicate allow destination `db` (first declared at line 44)",
+        ),
+        (
+            "allow without sources",
+            "",
+            "[[allow]]\ndestination = \"db\"\n",
+            "i.toml:43:1: missing field `sources`",
+        ),
+    ];
+
+    #[test]
+    fn each_error_points_at_its_value() {
+        for (what, old, new, expected) in CASES {
+            assert_eq!(err(&edit(old, new)), *expected, "case: {what}");
+        }
+    }
+
+    #[test]
+    fn colliding_names_really_collide() {
+        let [a, b] = COLLIDING.map(|n| IdentityDoc {
+            name: n.into(),
+            ..Default::default()
+        });
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.id().to_string(), "275caee0");
+        assert_ne!(a, b);
+    }
+
+    /// Identity tables in a config without `[identity]`.
+    #[test]
+    fn identity_settings_need_identity() {
+        let plain = r#"[underlay]
+port = "uplink"
+address = "10.0.0.1/24"
+
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "eth0"
+"#;
+        let cases = [
+            (
+                "[[peer]]\naddress = \"10.0.0.2\"\nkind = \"warden\"\nwarden_id = \"n2\"\nsecret_file = \"/k\"\n",
+                "i.toml:11:8: a warden peer needs identity enabled, expected an [identity] table with `warden_id`",
+            ),
+            (
+                "[[peer]]\naddress = \"10.0.0.2\"\ngbp = []\n",
+                "i.toml:11:7: peer gbp needs identity enabled, expected an [identity] table with `warden_id`",
+            ),
+            (
+                "[[workload]]\nport = \"uplink\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.1.0.1\"\nidentity = \"x\"\n",
+                "i.toml:9:1: [[workload]] needs identity enabled, expected an [identity] table with `warden_id`",
+            ),
+            (
+                "[[peer]]\naddress = \"10.0.0.2\"\n[[identity_map]]\npeer = \"10.0.0.2\"\ncidr = \"10.1.0.0/24\"\nidentity = \"x\"\n",
+                "i.toml:11:1: [[identity_map]] needs identity enabled, expected an [identity] table with `warden_id`",
+            ),
+            (
+                "[[allow]]\ndestination = \"x\"\nsources = []\n",
+                "i.toml:9:1: [[allow]] needs identity enabled, expected an [identity] table with `warden_id`",
+            ),
+            (
+                "[[identity.document]]\nname = \"x\"\n",
+                "i.toml:9:3: missing field `warden_id`",
+            ),
+        ];
+        for (extra, expected) in cases {
+            assert_eq!(err(&format!("{plain}{extra}")), expected, "{extra}");
+        }
+        // Without any of them, identity is simply off.
+        let c = parse_warden(plain, "i.toml").unwrap();
+        assert_eq!(c.identity, None);
+        assert!(c.documents.is_empty() && c.workloads.is_empty() && c.allows.is_empty());
+    }
+
+    #[test]
+    fn valid_config_builds_runtime_values() {
+        let text = edit(
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\nvnis = [100]\ngbp = [{ group = 7, identity = \"api\" }]\n\n\
+             [[peer]]\naddress = \"10.0.0.4\"\nkind = \"warden\"\nwarden_id = \"node-4\"\nsecret_file = \"/etc/warden/n1-n4.key\"\n\n\
+             [[identity_map]]\npeer = \"10.0.0.3\"\ncidr = \"10.1.0.9/24\"\nidentity = \"db\"\n\n\
+             [[allow]]\ndestination = \"db\"\nsources = [\"api\", \"unauthenticated\"]\n",
+        );
+        let c = parse_warden(&text, "i.toml").unwrap();
+        assert_eq!(
+            c.identity,
+            Some(IdentityConfig {
+                warden_id: "node-1".into(),
+                secret_file: Some("/etc/warden/pair.key".into()),
+                epoch_secs: DEFAULT_EPOCH_SECS,
+                grace_secs: DEFAULT_GRACE_SECS,
+                window_secs: DEFAULT_WINDOW_SECS,
+                restamp_secs: DEFAULT_RESTAMP_SECS,
+            })
+        );
+        let api = IdentityDoc {
+            name: "api".into(),
+            labels: [("app".to_string(), "api".to_string())].into(),
+            exe_sha256: None,
+            host_id: None,
+        };
+        let db = IdentityDoc {
+            name: "db".into(),
+            labels: BTreeMap::new(),
+            exe_sha256: identity::doc::parse_sha256(HASH),
+            host_id: Some("node-2".into()),
+        };
+        assert_eq!(c.documents, vec![api.clone(), db.clone()]);
+        assert_eq!(c.document_id(0), Some(api.id()));
+        assert_eq!(c.document_id(1), Some(db.id()));
+        assert_eq!(c.document_id(2), None);
+        assert_eq!(c.document_index("db"), Some(1));
+        assert_eq!(
+            c.workloads,
+            vec![Workload {
+                port: 1,
+                mac: "02:00:00:00:01:21".parse().unwrap(),
+                ip: Ipv4Addr::new(10, 1, 0, 21),
+                identity: 0,
+            }]
+        );
+        let kinds: Vec<&PeerKind> = c.peers.iter().map(|p| &p.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &PeerKind::Warden {
+                    warden_id: "node-2".into(),
+                    secret_file: None,
+                    identities: vec![1],
+                },
+                &PeerKind::Vtep { gbp: vec![(7, 0)] },
+                &PeerKind::Warden {
+                    warden_id: "node-4".into(),
+                    secret_file: Some("/etc/warden/n1-n4.key".into()),
+                    identities: vec![],
+                },
+            ]
+        );
+        // A peer's own secret wins over the default; VTEPs have none.
+        assert_eq!(c.peer_secret(0), Some(Path::new("/etc/warden/pair.key")));
+        assert_eq!(c.peer_secret(1), None);
+        assert_eq!(c.peer_secret(2), Some(Path::new("/etc/warden/n1-n4.key")));
+        assert_eq!(c.peer_secret(3), None);
+        assert_eq!(
+            c.identity_maps,
+            vec![IdentityMap {
+                peer: Ipv4Addr::new(10, 0, 0, 3),
+                cidr: "10.1.0.0/24".parse().unwrap(),
+                identity: 1,
+            }]
+        );
+        assert_eq!(
+            c.allows,
+            vec![Allow {
+                destination: 1,
+                sources: vec![AllowSource::Identity(0), AllowSource::Unauthenticated],
+            }]
+        );
+        // Written back out, it parses to the same config.
+        let out = c.to_toml();
+        assert_eq!(parse_warden(&out, "out").unwrap(), c, "{out}");
+    }
+
+    #[test]
+    fn per_peer_secret_is_enough_without_a_default() {
+        let text = edit("secret_file = \"/etc/warden/pair.key\"\n", "").replace(
+            "warden_id = \"node-2\"",
+            "warden_id = \"node-2\"\nsecret_file = \"/k\"",
+        );
+        let c = parse_warden(&text, "i.toml").unwrap();
+        assert_eq!(
+            c.identity.as_ref().and_then(|i| i.secret_file.clone()),
+            None
+        );
+        assert_eq!(c.peer_secret(0), Some(Path::new("/k")));
+    }
+
+    #[test]
+    fn document_toml_round_trips_awkward_values() {
+        let doc = IdentityDoc {
+            name: "spiffe://lab/ns/a \"quoted\"/sa/é".into(),
+            labels: [
+                ("app".to_string(), "api".to_string()),
+                ("needs quotes.key".to_string(), "a\\b".to_string()),
+                ("empty".to_string(), String::new()),
+            ]
+            .into(),
+            exe_sha256: Some([0xab; 32]),
+            host_id: Some("node-1".into()),
+        };
+        assert_eq!(document_problem(&doc), None);
+        let mut text = base().replacen(
+            "[[identity.document]]\nname = \"api\"",
+            &format!(
+                "{}\n[[identity.document]]\nname = \"api\"",
+                document_toml(&doc)
+            ),
+            1,
+        );
+        text.push('\n');
+        let c = parse_warden(&text, "i.toml").unwrap();
+        assert_eq!(c.documents.first(), Some(&doc));
+        // Without labels there is no labels line; the id still matches.
+        let bare = IdentityDoc {
+            name: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            document_toml(&bare),
+            "[[identity.document]]\nname = \"x\"\n"
+        );
+    }
+
+    #[test]
+    fn document_problems() {
+        let named = |n: &str| IdentityDoc {
+            name: n.into(),
+            ..Default::default()
+        };
+        assert!(document_problem(&named("spiffe://x")).is_none());
+        assert!(document_problem(&named("")).is_some());
+        assert!(document_problem(&named(UNAUTHENTICATED)).is_some());
+        assert!(document_problem(&named("a\nb")).is_some());
+        assert!(document_problem(&named(&"x".repeat(256))).is_some());
+        assert!(document_problem(&named(&"x".repeat(255))).is_none());
+        let mut d = named("x");
+        d.labels.insert(String::new(), "v".into());
+        assert!(document_problem(&d).is_some());
+        let mut d = named("x");
+        d.host_id = Some("h\u{7f}".into());
+        assert!(document_problem(&d).is_some());
+    }
+}
