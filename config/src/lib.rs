@@ -7,6 +7,10 @@
 //! runtime types the engine and the testbed use. Every error is one line,
 //! `FILE:LINE:COLUMN: message`, pointing at the offending value.
 //!
+//! Identity (`[identity]`, documents, workloads, warden peers, identity
+//! maps and the allow hook) is optional; see `identities` and the
+//! "identity" section of the schema reference.
+//!
 //! The full schema reference is `docs/config-schema.md`. A gateway between
 //! two VNIs, with one workload on a TAP:
 //!
@@ -301,8 +305,80 @@ mod tests {
     }
 
     #[test]
+    fn documented_identity_example_parses_to_expected_values() {
+        let c = parse_warden(doc_block(1), "doc").unwrap();
+        assert_eq!(
+            c.identity,
+            Some(IdentityConfig {
+                warden_id: "node-1".into(),
+                secret_file: Some("/etc/warden/pair.key".into()),
+                epoch_secs: 3600,
+                grace_secs: 300,
+                window_secs: 30,
+                restamp_secs: 5,
+            })
+        );
+        let names: Vec<&str> = c.documents.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "spiffe://lab/ns/payments/sa/api",
+                "spiffe://lab/ns/payments/sa/db",
+                "spiffe://lab/ns/legacy/sa/batch"
+            ]
+        );
+        let api = &c.documents[0];
+        assert_eq!(api.labels.get("tier").map(String::as_str), Some("web"));
+        assert_eq!(api.host_id.as_deref(), Some("node-1"));
+        assert_eq!(
+            api.exe_sha256.map(|h| identity::doc::hex(&h)).as_deref(),
+            Some("2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
+        );
+        assert_eq!(
+            c.peers[0].kind,
+            PeerKind::Warden {
+                warden_id: "node-2".into(),
+                secret_file: Some("/etc/warden/n1-n2.key".into()),
+                identities: vec![1],
+            }
+        );
+        assert_eq!(
+            c.peers[1].kind,
+            PeerKind::Vtep {
+                gbp: vec![(100, 2)]
+            }
+        );
+        assert_eq!(
+            c.workloads,
+            vec![Workload {
+                port: 1,
+                mac: mac("02:00:00:00:01:21"),
+                ip: ip("10.1.0.21"),
+                identity: 0,
+            }]
+        );
+        assert_eq!(
+            c.identity_maps,
+            vec![IdentityMap {
+                peer: ip("10.0.0.11"),
+                cidr: cidr("10.1.0.128/25"),
+                identity: 2,
+            }]
+        );
+        assert_eq!(
+            c.allows,
+            vec![Allow {
+                destination: 1,
+                sources: vec![AllowSource::Identity(0), AllowSource::Unauthenticated],
+            }]
+        );
+        assert_eq!(check_text(doc_block(1), "doc"), Ok(FileKind::Warden));
+        assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
+    }
+
+    #[test]
     fn documented_lab_example_parses_to_expected_values() {
-        let lab = parse_lab(doc_block(1), "doc").unwrap();
+        let lab = parse_lab(doc_block(2), "doc").unwrap();
         assert_eq!(lab.name, "gateway");
         assert!(lab.description.is_some());
         assert_eq!(
@@ -428,7 +504,7 @@ mod tests {
         );
         assert_eq!(lab.checks[0].label(), "ping A -> B");
         assert_eq!(lab.checks[1].label(), "tcp a1 -> 10.2.0.12:5001");
-        assert_eq!(check_text(doc_block(1), "doc"), Ok(FileKind::Lab));
+        assert_eq!(check_text(doc_block(2), "doc"), Ok(FileKind::Lab));
     }
 
     /// A per-run scratch directory, removed on drop.
@@ -453,7 +529,7 @@ mod tests {
         let w = dir.0.join("gw.toml");
         let l = dir.0.join("lab.toml");
         std::fs::write(&w, doc_block(0)).unwrap();
-        std::fs::write(&l, doc_block(1)).unwrap();
+        std::fs::write(&l, doc_block(2)).unwrap();
         assert_eq!(check_file(&w), Ok(FileKind::Warden));
         assert_eq!(check_file(&l), Ok(FileKind::Lab));
         assert_eq!(load_warden(&w).unwrap().instance.name, "gw");
@@ -504,7 +580,7 @@ mod tests {
         /// reported line exists in the text.
         #[test]
         fn errors_are_one_line_for_mutated_examples(
-            which in 0usize..2,
+            which in 0usize..3,
             at in any::<prop::sample::Index>(),
             cut in 0usize..40,
             insert in "[\\[\\]=\"a-z0-9 .:/\n\t\u{e9}]{0,8}",
