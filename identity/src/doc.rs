@@ -81,7 +81,9 @@ fn line(out: &mut String, key: &str, value: &str) {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n").replace('=', "\\=")
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('=', "\\=")
 }
 
 /// Lower-case hex.
