@@ -74,7 +74,8 @@ pub fn engine() -> (Engine, MemoryPort) {
     ours.set_mac(WARDEN_MAC);
     let counters = Arc::new(Counters::new(1, cfg.vnis.len(), cfg.peers.len(), 1));
     let ports: Vec<Box<dyn Port>> = vec![Box::new(ours)];
-    let mut engine = Engine::new(&cfg, ports, counters);
+    let mut engine =
+        Engine::new(&cfg, ports, counters).expect("bench config has no identity secrets to read");
     resolve_peers(&mut engine, &wire);
     (engine, wire)
 }

@@ -85,6 +85,15 @@ drop_reasons! {
     PoolEmpty => "pool_empty", "no free packet buffer (for a copy or a reply)";
     TxFull => "tx_full", "transmit ring full";
     HostStackBusy => "host_stack_busy", "underlay host stack queue full";
+    IdentityMissing => "identity_missing", "no identity header on a flow this warden does not know, from a warden peer";
+    IdentityMalformed => "identity_malformed", "identity header malformed";
+    IdentityEpoch => "identity_epoch", "no key for the identity header's epoch (expired or unknown)";
+    IdentityBadTag => "identity_bad_tag", "identity header tag does not verify";
+    IdentityStale => "identity_stale", "identity header timestamp outside the window";
+    IdentityNotAuthorized => "identity_not_authorized", "identity the peer may not assert (or a header from a plain VTEP)";
+    PolicyDenied => "policy_denied", "the allow hook denies this source identity to this destination";
+    FlowTableFull => "flow_table_full", "no room for a new flow (fail closed)";
+    StampFailed => "stamp_failed", "the identity header could not be added (no room for the option)";
 }
 
 /// Counters of one port.
@@ -147,6 +156,8 @@ pub struct Counters {
     pub peers: Vec<PeerCounters>,
     pub fdb_entries: Counter,
     pub neighbors: Counter,
+    pub flows: Counter,
+    pub identity_stamped: Counter,
 }
 
 /// What the worker publishes about each peer VTEP once a second.
@@ -197,6 +208,8 @@ impl Counters {
             peers: (0..peers).map(|_| PeerCounters::default()).collect(),
             fdb_entries: Counter::default(),
             neighbors: Counter::default(),
+            flows: Counter::default(),
+            identity_stamped: Counter::default(),
         }
     }
 

@@ -48,6 +48,8 @@ impl IdentitySource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Not decided yet: the flow has not reached a local workload.
+    Pending,
     Allow,
     Deny,
     /// The reply direction of a flow a local workload opened.

@@ -269,7 +269,13 @@ fn run(path: &Path) -> ExitCode {
                         return;
                     }
                 };
-                let mut engine = Engine::new(&cfg, ports, counters);
+                let mut engine = match Engine::new(&cfg, ports, counters) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("identity: {e}")));
+                        return;
+                    }
+                };
                 let _ = ready_tx.send(Ok(()));
                 worker::run(&mut engine, 0, &quit);
             })

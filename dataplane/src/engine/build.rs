@@ -16,7 +16,7 @@ pub(super) fn build(
     cfg: &WardenConfig,
     ports: Vec<Box<dyn Port>>,
     counters: Arc<Counters>,
-) -> Engine {
+) -> Result<Engine, super::ident::IdentityError> {
     let vni_index = |id: overlay::Vni| cfg.vnis.iter().position(|v| v.id == id).map(|i| i as u16);
     let mut vnis: Vec<VniRt> = cfg
         .vnis
@@ -96,7 +96,8 @@ pub(super) fn build(
     );
     let now = Instant::now();
     let n_ports = ports.len();
-    Engine {
+    let ident = super::ident::IdentityRt::build(cfg, vni_index)?;
+    Ok(Engine {
         ports,
         port_vni,
         underlay_port,
@@ -119,5 +120,6 @@ pub(super) fn build(
         last_second: 0,
         host_due: true,
         expired: Vec::with_capacity(16),
-    }
+        ident,
+    })
 }

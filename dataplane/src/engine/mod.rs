@@ -7,6 +7,7 @@
 
 mod build;
 mod csum;
+pub mod ident;
 mod router;
 mod tables;
 #[cfg(test)]
@@ -83,6 +84,8 @@ pub struct Engine {
     host_due: bool,
     /// Scratch list for parked packets that expired (kept to not allocate).
     expired: Vec<Buf>,
+    /// Workload identity, when configured.
+    ident: Option<ident::IdentityRt>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,8 +101,17 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Build the pipeline for `cfg` over already opened `ports` (in the
     /// config's port order).
-    pub fn new(cfg: &WardenConfig, ports: Vec<Box<dyn Port>>, counters: Arc<Counters>) -> Engine {
+    pub fn new(
+        cfg: &WardenConfig,
+        ports: Vec<Box<dyn Port>>,
+        counters: Arc<Counters>,
+    ) -> Result<Engine, ident::IdentityError> {
         build::build(cfg, ports, counters)
+    }
+
+    /// The flow table, when identity is configured.
+    pub fn flows(&self) -> Option<&crate::flows::FlowTable> {
+        self.ident.as_ref().map(|i| &i.flows)
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
@@ -217,6 +229,9 @@ impl Engine {
                 self.drop_packet(buf, DropReason::NeighborUnresolved);
             }
             self.expired = expired;
+            if let Some(id) = self.ident.as_mut() {
+                id.tick(self.now_s);
+            }
             self.publish(now);
         }
         self.flush();
@@ -238,6 +253,8 @@ impl Engine {
             pc.rx_kernel_drops.set(p.stats().rx_kernel_drops);
         }
         c.fdb_entries.set(self.fdb.len() as u64);
+        c.flows
+            .set(self.ident.as_ref().map_or(0, |i| i.flows.len() as u64));
         c.neighbors.set(self.router.neighbor_count() as u64);
     }
 
@@ -354,6 +371,13 @@ impl Engine {
         // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
         buf.set_len(d.inner_len);
         finish_partial_checksum(&mut buf);
+        if self.ident.is_some() {
+            match self.ident_from_peer(vni, peer, &mut buf, d.gbp) {
+                Ok(ident::Ingress::Forward) => {}
+                Ok(ident::Ingress::Consumed) => return self.recycle(buf),
+                Err(reason) => return self.drop_packet(buf, reason),
+            }
+        }
         let vc = &self.counters.vnis[vni as usize];
         vc.rx_decap_packets.inc();
         vc.rx_decap_bytes.add(buf.len() as u64);
@@ -368,6 +392,11 @@ impl Engine {
             return self.drop_packet(buf, DropReason::Truncated);
         }
         finish_partial_checksum(&mut buf);
+        if self.ident.is_some() {
+            if let Err(reason) = self.ident_from_port(vni, p, &buf) {
+                return self.drop_packet(buf, reason);
+            }
+        }
         self.counters.vnis[vni as usize].rx_local_packets.inc();
         self.switch(vni, buf, From::Port(p));
     }
@@ -413,8 +442,8 @@ impl Engine {
             Some(Location::Peer(r)) if from == From::Peer(r) => {
                 self.drop_packet(buf, DropReason::SameSegment)
             }
-            Some(Location::Port(p)) => self.deliver_local(vni, p, buf),
-            Some(Location::Peer(r)) => self.encap(vni, r, buf),
+            Some(Location::Port(p)) => self.deliver_local(vni, p, buf, from),
+            Some(Location::Peer(r)) => self.encap(vni, r, buf, from),
             None => self.flood(vni, buf, from),
         }
     }
@@ -466,20 +495,25 @@ impl Engine {
             }
             self.counters.vnis[vni as usize].flood_copies.inc();
             if is_peer {
-                self.encap(vni, t, copy);
+                self.encap(vni, t, copy, from);
             } else {
-                self.deliver_local(vni, t, copy);
+                self.deliver_local(vni, t, copy, from);
             }
         }
         let (is_peer, t) = targets[0];
         if is_peer {
-            self.encap(vni, t, buf)
+            self.encap(vni, t, buf, from)
         } else {
-            self.deliver_local(vni, t, buf)
+            self.deliver_local(vni, t, buf, from)
         }
     }
 
-    fn deliver_local(&mut self, vni: u16, p: u16, buf: Buf) {
+    fn deliver_local(&mut self, vni: u16, p: u16, buf: Buf, from: From) {
+        if self.ident.is_some() {
+            if let Err(reason) = self.ident_deliver(vni, &buf, from) {
+                return self.drop_packet(buf, reason);
+            }
+        }
         self.counters.vnis[vni as usize].tx_local_packets.inc();
         self.stage(p, buf);
     }
@@ -510,9 +544,17 @@ impl Engine {
     }
 
     /// Put VXLAN on a frame toward peer `r` and stage it on the underlay.
-    fn encap(&mut self, vni: u16, r: u16, mut buf: Buf) {
+    fn encap(&mut self, vni: u16, r: u16, mut buf: Buf, from: From) {
         if self.peers[r as usize].template.is_none() {
             return self.drop_packet(buf, DropReason::NoPeerNextHop);
+        }
+        if self.ident.is_some() && from != From::Router {
+            match self.ident_stamp(vni, r, &mut buf) {
+                Ok(None) => {}
+                // The announce-only packet goes first; the frame follows unstamped.
+                Ok(Some(announce)) => self.encap(vni, r, announce, From::Router),
+                Err(reason) => return self.drop_packet(buf, reason),
+            }
         }
         let inner_len = buf.len();
         if inner_len + OUTER_LEN - ethernet::HEADER_LEN > self.underlay_mtu {

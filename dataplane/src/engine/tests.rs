@@ -181,7 +181,7 @@ fn unresolved_rig() -> Rig {
         1,
     ));
     Rig {
-        eng: Engine::new(&cfg, ports, counters),
+        eng: Engine::new(&cfg, ports, counters).expect("engine builds"),
         wire,
         access,
     }
