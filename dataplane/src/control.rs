@@ -127,6 +127,15 @@ fn handle(
 
 /// Ask a running warden for its counters.
 pub fn query_stats(path: &Path) -> Result<Snapshot, ControlError> {
+    query(path, "stats")
+}
+
+/// Ask a running warden for its flows.
+pub fn query_flows(path: &Path) -> Result<Vec<crate::flows::FlowRow>, ControlError> {
+    query(path, "flows")
+}
+
+fn query<T: serde::de::DeserializeOwned>(path: &Path, command: &str) -> Result<T, ControlError> {
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -137,7 +146,7 @@ pub fn query_stats(path: &Path) -> Result<Snapshot, ControlError> {
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(io)?;
-    s.write_all(b"stats\n").map_err(io)?;
+    s.write_all(format!("{command}\n").as_bytes()).map_err(io)?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).map_err(io)?;
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {

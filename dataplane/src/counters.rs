@@ -158,6 +158,8 @@ pub struct Counters {
     pub neighbors: Counter,
     pub flows: Counter,
     pub identity_stamped: Counter,
+    /// The flow table as last published (once a second; never per packet).
+    pub flow_rows: std::sync::Mutex<Vec<crate::flows::FlowRow>>,
 }
 
 /// What the worker publishes about each peer VTEP once a second.
@@ -210,6 +212,7 @@ impl Counters {
             neighbors: Counter::default(),
             flows: Counter::default(),
             identity_stamped: Counter::default(),
+            flow_rows: std::sync::Mutex::new(Vec::new()),
         }
     }
 

@@ -32,6 +32,17 @@ pub enum IdentitySource {
     Unauthenticated,
 }
 
+impl Verdict {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pending => "pending",
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Reply => "reply",
+        }
+    }
+}
+
 impl IdentitySource {
     pub const fn name(self) -> &'static str {
         match self {
@@ -84,6 +95,31 @@ pub struct FlowEntry {
     /// When this warden last stamped (Outbound) or verified (Inbound) a header.
     pub last_header: u32,
 }
+
+/// One flow as `warden flows` shows it: published by the worker once a
+/// second, read by the control thread.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct FlowRow {
+    pub vni: u32,
+    pub src: String,
+    pub dst: String,
+    pub protocol: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Peer address the flow came from, or "local".
+    pub from: String,
+    pub src_identity: String,
+    pub identity_source: String,
+    pub dst_identity: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub age_secs: u32,
+    pub idle_secs: u32,
+}
+
+/// Rows are capped so one publish stays cheap.
+pub const MAX_ROWS: usize = 4096;
 
 /// A flow table key: VNI index and 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

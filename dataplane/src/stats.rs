@@ -17,6 +17,23 @@ pub struct Names {
     pub vnis: Vec<u32>,
     /// (address, optional name) of each peer.
     pub peers: Vec<(String, Option<String>)>,
+    /// Identity ids (8 hex digits) -> document names.
+    pub identities: Vec<(String, String)>,
+}
+
+impl Names {
+    /// The name of an identity id as printed in flows; "unauthenticated"
+    /// for 0, the hex id when no document is known.
+    pub fn identity_name(&self, hex_id: &str) -> String {
+        if hex_id == "00000000" {
+            return "unauthenticated".to_string();
+        }
+        self.identities
+            .iter()
+            .find(|(id, _)| id == hex_id)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| hex_id.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -52,6 +52,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the live flows of a running instance: identities, how they were
+    /// obtained, verdict and counters (identity must be configured).
+    Flows {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Workload identity tools.
     Identity {
         #[command(subcommand)]
@@ -89,6 +102,11 @@ fn main() -> ExitCode {
             config,
             json,
         } => stats(socket, config, json),
+        Command::Flows {
+            socket,
+            config,
+            json,
+        } => flows(socket, config, json),
         Command::Identity {
             command:
                 IdentityCommand::Attest {
@@ -153,17 +171,83 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
-    let path = match (socket, config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => match config::load_warden(&c) {
-            Ok(cfg) => cfg.instance.control_socket,
+/// The control socket named on the command line or in the config.
+fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, String> {
+    match (socket, config) {
+        (Some(s), _) => Ok(s),
+        (None, Some(c)) => config::load_warden(&c)
+            .map(|cfg| cfg.instance.control_socket)
+            .map_err(|e| e.to_string()),
+        (None, None) => Ok(PathBuf::from("/run/warden/warden.sock")),
+    }
+}
+
+fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = match control::query_flows(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("warden: {e}");
                 return ExitCode::FAILURE;
             }
-        },
-        (None, None) => PathBuf::from("/run/warden/warden.sock"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<6} {:<5} {:<22} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+        "vni",
+        "proto",
+        "source",
+        "destination",
+        "from",
+        "source identity",
+        "obtained by",
+        "destination identity",
+        "verdict",
+        "packets",
+        "bytes"
+    );
+    for r in &rows {
+        println!(
+            "{:<6} {:<5} {:<22} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+            r.vni,
+            r.protocol,
+            format!("{}:{}", r.src, r.src_port),
+            format!("{}:{}", r.dst, r.dst_port),
+            r.from,
+            r.src_identity,
+            r.identity_source,
+            r.dst_identity,
+            r.verdict,
+            r.packets,
+            r.bytes
+        );
+    }
+    println!("{} flows", rows.len());
+    ExitCode::SUCCESS
+}
+
+fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     match control::query_stats(&path) {
         Ok(snap) if json => match serde_json::to_string_pretty(&snap) {
@@ -238,6 +322,11 @@ fn run(path: &Path) -> ExitCode {
             .peers
             .iter()
             .map(|p| (p.address.to_string(), p.name.clone()))
+            .collect(),
+        identities: cfg
+            .documents
+            .iter()
+            .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
             .collect(),
     };
     let counters = Arc::new(Counters::new(

@@ -256,6 +256,38 @@ impl Engine {
         c.flows
             .set(self.ident.as_ref().map_or(0, |i| i.flows.len() as u64));
         c.neighbors.set(self.router.neighbor_count() as u64);
+        self.publish_flows();
+    }
+
+    /// Copy the flow table into the rows `warden flows` reads.
+    fn publish_flows(&self) {
+        let Some(id) = &self.ident else { return };
+        let Ok(mut rows) = self.counters.flow_rows.lock() else {
+            return;
+        };
+        rows.clear();
+        for (k, e) in id.flows.iter().take(crate::flows::MAX_ROWS) {
+            rows.push(crate::flows::FlowRow {
+                vni: self.vnis[k.vni as usize].id.get(),
+                src: k.flow.src.to_string(),
+                dst: k.flow.dst.to_string(),
+                protocol: k.flow.protocol.0,
+                src_port: k.flow.src_port,
+                dst_port: k.flow.dst_port,
+                from: match self.peers.get(e.peer as usize) {
+                    Some(p) => p.address.to_string(),
+                    None => "local".to_string(),
+                },
+                src_identity: format!("{:08x}", e.src_identity.0),
+                identity_source: e.source.name().to_string(),
+                dst_identity: format!("{:08x}", e.dst_identity.0),
+                verdict: e.verdict.name().to_string(),
+                packets: e.packets,
+                bytes: e.bytes,
+                age_secs: self.now_s.saturating_sub(e.created),
+                idle_secs: self.now_s.saturating_sub(e.last_seen),
+            });
+        }
     }
 
     /// Housekeeping now, whatever the time since the last round (tests,
