@@ -263,6 +263,15 @@ pub enum ErrorKind {
     /// An identity document whose name, labels or host id cannot be used.
     #[error("invalid identity document `{name}`: {problem}")]
     InvalidDocument { name: String, problem: String },
+    /// Two warden names whose 32-bit warden ids (what keys derive from)
+    /// are equal.
+    #[error("warden_id `{name}` has numeric id {id:08x}, the same as warden_id `{other}` (declared at line {other_line}), expected distinct ids: rename one of them")]
+    WardenIdCollision {
+        name: String,
+        other: String,
+        id: u32,
+        other_line: usize,
+    },
     /// With identity enabled, every access port must say who sits on it.
     #[error("unbound workload: access port `{port}` has no [[workload]], expected a [[workload]] with port = \"{port}\" (with [identity] set, every access port is bound to an identity)")]
     UnboundWorkload { port: String },

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use identity::{IdentityDoc, IdentityId};
+use identity::{IdentityDoc, IdentityId, WardenId};
 use overlay::{Ipv4Cidr, MacAddr};
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -550,7 +550,8 @@ pub(crate) fn peer_kind(
 }
 
 /// Warden ids must be unique among this warden and its peers: two peers
-/// with one id would share keys, and a peer with ours would be us.
+/// with one id would share keys, and a peer with ours would be us. Their
+/// numeric ids (what keys are derived from) must differ too.
 pub(crate) fn check_warden_ids(
     identity: Option<&Spanned<IdentityDto>>,
     dto: &[Spanned<PeerDto>],
@@ -558,15 +559,37 @@ pub(crate) fn check_warden_ids(
     text: &str,
 ) -> Result<(), Invalid> {
     let mut seen = Seen::new(text, "warden_id");
+    // (numeric id, name, where declared)
+    let mut numeric: Vec<(WardenId, &str, usize)> = Vec::new();
     if let Some(i) = identity {
         let w = &i.get_ref().warden_id;
         seen.insert(w.get_ref().as_str(), w.span(), String::new)?;
+        numeric.push((
+            identity::warden_id_of(w.get_ref()),
+            w.get_ref(),
+            w.span().start,
+        ));
     }
     for (p, d) in peers.iter().zip(dto) {
         if let (PeerKind::Warden { warden_id, .. }, Some(span)) =
             (&p.kind, d.get_ref().warden_id.as_ref().map(Spanned::span))
         {
-            seen.insert(warden_id.as_str(), span, || format!("`{warden_id}`"))?;
+            seen.insert(warden_id.as_str(), span.clone(), || {
+                format!("`{warden_id}`")
+            })?;
+            let id = identity::warden_id_of(warden_id);
+            if let Some((_, other, at)) = numeric.iter().find(|(i, _, _)| *i == id) {
+                return Err(invalid(
+                    span,
+                    ErrorKind::WardenIdCollision {
+                        name: warden_id.clone(),
+                        other: (*other).to_owned(),
+                        id: id.0,
+                        other_line: line_of(text, *at),
+                    },
+                ));
+            }
+            numeric.push((id, warden_id.as_str(), span.start));
         }
     }
     Ok(())
@@ -981,6 +1004,12 @@ identity = "api"
             "i.toml:46:13: duplicate warden_id `node-2` (first declared at line 35)",
         ),
         (
+            "warden ids with equal numeric ids",
+            "",
+            "[[peer]]\naddress = \"10.0.0.3\"\nkind = \"warden\"\nwarden_id = \"node-24011\"\n[[peer]]\naddress = \"10.0.0.4\"\nkind = \"warden\"\nwarden_id = \"node-109290\"\n",
+            "i.toml:50:13: warden_id `node-109290` has numeric id c5c1899d, the same as warden_id `node-24011` (declared at line 46), expected distinct ids: rename one of them",
+        ),
+        (
             "gbp on a warden peer",
             "identities = [\"db\"]",
             "identities = [\"db\"]\ngbp = [{ group = 1, identity = \"db\" }]",
@@ -1106,6 +1135,13 @@ identity = "api"
         assert_eq!(a.id(), b.id());
         assert_eq!(a.id().to_string(), "275caee0");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn colliding_warden_ids_really_collide() {
+        let a = identity::warden_id_of("node-24011");
+        assert_eq!(a, identity::warden_id_of("node-109290"));
+        assert_eq!(a.0, 0xc5c1_899d);
     }
 
     /// Identity tables in a config without `[identity]`.
