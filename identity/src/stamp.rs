@@ -6,7 +6,9 @@
 //! the link and IP headers toward the front of the buffer by the size of
 //! the header (28 bytes for IPv4, 32 for IPv6) and returns the new start;
 //! the payload never moves. Stripping is the exact reverse and returns the
-//! original frame byte for byte.
+//! original frame byte for byte (with one exception: an IPv4 header
+//! checksum of 0xffff, the one's-complement "-0" that verifies like 0x0000
+//! but that no sender writes, comes back as 0x0000).
 //!
 //! The L4 checksum never changes: TCP and UDP checksums cover a
 //! pseudo-header (addresses, protocol, L4 length) and the L4 segment, not
@@ -248,6 +250,11 @@ pub fn insert_ipv4(buf: &mut [u8], start: usize, repr: &Repr) -> Result<usize, S
 /// there is none, an error when the frame or the option is malformed.
 pub fn find_ipv4(frame: &[u8]) -> Result<Option<(usize, Repr)>, StampError> {
     let v = parse_v4(frame)?;
+    parse_found_v4(frame, &v)
+}
+
+/// Parse the identity option that the walk found, if any.
+fn parse_found_v4(frame: &[u8], v: &V4) -> Result<Option<(usize, Repr)>, StampError> {
     let Some(at) = v.found else {
         return Ok(None);
     };
@@ -263,22 +270,16 @@ pub fn find_ipv4(frame: &[u8]) -> Result<Option<(usize, Repr)>, StampError> {
 /// Remove the identity option from the IPv4 frame at `buf[start..]`,
 /// moving the link and IP headers back by [`IPV4_GROWTH`]; IHL, total
 /// length and checksum are fixed. Returns the new start. An identity
-/// option of the wrong length is `Malformed` and stays.
+/// option that [`find_ipv4`] calls `Malformed` is refused and stays.
 pub fn strip_ipv4(buf: &mut [u8], start: usize) -> Result<usize, StampError> {
     let frame = buf.get(start..).ok_or(StampError::Truncated)?;
     let v = parse_v4(frame)?;
-    let at = v.found.ok_or(StampError::NotStamped)?;
-    let opt_in_ip = ipv4::HEADER_LEN + at;
+    let (offset, _) = parse_found_v4(frame, &v)?.ok_or(StampError::NotStamped)?;
+    let opt_in_ip = offset - v.l3;
     let opt = frame
-        .get(v.l3 + opt_in_ip..v.l3 + v.ihl)
+        .get(offset..offset + HEADER_LEN)
         .ok_or(StampError::Truncated)?;
-    if opt.get(1).copied() != Some(HEADER_LEN as u8) {
-        return Err(StampError::Malformed);
-    }
-    let removed = sum_at(
-        opt.get(..HEADER_LEN).ok_or(StampError::Malformed)?,
-        opt_in_ip,
-    );
+    let removed = sum_at(opt, opt_in_ip);
     let split = start + v.l3 + opt_in_ip;
     buf.copy_within(start..split, start + IPV4_GROWTH);
     let new_start = start + IPV4_GROWTH;
@@ -705,6 +706,18 @@ mod tests {
         let s = roundtrip(&f);
         assert_eq!(s[35..37], [0x9e, 28]);
         assert!(ip4_header_ok(&s));
+    }
+
+    #[test]
+    fn negative_zero_checksum_comes_back_canonical() {
+        let mut f = TCP_SYN;
+        f[24..26].copy_from_slice(&[0xff, 0xff]);
+        let mut buf = with_headroom(&f);
+        let s = insert_ipv4(&mut buf, HEADROOM, &repr()).unwrap();
+        let back = strip_ipv4(&mut buf, s).unwrap();
+        assert_eq!(buf[back + 24..back + 26], [0, 0]);
+        assert_eq!(buf[back..back + 24], f[..24]);
+        assert_eq!(buf[back + 26..], f[26..]);
     }
 
     #[test]
