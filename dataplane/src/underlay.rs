@@ -313,17 +313,48 @@ impl HostStack {
     }
 
     fn collect_replies(&mut self, now: StdInstant) {
+        let caps = ChecksumCapabilities::default();
+        // Echo data is at most a probe's 8 bytes; longer requests are not
+        // ours to answer here.
+        let mut data = [0u8; 64];
+        let mut pending_reply = None;
         for (i, p) in self.peers.iter_mut().enumerate() {
             let socket = self.sockets.get_mut::<icmp::Socket>(p.socket);
             while let Ok((payload, from)) = socket.recv() {
                 let IpAddress::Ipv4(from) = from;
-                let is_reply = Icmpv4Packet::new_checked(payload)
+                let parsed = Icmpv4Packet::new_checked(payload)
                     .ok()
-                    .and_then(|pkt| Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::ignored()).ok())
-                    .is_some_and(|r| matches!(r, Icmpv4Repr::EchoReply { ident, .. } if ident == probe_ident(i)));
-                if is_reply && from == p.address {
-                    p.replies += 1;
-                    p.last_reply = Some(now);
+                    .and_then(|pkt| Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::ignored()).ok());
+                match parsed {
+                    Some(Icmpv4Repr::EchoReply { ident, .. })
+                        if ident == probe_ident(i) && from == p.address =>
+                    {
+                        p.replies += 1;
+                        p.last_reply = Some(now);
+                    }
+                    // A peer's own probe that happens to use this socket's
+                    // ident: smoltcp hands it to the socket instead of
+                    // answering it, so answer here.
+                    Some(Icmpv4Repr::EchoRequest {
+                        ident,
+                        seq_no,
+                        data: d,
+                    }) if d.len() <= data.len() => {
+                        let n = d.len();
+                        data[..n].copy_from_slice(d);
+                        pending_reply = Some((ident, seq_no, n, from));
+                    }
+                    _ => {}
+                }
+                if let Some((ident, seq_no, n, to)) = pending_reply.take() {
+                    let repr = Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data: &data[..n],
+                    };
+                    if let Ok(buf) = socket.send(repr.buffer_len(), IpAddress::Ipv4(to)) {
+                        repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+                    }
                 }
             }
         }

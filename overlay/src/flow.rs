@@ -156,14 +156,21 @@ impl FlowKey {
         })
     }
 
-    /// The key of the reply direction.
+    /// The key of the reply direction. ICMP echo request and reply carry
+    /// the same identifier in `src_port`, so only the addresses swap there.
     pub fn reversed(&self) -> FlowKey {
+        let icmp = self.protocol == IpProtocol::ICMP || self.protocol == IpProtocol::ICMPV6;
+        let (src_port, dst_port) = if icmp {
+            (self.src_port, self.dst_port)
+        } else {
+            (self.dst_port, self.src_port)
+        };
         FlowKey {
             src: self.dst,
             dst: self.src,
             protocol: self.protocol,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
+            src_port,
+            dst_port,
         }
     }
 }

@@ -407,6 +407,9 @@ impl RunningLab {
         for (name, host) in &wardens {
             self.start_warden(raw, name, host, opts)?;
         }
+        // Only once every warden runs can wardens that peer with each other
+        // resolve one another.
+        self.wait_for_peers(opts);
         for host in &self.lab.hosts {
             let ns = self.ns(&host.name);
             for r in &host.routes {
@@ -419,6 +422,33 @@ impl RunningLab {
             }
         }
         Ok(())
+    }
+
+    /// Wait (up to the ready timeout) until every warden has resolved the
+    /// next hop of each of its peers, so the first checks do not race the
+    /// underlay ARP; warn about the peers that stay unresolved.
+    fn wait_for_peers(&self, opts: &Options) {
+        let deadline = Instant::now() + opts.ready_timeout;
+        let st = self.tracker.snapshot();
+        for w in &self.lab.wardens {
+            let socket = st.dir.join(format!("{}.sock", w.name));
+            loop {
+                match checks::warden_stats(&opts.warden_bin, &socket) {
+                    Ok(stats) if peers_resolved(&stats) => break,
+                    Ok(stats) if Instant::now() >= deadline => {
+                        eprintln!(
+                            "warning: warden {}: peers still unresolved after {} s: {}",
+                            w.name,
+                            opts.ready_timeout.as_secs(),
+                            unresolved_peers(&stats).join(", ")
+                        );
+                        break;
+                    }
+                    Err(_) if Instant::now() >= deadline => break,
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
     }
 
     fn start_warden(
@@ -434,7 +464,21 @@ impl RunningLab {
             origin: st.source.clone(),
             message: format!("no [warden.config] for warden {name}"),
         })?;
-        let text = rewrite_warden_config(table, name, &socket, &st.prefix, &self.env.namespaces);
+        let mut text =
+            rewrite_warden_config(table, name, &socket, &st.prefix, &self.env.namespaces);
+        // `secret_file = "lab:NAME"`: a key made for this run, shared by
+        // every warden of the lab that names it.
+        for secret in lab_secrets(&text) {
+            let path = st.dir.join("secrets").join(format!("{secret}.key"));
+            ensure_secret(&path).map_err(|source| LabError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            text = text.replace(
+                &format!("\"lab:{secret}\""),
+                &format!("\"{}\"", path.display()),
+            );
+        }
         let cfg_path = st.dir.join(format!("{name}.toml"));
         let log_path = st.dir.join(format!("{name}.log"));
         std::fs::write(&cfg_path, text).map_err(|source| LabError::Write {
@@ -480,16 +524,7 @@ impl RunningLab {
             match answer {
                 // Ready once every peer VTEP's next hop is resolved, so the
                 // first checks do not race warden's underlay ARP.
-                Ok(stats) if peers_resolved(&stats) => break,
-                Ok(stats) if Instant::now() >= deadline => {
-                    eprintln!(
-                        "warning: warden {name}: peers still unresolved after {} s: {}",
-                        opts.ready_timeout.as_secs(),
-                        unresolved_peers(&stats).join(", ")
-                    );
-                    break;
-                }
-                Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+                Ok(_) => break,
                 Err(why) if Instant::now() >= deadline => {
                     self.wardens.push(child);
                     return Err(not_ready(format!(
@@ -613,6 +648,44 @@ fn warden_table<'a>(raw: &'a toml::Table, name: &str) -> Option<&'a toml::Table>
         .find(|w| w.get("name").and_then(toml::Value::as_str) == Some(name))?
         .get("config")?
         .as_table()
+}
+
+/// The names used as `"lab:NAME"` in a config text.
+fn lab_secrets(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .split("\"lab:")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Create a 32-byte random secret at `path` unless it exists (mode 0600).
+fn ensure_secret(path: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, &key)
 }
 
 /// The warden's config as the lab runs it: its control socket in the run's

@@ -443,6 +443,11 @@ fn example_node_lab_passes_with_warden() {
 }
 
 #[test]
+fn example_identity_lab_passes_with_warden() {
+    run_example("identity.toml", "d");
+}
+
+#[test]
 fn example_gateway_lab_passes_with_warden() {
     run_example("gateway.toml", "w");
 }
