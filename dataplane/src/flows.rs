@@ -93,7 +93,7 @@ pub struct FlowEntry {
     pub created: u32,
     pub last_seen: u32,
     /// When this warden last stamped (Outbound) or verified (Inbound) a header.
-    pub last_header: u32,
+    pub last_header: Option<u32>,
 }
 
 /// One flow as `warden flows` shows it: published by the worker once a
@@ -250,7 +250,7 @@ mod tests {
             bytes: 0,
             created: now,
             last_seen: now,
-            last_header: now,
+            last_header: Some(now),
         }
     }
 

@@ -216,7 +216,7 @@ fn new_entry(src: IdentityId, source: IdentitySource, peer: u16, now: u32) -> Fl
         bytes: 0,
         created: now,
         last_seen: now,
-        last_header: 0,
+        last_header: None,
     }
 }
 
@@ -286,12 +286,12 @@ impl Engine {
                 }
                 match id.flows.get_mut(&key) {
                     Some(e) if e.src_identity == repr.id => {
-                        e.last_header = now;
+                        e.last_header = Some(now);
                         e.last_seen = now;
                     }
                     _ => {
                         let mut e = new_entry(repr.id, IdentitySource::Header, peer, now);
-                        e.last_header = now;
+                        e.last_header = Some(now);
                         if id.flows.insert(key, e) == Insert::Full {
                             return Err(DropReason::FlowTableFull);
                         }
@@ -466,8 +466,9 @@ impl Engine {
         }
         let syn = tcp_syn(buf.frame(), &flow);
         let opening = syn.is_some_and(|(s, _, _)| s);
-        let due =
-            opening || e.last_header == 0 || now.saturating_sub(e.last_header) >= id.restamp_secs;
+        let due = opening
+            || e.last_header
+                .is_none_or(|t| now.saturating_sub(t) >= id.restamp_secs);
         if !due {
             return Ok(None);
         }
@@ -489,7 +490,7 @@ impl Engine {
             tag: [0; 12],
         };
         repr.tag = header::mint(tag_key, &repr, &TagInput::new(flow, vni_id));
-        e.last_header = now;
+        e.last_header = Some(now);
         if announce {
             let Some(mut a) = self.pool.get() else {
                 return Err(DropReason::PoolEmpty);

@@ -8,6 +8,8 @@
 mod build;
 mod csum;
 pub mod ident;
+#[cfg(test)]
+mod ident_tests;
 mod router;
 mod tables;
 #[cfg(test)]

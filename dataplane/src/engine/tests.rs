@@ -190,7 +190,7 @@ fn unresolved_rig() -> Rig {
 impl Engine {
     /// Move the engine clock `secs` forward and run the per-second work
     /// (FDB aging, parked-packet expiry).
-    fn advance_clock(&mut self, secs: u64) {
+    pub(super) fn advance_clock(&mut self, secs: u64) {
         self.start = self
             .start
             .checked_sub(Duration::from_secs(secs))
