@@ -171,6 +171,10 @@ impl FlowTable {
         Insert::Inserted
     }
 
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
     pub fn remove(&mut self, key: &Key) {
         self.map.remove(key);
     }

@@ -111,6 +111,13 @@ impl Engine {
         build::build(cfg, ports, counters)
     }
 
+    /// Forget every flow (an operator's flush, and benches of new flows).
+    pub fn clear_flows(&mut self) {
+        if let Some(id) = self.ident.as_mut() {
+            id.flows.clear();
+        }
+    }
+
     /// The flow table, when identity is configured.
     pub fn flows(&self) -> Option<&crate::flows::FlowTable> {
         self.ident.as_ref().map(|i| &i.flows)
