@@ -33,6 +33,16 @@ pub const DEFAULT_PING_COUNT: u32 = 3;
 pub const DEFAULT_TCP_PORT: u16 = 5001;
 /// Default time limit of a command check.
 pub const DEFAULT_COMMAND_TIMEOUT_SECS: u32 = 30;
+/// Default server port of a udp check.
+pub const DEFAULT_UDP_CHECK_PORT: u16 = 5001;
+/// Default number of datagrams of a udp check.
+pub const DEFAULT_UDP_COUNT: u32 = 100;
+/// Default datagram payload size of a udp check, in bytes.
+pub const DEFAULT_UDP_SIZE: u16 = 1000;
+/// Smallest udp check payload: room for the testbed's sequence header.
+pub const MIN_UDP_SIZE: u16 = 16;
+/// Largest udp check payload: what one IPv4 UDP datagram can carry.
+pub const MAX_UDP_SIZE: u16 = 65507;
 /// Smallest accepted interface MTU (the IPv4 minimum).
 pub const MIN_IF_MTU: u16 = 68;
 
@@ -199,6 +209,18 @@ pub enum Check {
         port: u16,
         bytes: u64,
     },
+    /// `count` UDP datagrams of `size` bytes from `from` to an echo server
+    /// in `to` on `port`, reached at `address`; each must come back intact
+    /// (a lost one is sent again a few times).
+    Udp {
+        name: Option<String>,
+        from: String,
+        to: String,
+        address: Ipv4Addr,
+        port: u16,
+        count: u32,
+        size: u16,
+    },
     /// `sh -c run` inside `host`; passes when it exits with `expect_status`
     /// within `timeout_secs`.
     Command {
@@ -222,6 +244,7 @@ impl Check {
         match self {
             Check::Ping { name, .. }
             | Check::Tcp { name, .. }
+            | Check::Udp { name, .. }
             | Check::Command { name, .. }
             | Check::Stats { name, .. } => name.as_deref(),
         }
@@ -239,6 +262,12 @@ impl Check {
                 port,
                 ..
             } => format!("tcp {from} -> {address}:{port}"),
+            Check::Udp {
+                from,
+                address,
+                port,
+                ..
+            } => format!("udp {from} -> {address}:{port}"),
             Check::Command { host, run, .. } => format!("command in {host}: {run}"),
             Check::Stats { warden, .. } => format!("stats of {warden}"),
         }
@@ -472,6 +501,7 @@ struct LabWardenDto {
 enum CheckKindDto {
     Ping,
     Tcp,
+    Udp,
     Command,
     Stats,
 }
@@ -489,6 +519,7 @@ struct CheckDto {
     address: Option<Spanned<Ipv4Value>>,
     port: Option<Spanned<u16>>,
     bytes: Option<Spanned<u64>>,
+    size: Option<Spanned<u16>>,
     host: Option<Spanned<String>>,
     run: Option<Spanned<String>>,
     expect_status: Option<Spanned<i32>>,
@@ -983,6 +1014,7 @@ fn peer_link(
 /// Fields that a check may set besides `name` and `kind`.
 const PING_FIELDS: &str = "`from`, `to`, `count`";
 const TCP_FIELDS: &str = "`from`, `to`, `address`, `port`, `bytes`";
+const UDP_FIELDS: &str = "`from`, `to`, `address`, `port`, `count`, `size`";
 const COMMAND_FIELDS: &str = "`host`, `run`, `expect_status`, `timeout_secs`";
 const STATS_FIELDS: &str = "`warden`, `expect`";
 
@@ -1000,6 +1032,11 @@ fn build_check(
             &["from", "to", "address", "port", "bytes"][..],
             TCP_FIELDS,
         ),
+        CheckKindDto::Udp => (
+            "udp",
+            &["from", "to", "address", "port", "count", "size"][..],
+            UDP_FIELDS,
+        ),
         CheckKindDto::Command => (
             "command",
             &["host", "run", "expect_status", "timeout_secs"][..],
@@ -1008,13 +1045,14 @@ fn build_check(
         CheckKindDto::Stats => ("stats", &["warden", "expect"][..], STATS_FIELDS),
     };
     // (field, span if present) for every optional field.
-    let present: [(&'static str, Option<core::ops::Range<usize>>); 12] = [
+    let present: [(&'static str, Option<core::ops::Range<usize>>); 13] = [
         ("from", c.from.as_ref().map(Spanned::span)),
         ("to", c.to.as_ref().map(Spanned::span)),
         ("count", c.count.as_ref().map(Spanned::span)),
         ("address", c.address.as_ref().map(Spanned::span)),
         ("port", c.port.as_ref().map(Spanned::span)),
         ("bytes", c.bytes.as_ref().map(Spanned::span)),
+        ("size", c.size.as_ref().map(Spanned::span)),
         ("host", c.host.as_ref().map(Spanned::span)),
         ("run", c.run.as_ref().map(Spanned::span)),
         ("expect_status", c.expect_status.as_ref().map(Spanned::span)),
@@ -1064,6 +1102,28 @@ fn build_check(
             Ok(*v.get_ref())
         }
     };
+    let port = |default: u16| -> Result<u16, Invalid> {
+        match &c.port {
+            Some(p) if *p.get_ref() == 0 => Err(invalid(
+                p.span(),
+                ErrorKind::OutOfRange {
+                    what: "port",
+                    value: 0,
+                    min: 1,
+                    max: u64::from(u16::MAX),
+                },
+            )),
+            Some(p) => Ok(*p.get_ref()),
+            None => Ok(default),
+        }
+    };
+    let address = || -> Result<Ipv4Addr, Invalid> {
+        Ok(c.address
+            .as_ref()
+            .ok_or_else(|| missing("address"))?
+            .get_ref()
+            .0)
+    };
     let name = c.name.clone();
     Ok(match c.kind {
         CheckKindDto::Ping => {
@@ -1092,27 +1152,8 @@ fn build_check(
         CheckKindDto::Tcp => {
             let from = host(&c.from, "from")?;
             let to = host(&c.to, "to")?;
-            let address = c
-                .address
-                .as_ref()
-                .ok_or_else(|| missing("address"))?
-                .get_ref()
-                .0;
-            let port = match &c.port {
-                Some(p) if *p.get_ref() == 0 => {
-                    return Err(invalid(
-                        p.span(),
-                        ErrorKind::OutOfRange {
-                            what: "port",
-                            value: 0,
-                            min: 1,
-                            max: u64::from(u16::MAX),
-                        },
-                    ))
-                }
-                Some(p) => *p.get_ref(),
-                None => DEFAULT_TCP_PORT,
-            };
+            let address = address()?;
+            let port = port(DEFAULT_TCP_PORT)?;
             let bytes = c.bytes.as_ref().ok_or_else(|| missing("bytes"))?;
             if *bytes.get_ref() == 0 {
                 return Err(invalid(
@@ -1132,6 +1173,40 @@ fn build_check(
                 address,
                 port,
                 bytes: *bytes.get_ref(),
+            }
+        }
+        CheckKindDto::Udp => {
+            let from = host(&c.from, "from")?;
+            let to = host(&c.to, "to")?;
+            let address = address()?;
+            let port = port(DEFAULT_UDP_CHECK_PORT)?;
+            let count = match &c.count {
+                Some(n) => at_least_one(n, "count")?,
+                None => DEFAULT_UDP_COUNT,
+            };
+            let size = match &c.size {
+                Some(s) if !(MIN_UDP_SIZE..=MAX_UDP_SIZE).contains(s.get_ref()) => {
+                    return Err(invalid(
+                        s.span(),
+                        ErrorKind::OutOfRange {
+                            what: "size",
+                            value: u64::from(*s.get_ref()),
+                            min: u64::from(MIN_UDP_SIZE),
+                            max: u64::from(MAX_UDP_SIZE),
+                        },
+                    ))
+                }
+                Some(s) => *s.get_ref(),
+                None => DEFAULT_UDP_SIZE,
+            };
+            Check::Udp {
+                name,
+                from,
+                to,
+                address,
+                port,
+                count,
+                size,
             }
         }
         CheckKindDto::Command => {
@@ -1310,7 +1385,7 @@ host = "h1"
         (
             "unknown check kind",
             "[[check]]\nkind = \"http\"\n",
-            "lab.toml:14:8: unknown variant `http`, expected one of `ping`, `tcp`, `command`, `stats`",
+            "lab.toml:14:8: unknown variant `http`, expected one of `ping`, `tcp`, `udp`, `command`, `stats`",
         ),
         (
             "check on an unknown host",
@@ -1326,6 +1401,36 @@ host = "h1"
             "check missing a field",
             "[[check]]\nkind = \"tcp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\n",
             "lab.toml:13:1: `tcp` check is missing field `bytes`",
+        ),
+        (
+            "udp check with a tcp field",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\nbytes = 10\n",
+            "lab.toml:18:9: field `bytes` does not apply to a `udp` check, expected only `from`, `to`, `address`, `port`, `count`, `size`",
+        ),
+        (
+            "udp datagram too small",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\nsize = 15\n",
+            "lab.toml:18:8: size 15 is out of range, expected 16..=65507",
+        ),
+        (
+            "udp datagram too large",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\nsize = 65508\n",
+            "lab.toml:18:8: size 65508 is out of range, expected 16..=65507",
+        ),
+        (
+            "udp without datagrams",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\ncount = 0\n",
+            "lab.toml:18:9: count 0 is out of range, expected 1..=4294967295",
+        ),
+        (
+            "udp check missing its address",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\n",
+            "lab.toml:13:1: `udp` check is missing field `address`",
+        ),
+        (
+            "udp to an unknown server host",
+            "[[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h9\"\naddress = \"10.0.0.1\"\n",
+            "lab.toml:16:6: unknown host `h9`, expected one of the [[host]] names: `h1`",
         ),
         (
             "ping to a bad address",
@@ -1457,7 +1562,9 @@ host = "h1"
     fn check_defaults_and_labels() {
         let text = format!(
             "{BASE}[[check]]\nkind = \"ping\"\nfrom = \"h1\"\nto = \"10.0.0.2\"\n\
-             [[check]]\nkind = \"command\"\nhost = \"h1\"\nrun = \"true\"\n"
+             [[check]]\nkind = \"command\"\nhost = \"h1\"\nrun = \"true\"\n\
+             [[check]]\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\n\
+             [[check]]\nname = \"echo\"\nkind = \"udp\"\nfrom = \"h1\"\nto = \"h1\"\naddress = \"10.0.0.1\"\nport = 7\ncount = 1\nsize = 65507\n"
         );
         let lab = parse_lab(&text, "lab.toml").unwrap();
         assert_eq!(
@@ -1476,10 +1583,30 @@ host = "h1"
                     expect_status: 0,
                     timeout_secs: DEFAULT_COMMAND_TIMEOUT_SECS,
                 },
+                Check::Udp {
+                    name: None,
+                    from: "h1".into(),
+                    to: "h1".into(),
+                    address: Ipv4Addr::new(10, 0, 0, 1),
+                    port: DEFAULT_UDP_CHECK_PORT,
+                    count: DEFAULT_UDP_COUNT,
+                    size: DEFAULT_UDP_SIZE,
+                },
+                Check::Udp {
+                    name: Some("echo".into()),
+                    from: "h1".into(),
+                    to: "h1".into(),
+                    address: Ipv4Addr::new(10, 0, 0, 1),
+                    port: 7,
+                    count: 1,
+                    size: MAX_UDP_SIZE,
+                },
             ]
         );
         assert_eq!(lab.checks[0].label(), "ping h1 -> 10.0.0.2");
         assert_eq!(lab.checks[1].label(), "command in h1: true");
+        assert_eq!(lab.checks[2].label(), "udp h1 -> 10.0.0.1:5001");
+        assert_eq!(lab.checks[3].label(), "echo");
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub use identity::{IdentityDoc, IdentityId};
 pub use lab::{
     Check, CompareOp, Host, HostInterface, HostRoute, HostTap, HostVxlan, Lab, LabWarden, Link,
     StatExpect, StatExpectError, Switch, DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_PING_COUNT,
-    DEFAULT_TCP_PORT, MIN_IF_MTU,
+    DEFAULT_TCP_PORT, DEFAULT_UDP_CHECK_PORT, DEFAULT_UDP_COUNT, DEFAULT_UDP_SIZE, MAX_UDP_SIZE,
+    MIN_IF_MTU, MIN_UDP_SIZE,
 };
 pub use value::IFNAME_MAX;
 pub use warden::{
@@ -476,6 +477,15 @@ mod tests {
                     address: ip("10.2.0.12"),
                     port: 5001,
                     bytes: 10_485_760,
+                },
+                Check::Udp {
+                    name: None,
+                    from: "a1".into(),
+                    to: "b1".into(),
+                    address: ip("10.2.0.12"),
+                    port: 5001,
+                    count: 100,
+                    size: 1000,
                 },
                 Check::Command {
                     name: None,

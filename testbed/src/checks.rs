@@ -1,5 +1,5 @@
-//! Traffic checks: ping, a byte-exact TCP transfer, a shell command, and
-//! expressions over a warden's counters.
+//! Traffic checks: ping, a byte-exact TCP transfer, a byte-exact UDP echo
+//! exchange, a shell command, and expressions over a warden's counters.
 //!
 //! Every process a check starts runs inside a lab namespace, in its own
 //! process group, with its PID recorded in the run's state until it is
@@ -36,6 +36,16 @@ pub enum CheckSpec {
         port: u16,
         bytes: u64,
     },
+    /// `count` datagrams of `size` bytes from host `from` to an echo server
+    /// on host `to`, each echoed back intact.
+    Udp {
+        from: String,
+        to: String,
+        address: IpAddr,
+        port: u16,
+        count: u32,
+        size: u16,
+    },
     /// `sh -c RUN` inside `host`.
     Command {
         host: String,
@@ -70,6 +80,17 @@ impl Check {
                 bytes,
             } => format!(
                 "tcp {from} -> {to} {} {bytes} bytes",
+                SocketAddr::new(*address, *port)
+            ),
+            CheckSpec::Udp {
+                from,
+                to,
+                address,
+                port,
+                count,
+                size,
+            } => format!(
+                "udp {from} -> {to} {} {count} x {size} bytes",
                 SocketAddr::new(*address, *port)
             ),
             CheckSpec::Command { host, run, .. } => format!("command {host}: {run}"),
@@ -274,6 +295,22 @@ pub fn run_check(env: &CheckEnv, index: usize, check: &Check) -> Outcome {
             SocketAddr::new(*address, *port),
             *bytes,
         ),
+        CheckSpec::Udp {
+            from,
+            to,
+            address,
+            port,
+            count,
+            size,
+        } => udp(
+            env,
+            index,
+            from,
+            to,
+            SocketAddr::new(*address, *port),
+            *count,
+            *size,
+        ),
         CheckSpec::Command {
             host,
             run,
@@ -409,6 +446,90 @@ fn tcp(
         Ok(format!("{:.0} Mbit/s", t.mbit_per_sec()))
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+/// Seconds allowed for a UDP exchange: generous, as for TCP, plus room
+/// for every datagram's retries.
+pub fn udp_timeout(count: u32, size: u16) -> Duration {
+    Duration::from_secs(30 + u64::from(count) * u64::from(size) / 1_000_000)
+}
+
+fn udp(
+    env: &CheckEnv,
+    index: usize,
+    from: &str,
+    to: &str,
+    addr: SocketAddr,
+    count: u32,
+    size: u16,
+) -> Result<String, String> {
+    let from_ns = ns_of(env, from)?;
+    let to_ns = ns_of(env, to)?;
+    let seed = env.seed.wrapping_add(index as u64);
+    let timeout = udp_timeout(count, size);
+    let secs = timeout.as_secs().to_string();
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--timeout-secs",
+            &secs,
+        ]);
+    };
+    let mut cmd = exec_in(to_ns, &env.self_exe);
+    cmd.args(["udp-echo", "--listen", &addr.to_string()]);
+    common(&mut cmd);
+    let echo = Tracked::spawn(&env.tracker, cmd, &format!("udp-echo {to}"), true)?;
+    match echo.next_line(Duration::from_secs(10)) {
+        Some(line) if line.starts_with("listening") => {}
+        other => {
+            let echo_cmd = echo.command.clone();
+            let done = echo.finish(Instant::now() + Duration::from_secs(2));
+            let stderr = done.map(|d| d.stderr).unwrap_or_else(|e| e);
+            return Err(format!(
+                "udp echo `{echo_cmd}` did not start listening (said {other:?}){}",
+                tail_of("stderr", &stderr)
+            ));
+        }
+    }
+    let mut cmd = exec_in(from_ns, &env.self_exe);
+    cmd.args(["udp-probe", "--connect", &addr.to_string()]);
+    common(&mut cmd);
+    let probe = Tracked::spawn(&env.tracker, cmd, &format!("udp-probe {from}"), false)?;
+    let deadline = Instant::now() + timeout + Duration::from_secs(5);
+    let probe_cmd = probe.command.clone();
+    let prb = probe.finish(deadline);
+    let echo_cmd = echo.command.clone();
+    // The probe's end datagram stops the echo; if it was lost, the echo
+    // runs into its own timeout, so do not wait that long.
+    let ech = echo.finish(Instant::now() + Duration::from_secs(5));
+    let mut problems = Vec::new();
+    match &prb {
+        Ok(d) if d.status.success() => {}
+        Ok(d) => problems.push(format!(
+            "probe `{probe_cmd}` failed ({}){}",
+            d.status,
+            tail_of("stderr", &d.stderr)
+        )),
+        Err(e) => problems.push(format!("probe: {e}")),
+    }
+    match &ech {
+        Ok(d) if d.status.success() => {}
+        Ok(d) => problems.push(format!(
+            "echo `{echo_cmd}` failed ({}){}",
+            d.status,
+            tail_of("stderr", &d.stderr)
+        )),
+        Err(e) => problems.push(format!("echo: {e}")),
+    }
+    match prb {
+        Ok(d) if problems.is_empty() => Ok(d.stdout.trim().to_string()),
+        _ => Err(problems.join("\n")),
     }
 }
 

@@ -747,6 +747,22 @@ fn convert_check(c: &LabCheck) -> Check {
             port: *port,
             bytes: *bytes,
         },
+        LabCheck::Udp {
+            from,
+            to,
+            address,
+            port,
+            count,
+            size,
+            ..
+        } => CheckSpec::Udp {
+            from: from.clone(),
+            to: to.clone(),
+            address: IpAddr::V4(*address),
+            port: *port,
+            count: *count,
+            size: *size,
+        },
         LabCheck::Command {
             host,
             run,

@@ -16,3 +16,4 @@ pub mod state;
 mod sys;
 pub use sys::Signal;
 pub mod tcp;
+pub mod udp;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use testbed::lab::{self, LabSource, Options, Selector};
 use testbed::state::Tracker;
-use testbed::tcp;
+use testbed::{tcp, udp};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +81,34 @@ enum Cmd {
         connect: std::net::SocketAddr,
         #[arg(long)]
         bytes: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// (internal) Echo UDP datagrams back, verifying each.
+    #[command(hide = true)]
+    UdpEcho {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// (internal) Send UDP datagrams and verify their echoes.
+    #[command(hide = true)]
+    UdpProbe {
+        #[arg(long)]
+        connect: std::net::SocketAddr,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        size: usize,
         #[arg(long)]
         seed: u64,
         #[arg(long, default_value_t = 60)]
@@ -293,6 +321,51 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 t.bytes,
                 t.elapsed.as_secs_f64(),
                 t.mbit_per_sec()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::UdpEcho {
+            listen,
+            count,
+            size,
+            seed,
+            timeout_secs,
+        } => {
+            udp::check_size(size)?;
+            let socket = udp::echo_bind(listen)?;
+            // The lab waits for this line before it starts the probe.
+            println!("listening {listen}");
+            let e = udp::echo_serve(
+                &socket,
+                count,
+                size,
+                seed,
+                Duration::from_secs(timeout_secs),
+            )?;
+            println!(
+                "echoed {} datagrams ({} again, {} foreign)",
+                e.datagrams, e.duplicates, e.foreign
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::UdpProbe {
+            connect,
+            count,
+            size,
+            seed,
+            timeout_secs,
+        } => {
+            let p = udp::Probe::new(count, size, seed, Duration::from_secs(timeout_secs));
+            let x = udp::probe(connect, &p)?;
+            // One line: the check's summary.
+            println!(
+                "{}/{} datagrams of {} bytes echoed in {:.3} s, {} resent, max rtt {:.1} ms",
+                x.count,
+                x.count,
+                x.size,
+                x.elapsed.as_secs_f64(),
+                x.resent,
+                x.max_rtt.as_secs_f64() * 1e3
             );
             Ok(ExitCode::SUCCESS)
         }
