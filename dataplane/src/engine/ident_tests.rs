@@ -110,9 +110,7 @@ struct Pair {
 
 fn engine(text: &str, uplink: MemoryPort, access: MemoryPort) -> Engine {
     let cfg = config::parse_warden(text, "ident-test.toml").expect("valid test config");
-    let counters = Arc::new(Counters::new(2, 1, 1, 1));
-    let ports: Vec<Box<dyn Port>> = vec![Box::new(uplink), Box::new(access)];
-    Engine::new(&cfg, ports, counters).expect("engine builds")
+    engine_from(&cfg, uplink, access)
 }
 
 fn pair() -> Pair {
@@ -353,4 +351,118 @@ fn over_mtu_restamp_sends_an_announce_first_and_the_frame_unstamped() {
             .iter()
             .any(|(k, e)| k.flow.src == std::net::IpAddr::V4(API) && e.last_header == Some(now));
     assert!(refreshed, "b verified the announce at second {now}");
+}
+
+/// A warden whose only peer is a plain kernel VTEP (10.0.0.11): GBP group
+/// 100 from it is "batch"; inner sources in 10.1.0.64/26 are "legacy" by
+/// address map; anything else is unauthenticated. db admits batch and
+/// legacy, nothing admits unauthenticated.
+const VTEP_PEER_CONFIG: &str = r#"
+[instance]
+name = "vtep-peer"
+control_socket = "/nonexistent/vtep-peer.sock"
+[underlay]
+port = "uplink"
+address = "10.0.0.1/24"
+[identity]
+warden_id = "node-1"
+[[identity.document]]
+name = "db"
+[[identity.document]]
+name = "batch"
+[[identity.document]]
+name = "legacy"
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "mem0"
+[[port]]
+name = "w3"
+backend = "tap"
+interface = "w3"
+vni = 100
+[[peer]]
+address = "10.0.0.11"
+vnis = [100]
+gbp = [{ group = 100, identity = "batch" }]
+[[vni]]
+id = 100
+[[fdb]]
+vni = 100
+mac = "02:00:00:00:01:23"
+port = "w3"
+[[workload]]
+port = "w3"
+mac = "02:00:00:00:01:23"
+ip = "10.1.0.23"
+identity = "db"
+[[identity_map]]
+peer = "10.0.0.11"
+cidr = "10.1.0.64/26"
+identity = "legacy"
+[[allow]]
+destination = "db"
+sources = ["batch", "legacy"]
+"#;
+
+fn vxlan_from_vtep(inner: &[u8], gbp: Option<u16>) -> Vec<u8> {
+    let t = overlay::OuterTemplate::new(&overlay::OuterParams {
+        src_mac: MacAddr([2, 0xaa, 0, 0, 0, 0x11]),
+        dst_mac: MacAddr([2, 0x77, 0, 0, 0, 1]),
+        src_ip: Ipv4Addr::new(10, 0, 0, 11),
+        dst_ip: Ipv4Addr::new(10, 0, 0, 1),
+        vni: overlay::Vni::new_masked(100),
+        dst_port: 4789,
+        ttl: 64,
+        gbp: gbp.map(|group| overlay::Gbp {
+            dont_learn: false,
+            policy_applied: false,
+            group,
+        }),
+    });
+    let mut f = vec![0u8; overlay::OUTER_LEN + inner.len()];
+    t.write_into(&mut f, inner.len(), 50000)
+        .expect("header fits");
+    f[overlay::OUTER_LEN..].copy_from_slice(inner);
+    f
+}
+
+#[test]
+fn weaker_sources_gbp_and_address_map_are_named_and_unauthenticated_is_denied() {
+    let cfg = config::parse_warden(VTEP_PEER_CONFIG, "vtep-peer.toml").expect("valid");
+    let (mut up, wire) = MemoryPort::pair("mem0", "wire", 64);
+    up.set_mac(MacAddr([2, 0x77, 0, 0, 0, 1]));
+    let (w3, db) = MemoryPort::pair("w3", "db", 64);
+    let mut eng = engine_from(&cfg, up, w3);
+    let from = |ip: [u8; 4], port: u16| (MacAddr([2, 0, 0, 0, 7, ip[3]]), Ipv4Addr::from(ip), port);
+    let cases = [
+        (from([10, 1, 0, 5], 1001), Some(100), "gbp", true),
+        (from([10, 1, 0, 70], 1002), None, "address_map", true),
+        (from([10, 1, 0, 5], 1003), None, "unauthenticated", false),
+        // A GBP group nobody mapped falls back to the address map.
+        (from([10, 1, 0, 71], 1004), Some(7), "address_map", true),
+    ];
+    for (src, gbp, source, delivered) in cases {
+        let syn = tcp_frame(src, DB_EP, tcp::Flags::SYN, 1, &[]);
+        wire.send(&vxlan_from_vtep(&syn, gbp));
+        eng.poll();
+        let got = collect(&db);
+        assert_eq!(got.len(), usize::from(delivered), "{source}");
+        let flows = eng.flows().expect("identity on");
+        let (_, e) = flows
+            .iter()
+            .find(|(k, _)| k.flow.src_port == src.2)
+            .expect("flow recorded");
+        assert_eq!(e.source.name(), source);
+    }
+    assert_eq!(
+        eng.counters().drops[DropReason::PolicyDenied as usize].get(),
+        1
+    );
+}
+
+fn engine_from(cfg: &config::WardenConfig, uplink: MemoryPort, access: MemoryPort) -> Engine {
+    let counters = Arc::new(Counters::new(2, 1, cfg.peers.len(), 1));
+    let ports: Vec<Box<dyn Port>> = vec![Box::new(uplink), Box::new(access)];
+    Engine::new(cfg, ports, counters).expect("engine builds")
 }
