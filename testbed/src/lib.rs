@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod inject;
+pub mod inject_identity;
 pub mod lab;
 pub mod netns;
 pub mod process;
