@@ -92,6 +92,9 @@ pub enum LabError {
     /// `down` found nothing to do.
     #[error("no running lab matches {0}")]
     NoRuns(String),
+    /// No warden of that name runs in this lab.
+    #[error("no running warden {0} in this lab")]
+    NoSuchWarden(String),
 }
 
 impl From<TrackError> for LabError {
@@ -199,8 +202,29 @@ pub struct RunningLab {
     tracker: Tracker,
     lab: Lab,
     env: CheckEnv,
-    wardens: Vec<Child>,
+    /// Running wardens by name, with the command line to start them again.
+    wardens: Vec<WardenProc>,
     armed: bool,
+}
+
+/// A warden the lab started.
+#[derive(Debug)]
+struct WardenProc {
+    name: String,
+    host: String,
+    config: PathBuf,
+    child: Child,
+}
+
+/// What [`RunningLab::restart_warden`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    /// PID of the warden that was killed.
+    pub old_pid: u32,
+    /// PID of the warden that replaced it.
+    pub new_pid: u32,
+    /// From the kill until the new warden answered on its control socket.
+    pub down_for: Duration,
 }
 
 /// Parses the lab, creates its state, and builds it. `on_tracker` gets the
@@ -480,15 +504,37 @@ impl RunningLab {
             );
         }
         let cfg_path = st.dir.join(format!("{name}.toml"));
-        let log_path = st.dir.join(format!("{name}.log"));
         std::fs::write(&cfg_path, text).map_err(|source| LabError::Write {
             path: cfg_path.clone(),
             source,
         })?;
-        let log = std::fs::File::create(&log_path).map_err(|source| LabError::Write {
-            path: log_path.clone(),
-            source,
-        })?;
+        self.spawn_warden(name, host, cfg_path, false, opts)
+    }
+
+    /// Starts warden `name` in `host` with config file `config` and waits
+    /// until its control socket answers; the log is started afresh or,
+    /// with `append`, continued (a restart).
+    fn spawn_warden(
+        &mut self,
+        name: &str,
+        host: &str,
+        config: PathBuf,
+        append: bool,
+        opts: &Options,
+    ) -> Result<(), LabError> {
+        let st = self.tracker.snapshot();
+        let socket = st.dir.join(format!("{name}.sock"));
+        let log_path = st.dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&log_path)
+            .map_err(|source| LabError::Write {
+                path: log_path.clone(),
+                source,
+            })?;
         let log2 = log.try_clone().map_err(|source| LabError::Write {
             path: log_path.clone(),
             source,
@@ -496,13 +542,19 @@ impl RunningLab {
         let mut cmd = exec_in(&st.ns(host), &opts.warden_bin);
         cmd.arg("run")
             .arg("-c")
-            .arg(&cfg_path)
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
             .process_group(0);
         let command = netns::render(&cmd);
-        let mut child = self.tracker.spawn(&mut cmd, &format!("warden {name}"))?;
+        let child = self.tracker.spawn(&mut cmd, &format!("warden {name}"))?;
+        let mut proc_ = WardenProc {
+            name: name.to_string(),
+            host: host.to_string(),
+            config,
+            child,
+        };
         let deadline = Instant::now() + opts.ready_timeout;
         let not_ready = |why: String| LabError::WardenNotReady {
             name: name.to_string(),
@@ -512,8 +564,8 @@ impl RunningLab {
             tail: process::tail(&log_path, 20),
         };
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let _ = self.tracker.release(child.id());
+            if let Ok(Some(status)) = proc_.child.try_wait() {
+                let _ = self.tracker.release(proc_.child.id());
                 return Err(not_ready(format!("it exited ({status})")));
             }
             let answer = if socket.exists() {
@@ -526,7 +578,7 @@ impl RunningLab {
                 // first checks do not race warden's underlay ARP.
                 Ok(_) => break,
                 Err(why) if Instant::now() >= deadline => {
-                    self.wardens.push(child);
+                    self.wardens.push(proc_);
                     return Err(not_ready(format!(
                         "no answer within {} s: {why}",
                         opts.ready_timeout.as_secs()
@@ -535,8 +587,59 @@ impl RunningLab {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
-        self.wardens.push(child);
+        self.wardens.push(proc_);
         Ok(())
+    }
+
+    /// PID of the running warden `name`.
+    pub fn warden_pid(&self, name: &str) -> Option<u32> {
+        self.wardens
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| w.child.id())
+    }
+
+    /// Kills warden `name` with SIGKILL, as a crash would, and starts it
+    /// again with the same command and config, tracked in the run's state
+    /// like the original; returns once the new one answers on its control
+    /// socket (within `ready_timeout`). Its log continues the old one.
+    pub fn restart_warden(
+        &mut self,
+        name: &str,
+        ready_timeout: Duration,
+    ) -> Result<Restart, LabError> {
+        let at = self
+            .wardens
+            .iter()
+            .position(|w| w.name == name)
+            .ok_or_else(|| LabError::NoSuchWarden(name.to_string()))?;
+        let mut old = self.wardens.remove(at);
+        let old_pid = old.child.id();
+        let killed = Instant::now();
+        let _ = crate::sys::kill(old_pid, crate::Signal::Kill);
+        let _ = old.child.wait();
+        let _ = self.tracker.release(old_pid);
+        let log_path = self.tracker.snapshot().dir.join(format!("{name}.log"));
+        if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(&log_path) {
+            use std::io::Write as _;
+            let _ = writeln!(
+                log,
+                "--- warden-lab: warden {name} (pid {old_pid}) killed with SIGKILL, starting it again ---"
+            );
+        }
+        let opts = Options {
+            prefix: None,
+            self_exe: self.env.self_exe.clone(),
+            warden_bin: self.env.warden_bin.clone(),
+            ready_timeout,
+        };
+        self.spawn_warden(&old.name, &old.host, old.config, true, &opts)?;
+        let new_pid = self.warden_pid(name).unwrap_or(0);
+        Ok(Restart {
+            old_pid,
+            new_pid,
+            down_for: killed.elapsed(),
+        })
     }
 
     /// The checks of the lab, resolved.
@@ -593,8 +696,8 @@ impl RunningLab {
             let state = self.tracker.lock();
             teardown(&state)
         };
-        for child in &mut self.wardens {
-            let _ = child.try_wait();
+        for w in &mut self.wardens {
+            let _ = w.child.try_wait();
         }
         result
     }

@@ -223,6 +223,18 @@ pub fn source(
     seed: u64,
     timeout: Duration,
 ) -> Result<Transfer, TcpError> {
+    source_paced(addr, bytes, seed, timeout, None)
+}
+
+/// [`source`], writing no faster than `rate` bytes per second when given,
+/// so that a transfer lasts long enough for something to happen during it.
+pub fn source_paced(
+    addr: SocketAddr,
+    bytes: u64,
+    seed: u64,
+    timeout: Duration,
+    rate: Option<u64>,
+) -> Result<Transfer, TcpError> {
     let secs = timeout.as_secs();
     let deadline = Instant::now() + timeout;
     let io = |what: &'static str, offset: u64| {
@@ -253,6 +265,10 @@ pub fn source(
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
     while offset < bytes {
+        if let Some(rate) = rate.filter(|&r| r > 0) {
+            let due = start + Duration::from_secs_f64(offset as f64 / rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let n = usize::try_from(bytes - offset).map_or(CHUNK, |left| left.min(CHUNK));
         let chunk = buf.get_mut(..n).unwrap_or(&mut []);
         pattern.fill(chunk);
@@ -378,6 +394,19 @@ mod tests {
             run(300, 42, 200),
             Err(TcpError::Excess { expected: 200 })
         ));
+    }
+
+    #[test]
+    fn paced_source_takes_its_time() {
+        let listener = sink_bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = std::thread::spawn(move || {
+            sink_accept(&listener, 1_000_000, 9, Duration::from_secs(10))
+        });
+        // 1 MB at 4 MB/s: the last chunk is due after about 0.23 s.
+        let t = source_paced(addr, 1_000_000, 9, Duration::from_secs(10), Some(4_000_000)).unwrap();
+        sink.join().unwrap().unwrap();
+        assert!(t.elapsed >= Duration::from_millis(200), "{t:?}");
     }
 
     #[test]

@@ -85,6 +85,9 @@ enum Cmd {
         seed: u64,
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Send no faster than this many Mbit/s.
+        #[arg(long)]
+        rate_mbit: Option<u64>,
     },
     /// (internal) Echo UDP datagrams back, verifying each.
     #[command(hide = true)]
@@ -314,8 +317,15 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             bytes,
             seed,
             timeout_secs,
+            rate_mbit,
         } => {
-            let t = tcp::source(connect, bytes, seed, Duration::from_secs(timeout_secs))?;
+            let t = tcp::source_paced(
+                connect,
+                bytes,
+                seed,
+                Duration::from_secs(timeout_secs),
+                rate_mbit.map(|m| m.saturating_mul(125_000)),
+            )?;
             println!(
                 "sent {} bytes in {:.3} s ({:.0} Mbit/s)",
                 t.bytes,
