@@ -31,8 +31,8 @@ use identity::stamp::{self, StampError, IPV4_GROWTH};
 use identity::{warden_id_of, IdentityId, WardenId, TAG_LEN};
 use overlay::tcp::Flags;
 use overlay::{
-    ethernet, ipv4, tcp, udp, EtherType, FlowKey, IpProtocol, MacAddr, OuterParams,
-    OuterTemplate, PseudoHeader, Vni, OUTER_LEN,
+    ethernet, ipv4, tcp, udp, EtherType, FlowKey, IpProtocol, MacAddr, OuterParams, OuterTemplate,
+    PseudoHeader, Vni, OUTER_LEN,
 };
 
 use crate::inject::Station;
@@ -285,7 +285,10 @@ impl IdentityTargets {
                 ))
             })?;
         if rcfg.peers.iter().any(|p| p.address == rogue.ip) {
-            return Err(err(format!("rogue host {rogue_host} ({}) is a peer", rogue.ip)));
+            return Err(err(format!(
+                "rogue host {rogue_host} ({}) is a peer",
+                rogue.ip
+            )));
         }
         let (peer_index, peer) = rcfg
             .peers
@@ -360,11 +363,16 @@ impl IdentityTargets {
         }
         // Prefer the destination's own identity (a peer claiming to be the
         // workload it talks to), else any other the peer may not assert.
-        let may_assert = |id: IdentityId| identities.iter().any(|i| rcfg.document_id(*i) == Some(id));
+        let may_assert =
+            |id: IdentityId| identities.iter().any(|i| rcfg.document_id(*i) == Some(id));
         let unauthorized = std::iter::once(dst.identity)
             .chain(rcfg.documents.iter().map(|d| d.id()))
             .find(|id| !may_assert(*id))
-            .ok_or_else(|| err(format!("{sender} may assert every identity {receiver} knows")))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "{sender} may assert every identity {receiver} knows"
+                ))
+            })?;
         Ok(IdentityTargets {
             receiver: receiver_station,
             sender: sender_station,
@@ -1017,7 +1025,12 @@ mod tests {
         let f = forger();
         let tag = |seq| {
             let frame = f.build(Forgery::ForgedTag, seq, PORT, NOW).unwrap();
-            inspect_vxlan(&frame, 4789).unwrap().inner.header.unwrap().tag
+            inspect_vxlan(&frame, 4789)
+                .unwrap()
+                .inner
+                .header
+                .unwrap()
+                .tag
         };
         assert_ne!(tag(1), tag(2));
         assert_eq!(
@@ -1102,10 +1115,7 @@ mod tests {
         }
         assert_eq!(pcap_frames(&[]).unwrap(), Vec::<&[u8]>::new());
         assert_eq!(pcap_frames(&[0xd4; 10]).unwrap(), Vec::<&[u8]>::new());
-        assert_eq!(
-            pcap_frames(&[0u8; 24]).unwrap_err(),
-            PcapError::NotPcap(0)
-        );
+        assert_eq!(pcap_frames(&[0u8; 24]).unwrap_err(), PcapError::NotPcap(0));
         assert_eq!(
             pcap_frames(&pcap(true, false, 113, &[&a])).unwrap_err(),
             PcapError::NotEthernet(113)
@@ -1117,7 +1127,10 @@ mod tests {
         let mut t = targets();
         t.secret_file = PathBuf::from("/nonexistent/secrets/n1-n2.key");
         let e = Forger::new(t).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/secrets/n1-n2.key"), "{e}");
+        assert!(
+            e.to_string().contains("/nonexistent/secrets/n1-n2.key"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -240,7 +240,12 @@ impl Stats {
 
 /// Asserts that of the identity drop reasons, `reason` alone moved, by
 /// exactly `want` (none moved when `reason` is `None`).
-fn assert_only(case: &str, moved: &BTreeMap<&'static str, u64>, reason: Option<DropReason>, want: u64) {
+fn assert_only(
+    case: &str,
+    moved: &BTreeMap<&'static str, u64>,
+    reason: Option<DropReason>,
+    want: u64,
+) {
     for r in IDENTITY_REASONS {
         let n = moved.get(r.name()).copied().unwrap_or(0);
         let expect = if Some(r) == reason { want } else { 0 };
@@ -371,7 +376,10 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
         let now = unix_now();
         for seq in 0..PER_CASE {
             let frame = forger.build(kind, seq, port, now).unwrap();
-            assert!(rogue.send(&frame), "{kind:?}: the injector refused frame {seq}");
+            assert!(
+                rogue.send(&frame),
+                "{kind:?}: the injector refused frame {seq}"
+            );
         }
         let want = u64::from(PER_CASE);
         let reason = kind.expected_drop();
@@ -411,28 +419,44 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
     let stamped = seen.inner.header.unwrap();
     let (sport, isn) = (seen.inner.flow.src_port, seen.inner.tcp.unwrap().1);
     assert_eq!(stamped.nonce, isn, "the header's nonce is the SYN's ISN");
-    let same_syn =
-        |p: &InnerPacket| p.is_syn() && p.is_to(DB, REPLAY_PORT) && p.flow.src_port == sport && p.tcp.map(|t| t.1) == Some(isn);
+    let same_syn = |p: &InnerPacket| {
+        p.is_syn()
+            && p.is_to(DB, REPLAY_PORT)
+            && p.flow.src_port == sport
+            && p.tcp.map(|t| t.1) == Some(isn)
+    };
     // n2 reads its clock once a second: wait past the window by two.
     let stale_at = u64::from(stamped.timestamp) + u64::from(window) + 2;
     while unix_now() < stale_at {
         std::thread::sleep(Duration::from_millis(100));
     }
     let arrived_before = capture.count(same_syn);
-    assert!(arrived_before >= 1, "the original SYN was not captured in w3");
+    assert!(
+        arrived_before >= 1,
+        "the original SYN was not captured in w3"
+    );
     let before = n2.drops();
     let replay = ii::resent_from(&syn, targets.rogue.mac);
     for _ in 0..PER_CASE {
         assert!(rogue.send(&replay), "the injector refused the replay");
     }
-    let moved = n2.moved(&before, Some(DropReason::IdentityStale), u64::from(PER_CASE));
+    let moved = n2.moved(
+        &before,
+        Some(DropReason::IdentityStale),
+        u64::from(PER_CASE),
+    );
     eprintln!(
         "{:>15} x{PER_CASE} -> port {REPLAY_PORT} (sport {sport}, ts {}): drops moved:{}",
         "replayed_syn",
         stamped.timestamp,
         table(&moved)
     );
-    assert_only("replayed SYN", &moved, Some(DropReason::IdentityStale), u64::from(PER_CASE));
+    assert_only(
+        "replayed SYN",
+        &moved,
+        Some(DropReason::IdentityStale),
+        u64::from(PER_CASE),
+    );
     assert_eq!(
         capture.count(same_syn),
         arrived_before,
@@ -448,7 +472,12 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
     let _ = drain_vxlan(&mut n2_wire, udp_port);
     let before = n2.drops();
     let out = exec_in(&ns("k1"), "timeout")
-        .args(["3", "bash", "-c", &format!("exec 3<>/dev/tcp/{DB}/{K1_PORT}")])
+        .args([
+            "3",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{DB}/{K1_PORT}"),
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -475,7 +504,12 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
         "kernel_vtep",
         table(&moved)
     );
-    assert_only("k1 (unauthenticated)", &moved, Some(DropReason::IdentityMissing), k1_syns);
+    assert_only(
+        "k1 (unauthenticated)",
+        &moved,
+        Some(DropReason::IdentityMissing),
+        k1_syns,
+    );
     assert_eq!(
         n2_wire.stats().rx_kernel_drops,
         0,
@@ -488,7 +522,11 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
     let seen = capture.packets();
     let at = |port: u16| seen.iter().filter(|p| p.is_to(DB, port)).count();
     for (i, kind) in Forgery::ALL.iter().copied().enumerate() {
-        let want = if kind.expected_drop().is_some() { 0 } else { PER_CASE as usize };
+        let want = if kind.expected_drop().is_some() {
+            0
+        } else {
+            PER_CASE as usize
+        };
         assert_eq!(
             at(port_of(i)),
             want,
