@@ -15,7 +15,10 @@
 //! in the fixture), must count as stale and a fresh connection must still
 //! work; and a SYN from the kernel VTEP k1, which n1 forwards to n2 without
 //! a header (k1's identity is an address-map one, n1 vouches for it to no
-//! one), must count as missing at n2.
+//! one), must count as missing at n2. And a source nothing vouches for (an
+//! address of k1's outside n1's address map) is "unauthenticated", which
+//! the default policy denies: its pings to api count as policy denials at
+//! n1 and never reach w1.
 //!
 //! Needs root and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test identity_adversarial`.
@@ -49,6 +52,11 @@ const CASE_PORT_BASE: u16 = 6100;
 const REPLAY_PORT: u16 = 6200;
 /// The kernel VTEP's connection attempt.
 const K1_PORT: u16 = 6201;
+/// A second address of the kernel VTEP's workload that n1's address map
+/// does not cover: nothing vouches for it.
+const UNMAPPED: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 12);
+/// Echo requests it sends to api.
+const UNMAPPED_PINGS: u64 = 3;
 /// How long counters get to reach their expected values.
 const COUNT_WAIT: Duration = Duration::from_secs(5);
 /// Pause after counters reached their expected values, to catch any
@@ -347,6 +355,10 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
         warden: warden.clone(),
         socket: dir.join("n2.sock"),
     };
+    let n1 = Stats {
+        warden: warden.clone(),
+        socket: dir.join("n1.sock"),
+    };
 
     let mut rogue = Injector::open(&ns_path("x1"), "eth0").unwrap();
     assert_eq!(rogue.mac(), targets.rogue.mac);
@@ -366,6 +378,7 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
         );
     }
     let capture = Capture::start(&ns("w3"), "wl0", dir.join("w3-wl0.pcap"));
+    let capture_w1 = Capture::start(&ns("w1"), "wl0", dir.join("w1-wl0.pcap"));
     let to_port = |port: u16| move |p: &InnerPacket| p.is_to(DB, port);
 
     // 1. Injected cases, the valid ones first.
@@ -425,8 +438,8 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
             && p.flow.src_port == sport
             && p.tcp.map(|t| t.1) == Some(isn)
     };
-    // n2 reads its clock once a second: wait past the window by two.
-    let stale_at = u64::from(stamped.timestamp) + u64::from(window) + 2;
+    // n2 reads its clock once a second: wait past the window by three.
+    let stale_at = u64::from(stamped.timestamp) + u64::from(window) + 3;
     while unix_now() < stale_at {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -516,7 +529,62 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
         "the watcher on n2's underlay lost frames: the SYN count may be short"
     );
 
-    // 4. What w3 saw: nothing of any denied case, every valid frame, and
+    // 4. A source nothing vouches for, under default deny: k1 pings api
+    //    from an address outside n1's address map; n1 takes it for
+    //    "unauthenticated", which no allow admits. (The mapped address,
+    //    legacy, is admitted: the control.)
+    netns::ip_in(
+        &ns("k1"),
+        ["addr", "add", &format!("{UNMAPPED}/24"), "dev", "vx100"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ping_api = |from: Ipv4Addr, count: u64| {
+        exec_in(&ns("k1"), "ping")
+            .args(["-c", &count.to_string(), "-W", "2", "-i", "0.2", "-I"])
+            .arg(from.to_string())
+            .arg(API.to_string())
+            .output()
+            .unwrap()
+    };
+    let legacy = ping_api(Ipv4Addr::new(10, 1, 0, 11), 2);
+    assert!(
+        legacy.status.success(),
+        "ping legacy -> api (admitted by address map and allow): {}",
+        String::from_utf8_lossy(&legacy.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let before = n1.drops();
+    let denied = ping_api(UNMAPPED, UNMAPPED_PINGS);
+    assert!(
+        !denied.status.success(),
+        "api answered an unauthenticated source: {}",
+        String::from_utf8_lossy(&denied.stdout)
+    );
+    let moved = n1.moved(&before, Some(DropReason::PolicyDenied), UNMAPPED_PINGS);
+    eprintln!(
+        "{:>15} x{UNMAPPED_PINGS} -> api (at n1): drops moved:{}",
+        "unauthenticated",
+        table(&moved)
+    );
+    assert_only(
+        "unauthenticated source at n1",
+        &moved,
+        Some(DropReason::PolicyDenied),
+        UNMAPPED_PINGS,
+    );
+    let from_unmapped = capture_w1.count(|p| p.flow.src == std::net::IpAddr::V4(UNMAPPED));
+    assert_eq!(
+        from_unmapped, 0,
+        "packets from the unauthenticated source captured {}",
+        capture_w1.what
+    );
+    assert!(
+        capture_w1.count(|p| p.flow.src == std::net::IpAddr::V4(Ipv4Addr::new(10, 1, 0, 11))) >= 2,
+        "the capture {} missed legacy's pings",
+        capture_w1.what
+    );
+
+    // 5. What w3 saw: nothing of any denied case, every valid frame, and
     //    no identity header on anything delivered.
     std::thread::sleep(Duration::from_millis(300));
     let seen = capture.packets();
@@ -542,7 +610,7 @@ fn forged_identity_headers_are_dropped_by_reason_and_never_delivered() {
     );
     eprintln!("w3 captured {} IPv4 packets", seen.len());
 
-    drop(capture);
+    drop((capture, capture_w1));
     drop((rogue, n2_wire));
     running.teardown().unwrap();
 }
