@@ -118,10 +118,23 @@ fn handle(
             let json = serde_json::to_string(&snap).map_err(std::io::Error::other)?;
             writeln!(out, "{json}")
         }
-        other => writeln!(
-            out,
-            "{{\"error\":\"unknown command {other:?}; try stats\"}}"
-        ),
+        "flows" => {
+            let mut rows = counters
+                .flow_rows
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default();
+            for r in &mut rows {
+                r.src_identity = names.identity_name(&r.src_identity);
+                r.dst_identity = names.identity_name(&r.dst_identity);
+            }
+            let json = serde_json::to_string(&rows).map_err(std::io::Error::other)?;
+            writeln!(out, "{json}")
+        }
+        other => {
+            let message = format!("unknown command {other:?}; try stats or flows");
+            writeln!(out, "{}", serde_json::json!({ "error": message }))
+        }
     }
 }
 

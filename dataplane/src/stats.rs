@@ -98,6 +98,10 @@ pub struct Snapshot {
     pub arp_requests_sent: u64,
     pub fdb_entries: u64,
     pub neighbors: u64,
+    /// Flows in the flow table (identity configured).
+    pub flows: u64,
+    /// Packets this warden stamped with an identity header.
+    pub identity_stamped: u64,
     pub drops_total: u64,
     pub drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerSnap>,
@@ -198,6 +202,8 @@ impl Snapshot {
             arp_requests_sent: c.arp_requests_sent.get(),
             fdb_entries: c.fdb_entries.get(),
             neighbors: c.neighbors.get(),
+            flows: c.flows.get(),
+            identity_stamped: c.identity_stamped.get(),
             drops_total: c.drops_total(),
             drops,
             workers,

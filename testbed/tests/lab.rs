@@ -444,7 +444,7 @@ fn example_node_lab_passes_with_warden() {
 
 #[test]
 fn example_identity_lab_passes_with_warden() {
-    run_example("identity.toml", "d");
+    run_example("identity.toml", "y");
 }
 
 #[test]

@@ -177,7 +177,7 @@ impl Engine {
         let pc = &self.counters.ports[p as usize];
         pc.rx_packets.add(n as u64);
         let mut bytes = 0u64;
-        while let Some(buf) = rx.pop() {
+        for buf in rx.drain() {
             bytes += buf.len() as u64;
             if p == self.underlay_port {
                 self.underlay_rx(buf);
