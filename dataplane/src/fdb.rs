@@ -6,7 +6,9 @@
 //! MAC is not learned (and is counted), so its frames keep being flooded.
 
 use overlay::MacAddr;
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 /// (VNI index, MAC) packed in one word: a cheap key to hash and compare.
 #[inline]
@@ -68,9 +70,9 @@ pub enum Learned {
 /// The FDB of every VNI, keyed by (VNI index, MAC).
 #[derive(Debug)]
 pub struct Fdb {
-    // FxHash: the keys are not attacker-chosen hash-flooding material in a
-    // bounded table, and SipHash cost a quarter of the pipeline in the bench.
-    map: FxHashMap<u64, Entry>,
+    // Source MACs are chosen by whoever sends, so the hasher is keyed per
+    // process (foldhash); SipHash cost a quarter of the pipeline in the bench.
+    map: HashMap<u64, Entry, RandomState>,
     capacity: usize,
     /// Aging time in seconds, per VNI index.
     aging: Vec<u32>,
@@ -81,7 +83,7 @@ impl Fdb {
     /// time of VNI index `v` in seconds.
     pub fn new(capacity: usize, aging: Vec<u32>) -> Fdb {
         Fdb {
-            map: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            map: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             capacity,
             aging,
         }

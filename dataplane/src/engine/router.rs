@@ -12,7 +12,9 @@ use std::net::Ipv4Addr;
 
 use config::WardenConfig;
 use overlay::{arp, checksum, ethernet, icmpv4, ipv4, EtherType, IpProtocol, Ipv4Cidr, MacAddr};
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use super::{Engine, From, VniRt};
 use crate::buffer::Buf;
@@ -58,11 +60,11 @@ struct Route {
 /// The gateway's tables.
 #[derive(Debug)]
 pub struct Router {
-    neighbors: HashMap<(u16, Ipv4Addr), Neighbor>,
+    neighbors: HashMap<(u16, Ipv4Addr), Neighbor, RandomState>,
     /// Longest prefix first.
     routes: Vec<Route>,
     /// Last ARP request time (s) per (VNI, target).
-    arp_sent: HashMap<(u16, Ipv4Addr), u32>,
+    arp_sent: HashMap<(u16, Ipv4Addr), u32, RandomState>,
     icmp_tokens: u32,
     parked: Vec<Parked>,
     /// Largest inner frame (Ethernet header included) a VNI can carry.
