@@ -356,22 +356,23 @@ impl Engine {
             overlay::EtherType::IPV4 => {
                 let p = eth.payload();
                 // Peek only what decides the path; decap checks everything.
-                if p.len() < 20 {
+                if p.len() < overlay::ipv4::HEADER_LEN {
                     return self.drop_packet(buf, DropReason::Truncated);
                 }
-                let ihl = usize::from(p[0] & 0x0f) * 4;
-                let dst_ip = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                if dst_ip != self.underlay_ip {
+                let ip = overlay::ipv4::Packet::new_unchecked(p);
+                if ip.dst_addr() != self.underlay_ip {
                     return self.drop_packet(buf, DropReason::UnderlayNotForUs);
                 }
+                let ihl = usize::from(ip.header_len());
                 // Counted here: the host stack would drop it without a word.
-                if p[0] >> 4 != 4 || ihl < 20 {
+                if ip.version() != 4 || ihl < overlay::ipv4::HEADER_LEN {
                     return self.drop_packet(buf, DropReason::BadIpHeader);
                 }
-                let is_vxlan = p[9] == 17
-                    && ihl >= 20
-                    && p.len() >= ihl + 4
-                    && u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]) == self.udp_port;
+                let dst_port = p
+                    .get(ihl + 2..ihl + 4)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]));
+                let is_vxlan =
+                    ip.protocol() == overlay::IpProtocol::UDP && dst_port == Some(self.udp_port);
                 if is_vxlan {
                     self.vxlan_rx(buf)
                 } else {
