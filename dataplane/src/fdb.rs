@@ -6,6 +6,7 @@
 //! MAC is not learned (and is counted), so its frames keep being flooded.
 
 use overlay::MacAddr;
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
@@ -76,6 +77,14 @@ pub struct Fdb {
     capacity: usize,
     /// Aging time in seconds, per VNI index.
     aging: Vec<u32>,
+    /// Bumped whenever an entry appears, moves or goes: validates the caches.
+    generation: u64,
+    /// Last-hit caches (VPP keeps one per decap node): a stream of frames
+    /// between the same two MACs learns and looks up the same keys in a row.
+    /// Learn: (key, location, second) already refreshed.
+    last_learned: Option<(u64, Location, u32)>,
+    /// Lookup: (key, answer, second, generation).
+    last_lookup: Cell<Option<(u64, Location, u32, u64)>>,
 }
 
 impl Fdb {
@@ -86,10 +95,19 @@ impl Fdb {
             map: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             capacity,
             aging,
+            generation: 0,
+            last_learned: None,
+            last_lookup: Cell::new(None),
         }
     }
 
+    fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.last_learned = None;
+    }
+
     pub fn insert_static(&mut self, vni: u16, mac: MacAddr, location: Location) {
+        self.changed();
         self.map.insert(
             key(vni, mac),
             Entry {
@@ -103,8 +121,12 @@ impl Fdb {
     /// Record that `mac` was seen at `location` in VNI `vni` at time `now` (s).
     #[inline]
     pub fn learn(&mut self, vni: u16, mac: MacAddr, location: Location, now: u32) -> Learned {
+        let k = key(vni, mac);
+        if self.last_learned == Some((k, location, now)) {
+            return Learned::Refreshed;
+        }
         let len = self.map.len();
-        match self.map.get_mut(&key(vni, mac)) {
+        let learned = match self.map.get_mut(&k) {
             Some(e) if e.is_static => Learned::Static,
             Some(e) => {
                 e.last_seen = now;
@@ -118,7 +140,7 @@ impl Fdb {
             None if len >= self.capacity => Learned::Full,
             None => {
                 self.map.insert(
-                    key(vni, mac),
+                    k,
                     Entry {
                         location,
                         last_seen: now,
@@ -127,14 +149,29 @@ impl Fdb {
                 );
                 Learned::New
             }
+        };
+        if learned == Learned::New {
+            self.changed();
         }
+        if matches!(learned, Learned::Refreshed | Learned::New) {
+            self.last_learned = Some((k, location, now));
+        }
+        learned
     }
 
     /// Where `mac` lives in `vni`, if known and not expired.
     #[inline]
     pub fn lookup(&self, vni: u16, mac: MacAddr, now: u32) -> Option<Location> {
-        let e = self.map.get(&key(vni, mac))?;
+        let k = key(vni, mac);
+        if let Some((ck, loc, t, g)) = self.last_lookup.get() {
+            if ck == k && t == now && g == self.generation {
+                return Some(loc);
+            }
+        }
+        let e = self.map.get(&k)?;
         if e.is_static || now.saturating_sub(e.last_seen) < self.aging_of(vni) {
+            self.last_lookup
+                .set(Some((k, e.location, now, self.generation)));
             Some(e.location)
         } else {
             None
@@ -148,6 +185,7 @@ impl Fdb {
     /// Remove learned entries older than their VNI's aging time. Called from
     /// the housekeeping tick, not per packet. Returns how many were removed.
     pub fn expire(&mut self, now: u32) -> usize {
+        self.changed();
         let before = self.map.len();
         let aging = &self.aging;
         self.map.retain(|k, e| {
@@ -208,6 +246,25 @@ mod tests {
         assert_eq!(f.lookup(0, A, 112), None, "aged out");
         assert_eq!(f.expire(112), 1);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn last_hit_caches_follow_moves_within_one_second() {
+        let mut f = Fdb::new(4, vec![10]);
+        assert_eq!(f.learn(0, A, Location::Port(1), 7), Learned::New);
+        assert_eq!(f.learn(0, A, Location::Port(1), 7), Learned::Refreshed);
+        assert_eq!(f.lookup(0, A, 7), Some(Location::Port(1)));
+        assert_eq!(f.lookup(0, A, 7), Some(Location::Port(1)), "cached");
+        assert_eq!(f.learn(0, A, Location::Peer(2), 7), Learned::New, "a move");
+        assert_eq!(f.lookup(0, A, 7), Some(Location::Peer(2)), "cache dropped");
+        f.insert_static(0, A, Location::Port(3));
+        assert_eq!(f.lookup(0, A, 7), Some(Location::Port(3)));
+        assert_eq!(f.learn(0, A, Location::Port(3), 7), Learned::Static);
+        assert_eq!(
+            f.learn(0, A, Location::Port(3), 7),
+            Learned::Static,
+            "never cached"
+        );
     }
 
     #[test]
