@@ -372,6 +372,79 @@ pub fn tcp_timeout(bytes: u64) -> Duration {
     Duration::from_secs(30 + bytes / 1_000_000)
 }
 
+/// A server in one host and a client in another, both warden-lab hidden
+/// subcommands sharing `args`: the TCP and UDP checks.
+struct Pair<'a> {
+    /// (subcommand, role) of each side, such as ("tcp-sink", "sink").
+    server: (&'a str, &'a str),
+    client: (&'a str, &'a str),
+    addr: SocketAddr,
+    args: Vec<String>,
+    timeout: Duration,
+    /// How long to wait for the server once the client is done.
+    server_grace: Duration,
+}
+
+/// Run a [`Pair`]: start the server, wait until it listens, run the client,
+/// collect both. Returns the client's output and the client's run time.
+fn run_pair(
+    env: &CheckEnv,
+    from: &str,
+    to: &str,
+    p: &Pair,
+) -> Result<(Finished, Duration), String> {
+    let from_ns = ns_of(env, from)?;
+    let to_ns = ns_of(env, to)?;
+    let (server_sub, server_role) = p.server;
+    let (client_sub, client_role) = p.client;
+    let mut cmd = exec_in(to_ns, &env.self_exe);
+    cmd.args([server_sub, "--listen", &p.addr.to_string()])
+        .args(&p.args);
+    let server = Tracked::spawn(&env.tracker, cmd, &format!("{server_sub} {to}"), true)?;
+    match server.next_line(Duration::from_secs(10)) {
+        Some(line) if line.starts_with("listening") => {}
+        other => {
+            let server_cmd = server.command.clone();
+            let done = server.finish(Instant::now() + Duration::from_secs(2));
+            let stderr = done.map(|d| d.stderr).unwrap_or_else(|e| e);
+            return Err(format!(
+                "{server_role} `{server_cmd}` did not start listening (said {other:?}){}",
+                tail_of("stderr", &stderr)
+            ));
+        }
+    }
+    let start = Instant::now();
+    let mut cmd = exec_in(from_ns, &env.self_exe);
+    cmd.args([client_sub, "--connect", &p.addr.to_string()])
+        .args(&p.args);
+    let client = Tracked::spawn(&env.tracker, cmd, &format!("{client_sub} {from}"), false)?;
+    let deadline = Instant::now() + p.timeout + Duration::from_secs(5);
+    let client_cmd = client.command.clone();
+    let client_done = client.finish(deadline);
+    let elapsed = start.elapsed();
+    let server_cmd = server.command.clone();
+    let server_done = server.finish(Instant::now() + p.server_grace);
+    let mut problems = Vec::new();
+    for (role, command, done) in [
+        (server_role, &server_cmd, &server_done),
+        (client_role, &client_cmd, &client_done),
+    ] {
+        match done {
+            Ok(d) if d.status.success() => {}
+            Ok(d) => problems.push(format!(
+                "{role} `{command}` failed ({}){}",
+                d.status,
+                tail_of("stderr", &d.stderr)
+            )),
+            Err(e) => problems.push(format!("{role}: {e}")),
+        }
+    }
+    match client_done {
+        Ok(d) if problems.is_empty() => Ok((d, elapsed)),
+        _ => Err(problems.join("\n")),
+    }
+}
+
 fn tcp(
     env: &CheckEnv,
     index: usize,
@@ -380,73 +453,28 @@ fn tcp(
     addr: SocketAddr,
     bytes: u64,
 ) -> Result<String, String> {
-    let from_ns = ns_of(env, from)?;
-    let to_ns = ns_of(env, to)?;
     let seed = env.seed.wrapping_add(index as u64);
     let timeout = tcp_timeout(bytes);
-    let secs = timeout.as_secs().to_string();
-    let common = |cmd: &mut Command| {
-        cmd.args([
+    let pair = Pair {
+        server: ("tcp-sink", "sink"),
+        client: ("tcp-source", "source"),
+        addr,
+        args: [
             "--bytes",
             &bytes.to_string(),
             "--seed",
             &seed.to_string(),
             "--timeout-secs",
-            &secs,
-        ]);
+            &timeout.as_secs().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        timeout,
+        server_grace: timeout + Duration::from_secs(5),
     };
-    let mut cmd = exec_in(to_ns, &env.self_exe);
-    cmd.args(["tcp-sink", "--listen", &addr.to_string()]);
-    common(&mut cmd);
-    let sink = Tracked::spawn(&env.tracker, cmd, &format!("tcp-sink {to}"), true)?;
-    match sink.next_line(Duration::from_secs(10)) {
-        Some(line) if line.starts_with("listening") => {}
-        other => {
-            let sink_cmd = sink.command.clone();
-            let done = sink.finish(Instant::now() + Duration::from_secs(2));
-            let stderr = done.map(|d| d.stderr).unwrap_or_else(|e| e);
-            return Err(format!(
-                "tcp sink `{sink_cmd}` did not start listening (said {other:?}){}",
-                tail_of("stderr", &stderr)
-            ));
-        }
-    }
-    let start = Instant::now();
-    let mut cmd = exec_in(from_ns, &env.self_exe);
-    cmd.args(["tcp-source", "--connect", &addr.to_string()]);
-    common(&mut cmd);
-    let source = Tracked::spawn(&env.tracker, cmd, &format!("tcp-source {from}"), false)?;
-    let deadline = Instant::now() + timeout + Duration::from_secs(5);
-    let source_cmd = source.command.clone();
-    let src = source.finish(deadline);
-    let sink_cmd = sink.command.clone();
-    let snk = sink.finish(deadline);
-    let elapsed = start.elapsed();
-    let mut problems = Vec::new();
-    match &snk {
-        Ok(d) if d.status.success() => {}
-        Ok(d) => problems.push(format!(
-            "sink `{sink_cmd}` failed ({}){}",
-            d.status,
-            tail_of("stderr", &d.stderr)
-        )),
-        Err(e) => problems.push(format!("sink: {e}")),
-    }
-    match &src {
-        Ok(d) if d.status.success() => {}
-        Ok(d) => problems.push(format!(
-            "source `{source_cmd}` failed ({}){}",
-            d.status,
-            tail_of("stderr", &d.stderr)
-        )),
-        Err(e) => problems.push(format!("source: {e}")),
-    }
-    if problems.is_empty() {
-        let t = crate::tcp::Transfer { bytes, elapsed };
-        Ok(format!("{:.0} Mbit/s", t.mbit_per_sec()))
-    } else {
-        Err(problems.join("\n"))
-    }
+    let (_, elapsed) = run_pair(env, from, to, &pair)?;
+    let t = crate::tcp::Transfer { bytes, elapsed };
+    Ok(format!("{:.0} Mbit/s", t.mbit_per_sec()))
 }
 
 /// Seconds allowed for a UDP exchange: generous, as for TCP, plus room
@@ -464,13 +492,13 @@ fn udp(
     count: u32,
     size: u16,
 ) -> Result<String, String> {
-    let from_ns = ns_of(env, from)?;
-    let to_ns = ns_of(env, to)?;
     let seed = env.seed.wrapping_add(index as u64);
     let timeout = udp_timeout(count, size);
-    let secs = timeout.as_secs().to_string();
-    let common = |cmd: &mut Command| {
-        cmd.args([
+    let pair = Pair {
+        server: ("udp-echo", "echo"),
+        client: ("udp-probe", "probe"),
+        addr,
+        args: [
             "--count",
             &count.to_string(),
             "--size",
@@ -478,59 +506,17 @@ fn udp(
             "--seed",
             &seed.to_string(),
             "--timeout-secs",
-            &secs,
-        ]);
+            &timeout.as_secs().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        timeout,
+        // The probe's end datagram stops the echo; if it was lost, the echo
+        // runs into its own timeout, so do not wait that long.
+        server_grace: Duration::from_secs(5),
     };
-    let mut cmd = exec_in(to_ns, &env.self_exe);
-    cmd.args(["udp-echo", "--listen", &addr.to_string()]);
-    common(&mut cmd);
-    let echo = Tracked::spawn(&env.tracker, cmd, &format!("udp-echo {to}"), true)?;
-    match echo.next_line(Duration::from_secs(10)) {
-        Some(line) if line.starts_with("listening") => {}
-        other => {
-            let echo_cmd = echo.command.clone();
-            let done = echo.finish(Instant::now() + Duration::from_secs(2));
-            let stderr = done.map(|d| d.stderr).unwrap_or_else(|e| e);
-            return Err(format!(
-                "udp echo `{echo_cmd}` did not start listening (said {other:?}){}",
-                tail_of("stderr", &stderr)
-            ));
-        }
-    }
-    let mut cmd = exec_in(from_ns, &env.self_exe);
-    cmd.args(["udp-probe", "--connect", &addr.to_string()]);
-    common(&mut cmd);
-    let probe = Tracked::spawn(&env.tracker, cmd, &format!("udp-probe {from}"), false)?;
-    let deadline = Instant::now() + timeout + Duration::from_secs(5);
-    let probe_cmd = probe.command.clone();
-    let prb = probe.finish(deadline);
-    let echo_cmd = echo.command.clone();
-    // The probe's end datagram stops the echo; if it was lost, the echo
-    // runs into its own timeout, so do not wait that long.
-    let ech = echo.finish(Instant::now() + Duration::from_secs(5));
-    let mut problems = Vec::new();
-    match &prb {
-        Ok(d) if d.status.success() => {}
-        Ok(d) => problems.push(format!(
-            "probe `{probe_cmd}` failed ({}){}",
-            d.status,
-            tail_of("stderr", &d.stderr)
-        )),
-        Err(e) => problems.push(format!("probe: {e}")),
-    }
-    match &ech {
-        Ok(d) if d.status.success() => {}
-        Ok(d) => problems.push(format!(
-            "echo `{echo_cmd}` failed ({}){}",
-            d.status,
-            tail_of("stderr", &d.stderr)
-        )),
-        Err(e) => problems.push(format!("echo: {e}")),
-    }
-    match prb {
-        Ok(d) if problems.is_empty() => Ok(d.stdout.trim().to_string()),
-        _ => Err(problems.join("\n")),
-    }
+    let (done, _) = run_pair(env, from, to, &pair)?;
+    Ok(done.stdout.trim().to_string())
 }
 
 fn command(
