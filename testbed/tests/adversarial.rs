@@ -12,6 +12,9 @@
 //! Needs root and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test adversarial`.
 
+mod common;
+use common::{delta, drops, is_root, warden_bin, Cleanup};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -22,9 +25,9 @@ use std::time::{Duration, Instant};
 use dataplane::counters::DropReason;
 use testbed::checks::{counter, warden_stats};
 use testbed::inject::{self, BadFrame, Injector, Mark, Sender, Targets};
-use testbed::lab::{self, LabSource, Options, Selector};
+use testbed::lab::{self, LabSource, Options};
 use testbed::netns::{self, exec_in, NETNS_DIR};
-use testbed::state::{self, ns_name};
+use testbed::state::ns_name;
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
 
@@ -51,47 +54,8 @@ const LOAD_REASONS: [DropReason; 4] = [
     DropReason::NeighborUnresolved,
 ];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adversarial.toml")
-}
-
-/// The warden binary built next to warden-lab.
-fn warden_bin() -> PathBuf {
-    let warden = Path::new(BIN).with_file_name("warden");
-    assert!(
-        warden.is_file(),
-        "no {}: build it first (`cargo build --release -p dataplane -p testbed --bins`)",
-        warden.display()
-    );
-    warden
-}
-
-/// Removes whatever a failed run left, by prefix (the lab's own drop
-/// guard does this first; this catches a panic inside `lab::up`).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = lab::down(&Selector::Prefix(self.0.clone()));
-        let prefix = format!("{}-", self.0);
-        for ns in netns::list_netns().unwrap_or_default() {
-            if ns.starts_with(&prefix) {
-                let _ = netns::cleanup_netns(&ns, &[]);
-            }
-        }
-        for dir in state::base_dirs() {
-            let _ = std::fs::remove_dir_all(dir.join(&self.0));
-        }
-    }
 }
 
 /// A child process, killed and reaped on drop unless it was waited for.
@@ -153,28 +117,6 @@ fn tcp_cmd(ns: &str, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
-}
-
-/// Every drop counter of a `warden stats --json` answer, by name.
-fn drops(stats: &serde_json::Value) -> BTreeMap<&'static str, u64> {
-    DropReason::ALL
-        .iter()
-        .map(|r| {
-            let n = counter(stats, &format!("drops.{}", r.name()))
-                .unwrap_or_else(|e| panic!("{e} in {stats}"));
-            (r.name(), n)
-        })
-        .collect()
-}
-
-fn delta(
-    before: &BTreeMap<&'static str, u64>,
-    after: &BTreeMap<&'static str, u64>,
-) -> BTreeMap<&'static str, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (*k, v.saturating_sub(before.get(k).copied().unwrap_or(0))))
-        .collect()
 }
 
 /// The ports that watch for leaked frames. On the underlay, only frames

@@ -17,6 +17,9 @@
 //! Needs root, tcpdump, and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test identity`.
 
+mod common;
+use common::{is_root, warden_bin, Cleanup};
+
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -25,10 +28,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use testbed::checks::{counter, warden_stats};
-use testbed::lab::{self, LabSource, Options, RunningLab, Selector};
+use testbed::lab::{self, LabSource, Options, RunningLab};
 use testbed::netns::{self, exec_in};
 use testbed::process::Pid;
-use testbed::state::{self, ns_name};
+use testbed::state::ns_name;
 use testbed::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
@@ -43,15 +46,6 @@ const OPT_IDENTITY: u8 = 0x9e;
 const VXLAN_PORT: u16 = 4789;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// Root and the tools, or a note why the test does nothing.
 fn can_run() -> bool {
@@ -68,17 +62,6 @@ fn can_run() -> bool {
     true
 }
 
-/// The warden binary built next to warden-lab.
-fn warden_bin() -> PathBuf {
-    let warden = Path::new(BIN).with_file_name("warden");
-    assert!(
-        warden.is_file(),
-        "no {}: build it first (`cargo build --release -p dataplane -p testbed --bins`)",
-        warden.display()
-    );
-    warden
-}
-
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/identity.toml")
 }
@@ -92,25 +75,6 @@ fn fixture(name: &str) -> PathBuf {
 /// A prefix unique to this process and test.
 fn prefix(tag: &str) -> String {
     format!("wt{}{tag}", std::process::id() % 1_000_000)
-}
-
-/// Removes whatever a failed run left, by prefix (the lab's own drop guard
-/// does this first; this catches a panic inside `lab::up`).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = lab::down(&Selector::Prefix(self.0.clone()));
-        let prefix = format!("{}-", self.0);
-        for ns in netns::list_netns().unwrap_or_default() {
-            if ns.starts_with(&prefix) {
-                let _ = netns::cleanup_netns(&ns, &[]);
-            }
-        }
-        for dir in state::base_dirs() {
-            let _ = std::fs::remove_dir_all(dir.join(&self.0));
-        }
-    }
 }
 
 fn up(file: &Path, prefix: &str) -> RunningLab {

@@ -23,6 +23,9 @@
 //! Needs root and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test identity_adversarial`.
 
+mod common;
+use common::{delta, drops, is_root, warden_bin, Cleanup};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -31,14 +34,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dataplane::counters::DropReason;
-use testbed::checks::{counter, warden_stats};
+use testbed::checks::warden_stats;
 use testbed::inject::Injector;
 use testbed::inject_identity::{
     self as ii, Forger, Forgery, IdentityTargets, InnerPacket, IDENTITY_REASONS,
 };
-use testbed::lab::{self, LabSource, Options, Selector};
+use testbed::lab::{self, LabSource, Options};
 use testbed::netns::{self, exec_in, NETNS_DIR};
-use testbed::state::{self, ns_name};
+use testbed::state::ns_name;
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
 
@@ -63,28 +66,8 @@ const COUNT_WAIT: Duration = Duration::from_secs(5);
 /// late extra count.
 const SETTLE: Duration = Duration::from_millis(1200);
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/identity-adversarial.toml")
-}
-
-/// The warden binary built next to warden-lab.
-fn warden_bin() -> PathBuf {
-    let warden = Path::new(BIN).with_file_name("warden");
-    assert!(
-        warden.is_file(),
-        "no {}: build it first (`cargo build --release -p dataplane -p testbed --bins`)",
-        warden.display()
-    );
-    warden
 }
 
 fn unix_now() -> u64 {
@@ -92,25 +75,6 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Removes whatever a failed run left, by prefix (the lab's own drop
-/// guard does this first; this catches a panic inside `lab::up`).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = lab::down(&Selector::Prefix(self.0.clone()));
-        let prefix = format!("{}-", self.0);
-        for ns in netns::list_netns().unwrap_or_default() {
-            if ns.starts_with(&prefix) {
-                let _ = netns::cleanup_netns(&ns, &[]);
-            }
-        }
-        for dir in state::base_dirs() {
-            let _ = std::fs::remove_dir_all(dir.join(&self.0));
-        }
-    }
 }
 
 /// A child process, killed and reaped on drop.
@@ -174,28 +138,6 @@ impl Capture {
     fn count(&self, pick: impl Fn(&InnerPacket) -> bool) -> usize {
         self.packets().iter().filter(|p| pick(p)).count()
     }
-}
-
-/// Every drop counter of a `warden stats --json` answer, by name.
-fn drops(stats: &serde_json::Value) -> BTreeMap<&'static str, u64> {
-    DropReason::ALL
-        .iter()
-        .map(|r| {
-            let n = counter(stats, &format!("drops.{}", r.name()))
-                .unwrap_or_else(|e| panic!("{e} in {stats}"));
-            (r.name(), n)
-        })
-        .collect()
-}
-
-fn delta(
-    before: &BTreeMap<&'static str, u64>,
-    after: &BTreeMap<&'static str, u64>,
-) -> BTreeMap<&'static str, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (*k, v.saturating_sub(before.get(k).copied().unwrap_or(0))))
-        .collect()
 }
 
 fn table(d: &BTreeMap<&'static str, u64>) -> String {
