@@ -313,48 +313,19 @@ impl HostStack {
     }
 
     fn collect_replies(&mut self, now: StdInstant) {
-        let caps = ChecksumCapabilities::default();
-        // Echo data is at most a probe's 8 bytes; longer requests are not
-        // ours to answer here.
-        let mut data = [0u8; 64];
-        let mut pending_reply = None;
         for (i, p) in self.peers.iter_mut().enumerate() {
             let socket = self.sockets.get_mut::<icmp::Socket>(p.socket);
+            // A peer's own probe may carry this socket's ident and land here
+            // too; smoltcp answers echo requests itself either way.
             while let Ok((payload, from)) = socket.recv() {
                 let IpAddress::Ipv4(from) = from;
-                let parsed = Icmpv4Packet::new_checked(payload)
+                let is_reply = Icmpv4Packet::new_checked(payload)
                     .ok()
-                    .and_then(|pkt| Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::ignored()).ok());
-                match parsed {
-                    Some(Icmpv4Repr::EchoReply { ident, .. })
-                        if ident == probe_ident(i) && from == p.address =>
-                    {
-                        p.replies += 1;
-                        p.last_reply = Some(now);
-                    }
-                    // A peer's own probe that happens to use this socket's
-                    // ident: smoltcp hands it to the socket instead of
-                    // answering it, so answer here.
-                    Some(Icmpv4Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data: d,
-                    }) if d.len() <= data.len() => {
-                        let n = d.len();
-                        data[..n].copy_from_slice(d);
-                        pending_reply = Some((ident, seq_no, n, from));
-                    }
-                    _ => {}
-                }
-                if let Some((ident, seq_no, n, to)) = pending_reply.take() {
-                    let repr = Icmpv4Repr::EchoReply {
-                        ident,
-                        seq_no,
-                        data: &data[..n],
-                    };
-                    if let Ok(buf) = socket.send(repr.buffer_len(), IpAddress::Ipv4(to)) {
-                        repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
-                    }
+                    .and_then(|pkt| Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::ignored()).ok())
+                    .is_some_and(|r| matches!(r, Icmpv4Repr::EchoReply { ident, .. } if ident == probe_ident(i)));
+                if is_reply && from == p.address {
+                    p.replies += 1;
+                    p.last_reply = Some(now);
                 }
             }
         }
@@ -489,6 +460,60 @@ mod tests {
         s.poll(t0 + PROBE_UNRESOLVED);
         drain(&mut s);
         assert_eq!(s.next_hop(0), Some(PEER_MAC));
+    }
+
+    /// A peer warden's probe can carry the ident of one of our own probe
+    /// sockets: smoltcp gives it to that socket and still answers it, once.
+    #[test]
+    fn answers_a_peer_probe_that_lands_on_a_probe_socket() {
+        let ours: Ipv4Addr = "10.0.0.1".parse().unwrap();
+        let peer: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let mut s = HostStack::new(OUR_MAC, "10.0.0.1/24".parse().unwrap(), None, 1500, &[peer]);
+        let t0 = StdInstant::now();
+        // Let the stack learn the peer's MAC first.
+        s.push_rx(&arp_frame(
+            ArpOperation::Reply,
+            (PEER_MAC, peer),
+            (OUR_MAC, ours),
+        ));
+        s.poll(t0);
+        drain(&mut s);
+        let data = [1, 2, 3, 4, 5, 6, 7, 8];
+        let repr = Icmpv4Repr::EchoRequest {
+            ident: probe_ident(0),
+            seq_no: 9,
+            data: &data,
+        };
+        let ip = smoltcp::wire::Ipv4Repr {
+            src_addr: peer,
+            dst_addr: ours,
+            next_header: IpProtocol::Icmp,
+            payload_len: repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut frame = vec![0u8; 14 + ip.buffer_len() + repr.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.set_dst_addr(EthernetAddress(OUR_MAC.0));
+        eth.set_src_addr(EthernetAddress(PEER_MAC.0));
+        eth.set_ethertype(EthernetProtocol::Ipv4);
+        let caps = ChecksumCapabilities::default();
+        let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
+        ip.emit(&mut ipp, &caps);
+        repr.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &caps);
+        s.push_rx(&frame);
+        s.poll(t0);
+        let replies = drain(&mut s)
+            .iter()
+            .filter_map(|f| {
+                let eth = EthernetFrame::new_checked(&f[..]).ok()?;
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+                let r = Icmpv4Repr::parse(&icmp, &caps).ok()?;
+                let is_reply = matches!(r, Icmpv4Repr::EchoReply { seq_no: 9, .. });
+                (is_reply && ip.dst_addr() == peer).then_some(())
+            })
+            .count();
+        assert_eq!(replies, 1, "exactly one echo reply to the peer");
     }
 
     #[test]
