@@ -229,30 +229,38 @@ mod tests {
 
         let mut pool = Pool::new(64);
         let mut burst = Burst::new();
-        let mut b = pool.get().expect("buf");
-        assert!(b.copy_from(&arp_request(port.mac())));
-        burst.push(b).expect("room");
-        assert_eq!(
-            port.tx_burst(&mut burst, &mut pool),
-            TxOutcome {
-                sent: 1,
-                dropped: 0
-            }
-        );
-
-        // Wait for the kernel's ARP reply (skipping IPv6 chatter).
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // The kernel may drop what arrives while the TAP's carrier is still
+        // coming up after the attach: ask again until it answers.
+        let deadline = Instant::now() + Duration::from_secs(5);
         let mut reply = None;
+        let mut sent = 0;
         while reply.is_none() && Instant::now() < deadline {
-            if port.rx_burst(&mut pool, &mut burst).expect("rx") == 0 {
-                let _ = crate::port::poll_fds(&[port.fd().expect("fd")], 20);
-            }
-            for b in burst.drain() {
-                let f = b.frame();
-                if f.get(12..14) == Some(&[0x08, 0x06][..]) && f.get(20..22) == Some(&[0, 2][..]) {
-                    reply = Some(f.to_vec());
+            let mut b = pool.get().expect("buf");
+            assert!(b.copy_from(&arp_request(port.mac())));
+            burst.push(b).expect("room");
+            assert_eq!(
+                port.tx_burst(&mut burst, &mut pool),
+                TxOutcome {
+                    sent: 1,
+                    dropped: 0
                 }
-                pool.put(b);
+            );
+            sent += 1;
+            // Wait for the kernel's ARP reply (skipping IPv6 chatter).
+            let retry = Instant::now() + Duration::from_millis(500);
+            while reply.is_none() && Instant::now() < retry {
+                if port.rx_burst(&mut pool, &mut burst).expect("rx") == 0 {
+                    let _ = crate::port::poll_fds(&[port.fd().expect("fd")], 20);
+                }
+                for b in burst.drain() {
+                    let f = b.frame();
+                    if f.get(12..14) == Some(&[0x08, 0x06][..])
+                        && f.get(20..22) == Some(&[0, 2][..])
+                    {
+                        reply = Some(f.to_vec());
+                    }
+                    pool.put(b);
+                }
             }
         }
         let reply = reply.expect("ARP reply from the kernel");
@@ -264,7 +272,7 @@ mod tests {
         assert_eq!(&reply[38..42], &OUR_IP, "target ip");
         assert_eq!(pool.available(), 64);
         let st = port.stats();
-        assert_eq!(st.tx_packets, 1);
+        assert_eq!(st.tx_packets, sent);
         assert!(st.rx_packets >= 1);
     }
 
