@@ -219,9 +219,13 @@ fn bad_frames_are_dropped_by_reason_while_tcp_crosses_intact() {
     sink_lines.read_line(&mut line).unwrap();
     assert!(line.starts_with("listening"), "tcp-sink said {line:?}");
     let mut src = Proc(Some(
-        tcp_cmd(&ns("a1"), &["tcp-source", "--connect", &target])
-            .spawn()
-            .unwrap(),
+        // Paced (about 1.7 s), so the transfer surely outlasts the injection.
+        tcp_cmd(
+            &ns("a1"),
+            &["tcp-source", "--connect", &target, "--rate-mbit", "100"],
+        )
+        .spawn()
+        .unwrap(),
     ));
     // Inject only once the transfer is under way through warden.
     let deadline = Instant::now() + Duration::from_secs(15);
