@@ -444,6 +444,7 @@ impl Engine {
         vni: u16,
         peer: u16,
         buf: &mut Buf,
+        flow: Option<FlowKey>,
     ) -> Result<Option<Buf>, DropReason> {
         let now = self.now_s;
         let vni_id = self.vnis[vni as usize].id.get();
@@ -454,7 +455,7 @@ impl Engine {
         let PeerIdent::Warden { id: wid, .. } = &id.peers[peer as usize] else {
             return Ok(None);
         };
-        let Ok(flow) = FlowKey::from_inner_ethernet(buf.frame()) else {
+        let Some(flow) = flow else {
             return Ok(None);
         };
         let key = Key { vni, flow };

@@ -590,8 +590,11 @@ impl Engine {
         if self.peers[r as usize].template.is_none() {
             return self.drop_packet(buf, DropReason::NoPeerNextHop);
         }
+        // One flow key per packet, for the stamp decision and the source
+        // port (stamping adds an IP option; the 5-tuple stays the same).
+        let flow = overlay::FlowKey::from_inner_ethernet(buf.frame()).ok();
         if self.ident.is_some() && from != From::Router {
-            match self.ident_stamp(vni, r, &mut buf) {
+            match self.ident_stamp(vni, r, &mut buf, flow) {
                 Ok(None) => {}
                 // The announce-only packet goes first; the frame follows unstamped.
                 Ok(Some(announce)) => self.encap(vni, r, announce, From::Router),
@@ -602,9 +605,9 @@ impl Engine {
         if inner_len + OUTER_LEN - ethernet::HEADER_LEN > self.underlay_mtu {
             return self.drop_packet(buf, DropReason::TooBig);
         }
-        let hash = match overlay::FlowKey::from_inner_ethernet(buf.frame()) {
-            Ok(k) => overlay::flow_hash(&k),
-            Err(_) => mac_hash(buf.frame()),
+        let hash = match &flow {
+            Some(k) => overlay::flow_hash(k),
+            None => mac_hash(buf.frame()),
         };
         let src_port = overlay::vxlan_src_port(hash);
         let vni_id = self.vnis[vni as usize].id;
