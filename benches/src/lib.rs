@@ -95,7 +95,7 @@ fn resolve_peers(engine: &mut Engine, wire: &MemoryPort) {
             wire.send(&arp_reply(ip));
         }
         engine.poll();
-        if engine.peers().iter().all(|p| p.template.is_some()) {
+        if (0..engine.peers().len()).all(|r| engine.peer_next_hop(r).is_some()) {
             wire.recv_all(|_| {});
             return;
         }

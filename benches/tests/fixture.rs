@@ -1,5 +1,5 @@
 #[test]
 fn fixture_resolves() {
     let (eng, _wire) = warden_benches::engine();
-    assert!(eng.peers().iter().all(|p| p.template.is_some()));
+    assert!((0..eng.peers().len()).all(|r| eng.peer_next_hop(r).is_some()));
 }

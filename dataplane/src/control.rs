@@ -119,14 +119,31 @@ fn handle(
             writeln!(out, "{json}")
         }
         "flows" => {
-            let mut rows = counters
-                .flow_rows
-                .lock()
-                .map(|r| r.clone())
-                .unwrap_or_default();
-            for r in &mut rows {
-                r.src_identity = names.identity_name(&r.src_identity);
-                r.dst_identity = names.identity_name(&r.dst_identity);
+            let mut rows = Vec::new();
+            for w in &counters.workers {
+                let raw = w.flow_rows.lock().map(|r| r.clone()).unwrap_or_default();
+                rows.extend(raw.iter().map(|r| {
+                    let mut row = crate::flows::FlowRow::from_raw(
+                        r,
+                        |v| names.vnis.get(usize::from(v)).copied().unwrap_or(0),
+                        |p| {
+                            names
+                                .peers
+                                .get(usize::from(p))
+                                .map_or_else(|| format!("#{p}"), |(a, _)| a.clone())
+                        },
+                        |p| {
+                            names
+                                .ports
+                                .get(usize::from(p))
+                                .cloned()
+                                .unwrap_or_else(|| format!("#{p}"))
+                        },
+                    );
+                    row.src_identity = names.identity_name(&row.src_identity);
+                    row.dst_identity = names.identity_name(&row.dst_identity);
+                    row
+                }));
             }
             let json = serde_json::to_string(&rows).map_err(std::io::Error::other)?;
             writeln!(out, "{json}")

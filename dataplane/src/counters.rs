@@ -1,8 +1,9 @@
-//! Counters: per port, per VNI, per drop reason, per worker.
+//! Counters: per port, per VNI, per drop reason, per peer, in one block per
+//! worker.
 //!
-//! Each counter has exactly one writer (the worker that owns the port or
-//! the pipeline), so an increment is a relaxed load and store, not a locked
-//! read-modify-write; the control thread reads them with relaxed loads.
+//! Each counter has exactly one writer (the worker that owns the block), so
+//! an increment is a relaxed load and store, not a locked read-modify-write;
+//! the control thread reads them with relaxed loads and sums the workers.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -74,7 +75,7 @@ drop_reasons! {
     BadSourceMac => "bad_source_mac", "inner source MAC is multicast or zero";
     SameSegment => "same_segment", "destination is on the segment the frame came from";
     NoPeerNextHop => "no_peer_next_hop", "next-hop MAC of the peer VTEP not yet resolved";
-    BadInnerIpHeader => "bad_inner_ip_header", "routed packet with a malformed IPv4 header";
+    BadInnerIpHeader => "bad_inner_ip_header", "inner IP header malformed (on a routed packet, or any with identity on)";
     BadInnerChecksum => "bad_inner_checksum", "routed packet with a wrong IPv4 header checksum";
     TtlExceeded => "ttl_exceeded", "routed packet whose TTL ran out (ICMP time exceeded sent)";
     NoRoute => "no_route", "no inner route to the destination (ICMP unreachable sent)";
@@ -85,14 +86,27 @@ drop_reasons! {
     PoolEmpty => "pool_empty", "no free packet buffer (for a copy or a reply)";
     TxFull => "tx_full", "transmit ring full";
     HostStackBusy => "host_stack_busy", "underlay host stack queue full";
+    FloodOverflow => "flood_overflow", "flood copies beyond what one burst's packet vector holds";
     IdentityMissing => "identity_missing", "no identity header on a flow this warden does not know, from a warden peer";
-    IdentityMalformed => "identity_malformed", "identity header malformed";
+    IdentityMalformed => "identity_malformed", "identity header malformed (or on an ICMP error, which is never stamped)";
     IdentityEpoch => "identity_epoch", "no key for the identity header's epoch (expired or unknown)";
     IdentityBadTag => "identity_bad_tag", "identity header tag does not verify";
     IdentityStale => "identity_stale", "identity header timestamp outside the window";
     IdentityNotAuthorized => "identity_not_authorized", "identity the peer may not assert (or a header from a plain VTEP)";
+    IdentityNonce => "identity_nonce", "identity header on a TCP segment whose nonce is not its sequence number";
     PolicyDenied => "policy_denied", "the allow hook denies this source identity to this destination";
-    FlowTableFull => "flow_table_full", "no room for a new flow (fail closed)";
+    FlowTableFull => "flow_table_full", "no room for a new flow and nothing evictable (fail closed)";
+    FlowOriginMismatch => "flow_origin_mismatch", "packet of a known flow from another origin than the one that opened it";
+    ReplyWrongOrigin => "reply_wrong_origin", "reply to a flow from an origin the forward direction was not sent to";
+    TooManyVlanTags => "too_many_vlan_tags", "inner frame with more than two 802.1Q/802.1ad tags (identity on)";
+    Ipv6ExtChain => "ipv6_ext_chain", "inner IPv6 extension-header chain too long or malformed (identity on)";
+    UnknownEthertype => "unknown_ethertype", "inner frame neither IPv4, IPv6 nor ARP (identity on)";
+    InnerFragment => "inner_fragment", "non-first inner IP fragment, which cannot be tied to a flow (identity on)";
+    PortSecurityMac => "port_security_mac", "frame from a bound port with a source MAC other than the bound one";
+    PortSecurityIp => "port_security_ip", "source IP not the bound address of its port, or a locally bound address from elsewhere";
+    ArpSpoofed => "arp_spoofed", "ARP claiming a locally bound MAC or IP from elsewhere, or a bound workload's ARP with another sender";
+    BoundMacElsewhere => "bound_mac_elsewhere", "frame whose source MAC is bound to a local port arriving from elsewhere";
+    IcmpUnrelated => "icmp_unrelated", "ICMP error quoting no known flow, or from where the quoted flow was not sent";
     StampFailed => "stamp_failed", "the identity header could not be added (no room for the option)";
 }
 
@@ -131,35 +145,118 @@ pub struct VniCounters {
     pub macs_learned: Counter,
 }
 
-/// Cycle accounting of one worker, as OVS's pmd-stats-show.
+/// Flow-table occupancy and churn, published by the worker once a second.
 #[derive(Debug, Default)]
-pub struct WorkerCounters {
-    pub busy_cycles: Counter,
-    pub idle_cycles: Counter,
-    pub busy_polls: Counter,
-    pub idle_polls: Counter,
-    pub packets: Counter,
+pub struct FlowTableCounters {
+    pub capacity: Counter,
+    pub established: Counter,
+    pub unestablished: Counter,
+    pub created: Counter,
+    /// Unestablished flows evicted to make room (per-origin quota or full table).
+    pub evicted: Counter,
+    pub expired: Counter,
+    /// New flows refused because every entry was established.
+    pub refused: Counter,
 }
 
-/// Everything a running instance counts, shared with the control thread.
+/// Everything one worker counts. Each counter has one writer (that worker);
+/// `warden stats` sums the workers.
 #[derive(Debug)]
-pub struct Counters {
+pub struct WorkerCounters {
     pub ports: Vec<PortCounters>,
     pub vnis: Vec<VniCounters>,
     pub drops: [Counter; DropReason::COUNT],
-    pub workers: Vec<WorkerCounters>,
+    pub peers: Vec<PeerCounters>,
     pub routed_packets: Counter,
     pub icmp_errors_sent: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
     pub host_stack_rx: Counter,
-    pub peers: Vec<PeerCounters>,
+    pub identity_stamped: Counter,
+    /// Announce-only identity packets verified and consumed.
+    pub identity_announces: Counter,
+    // Gauges published once a second.
     pub fdb_entries: Counter,
     pub neighbors: Counter,
     pub flows: Counter,
-    pub identity_stamped: Counter,
-    /// The flow table as last published (once a second; never per packet).
-    pub flow_rows: std::sync::Mutex<Vec<crate::flows::FlowRow>>,
+    pub flow_table: FlowTableCounters,
+    // Cycle accounting, as OVS's pmd-stats-show.
+    pub busy_cycles: Counter,
+    pub idle_cycles: Counter,
+    pub busy_polls: Counter,
+    pub idle_polls: Counter,
+    pub packets: Counter,
+    /// The flow table as last published: plain copies written by the worker
+    /// (`try_lock`, never waits, never allocates: capacity reserved), turned
+    /// into text by the control thread.
+    pub flow_rows: std::sync::Mutex<Vec<crate::flows::RawFlowRow>>,
+}
+
+impl WorkerCounters {
+    pub fn new(ports: usize, vnis: usize, peers: usize) -> WorkerCounters {
+        WorkerCounters {
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            vnis: (0..vnis).map(|_| VniCounters::default()).collect(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            peers: (0..peers).map(|_| PeerCounters::default()).collect(),
+            routed_packets: Counter::default(),
+            icmp_errors_sent: Counter::default(),
+            arp_replies_sent: Counter::default(),
+            arp_requests_sent: Counter::default(),
+            host_stack_rx: Counter::default(),
+            identity_stamped: Counter::default(),
+            identity_announces: Counter::default(),
+            fdb_entries: Counter::default(),
+            neighbors: Counter::default(),
+            flows: Counter::default(),
+            flow_table: FlowTableCounters::default(),
+            busy_cycles: Counter::default(),
+            idle_cycles: Counter::default(),
+            busy_polls: Counter::default(),
+            idle_polls: Counter::default(),
+            packets: Counter::default(),
+            flow_rows: std::sync::Mutex::new(Vec::with_capacity(crate::flows::MAX_ROWS)),
+        }
+    }
+
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].inc();
+    }
+
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+}
+
+/// Every worker's counters, shared with the control thread.
+#[derive(Debug)]
+pub struct Counters {
+    pub workers: Vec<WorkerCounters>,
+}
+
+impl Counters {
+    pub fn new(ports: usize, vnis: usize, peers: usize, workers: usize) -> Counters {
+        Counters {
+            workers: (0..workers.max(1))
+                .map(|_| WorkerCounters::new(ports, vnis, peers))
+                .collect(),
+        }
+    }
+
+    /// The sum of `f` over every worker.
+    pub fn sum(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
+        self.workers.iter().map(f).sum()
+    }
+
+    /// Packets dropped for `reason`, all workers.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.sum(|w| w.drops[reason as usize].get())
+    }
+
+    pub fn drops_total(&self) -> u64 {
+        self.sum(WorkerCounters::drops_total)
+    }
 }
 
 /// What the worker publishes about each peer VTEP once a second.
@@ -192,37 +289,6 @@ impl PeerCounters {
             }
         };
         self.next_hop.set(v);
-    }
-}
-
-impl Counters {
-    pub fn new(ports: usize, vnis: usize, peers: usize, workers: usize) -> Counters {
-        Counters {
-            ports: (0..ports).map(|_| PortCounters::default()).collect(),
-            vnis: (0..vnis).map(|_| VniCounters::default()).collect(),
-            drops: std::array::from_fn(|_| Counter::default()),
-            workers: (0..workers).map(|_| WorkerCounters::default()).collect(),
-            routed_packets: Counter::default(),
-            icmp_errors_sent: Counter::default(),
-            arp_replies_sent: Counter::default(),
-            arp_requests_sent: Counter::default(),
-            host_stack_rx: Counter::default(),
-            peers: (0..peers).map(|_| PeerCounters::default()).collect(),
-            fdb_entries: Counter::default(),
-            neighbors: Counter::default(),
-            flows: Counter::default(),
-            identity_stamped: Counter::default(),
-            flow_rows: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    #[inline]
-    pub fn count_drop(&self, reason: DropReason) {
-        self.drops[reason as usize].inc();
-    }
-
-    pub fn drops_total(&self) -> u64 {
-        self.drops.iter().map(Counter::get).sum()
     }
 }
 
@@ -278,16 +344,20 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
-        let c = Counters::new(1, 1, 1, 1);
-        c.count_drop(DropReason::HostStackBusy);
-        c.count_drop(DropReason::HostStackBusy);
-        assert_eq!(c.drops[DropReason::HostStackBusy as usize].get(), 2);
+        let c = Counters::new(1, 1, 1, 2);
+        c.workers[0].count_drop(DropReason::HostStackBusy);
+        c.workers[1].count_drop(DropReason::HostStackBusy);
+        assert_eq!(
+            c.workers[0].drops[DropReason::HostStackBusy as usize].get(),
+            1
+        );
+        assert_eq!(c.drop_count(DropReason::HostStackBusy), 2);
         assert_eq!(c.drops_total(), 2);
     }
 
     #[test]
     fn cycles_per_packet() {
-        let w = WorkerCounters::default();
+        let w = WorkerCounters::new(0, 0, 0);
         w.busy_cycles.add(1000);
         w.idle_cycles.add(3000);
         w.packets.add(10);

@@ -1,26 +1,131 @@
-//! The flow table: each direction of each inner flow, with the identities
-//! that were established for it, how, and the verdict.
+//! The flow table: each direction of each inner flow, bound to the origin
+//! that opened it, with its identities, state and verdict.
 //!
-//! Keys are (VNI index, 5-tuple) in the direction the packet travels. An
-//! `Inbound` entry is a flow whose source was authenticated (or not) on the
-//! way in; an `Outbound` entry is a flow a local workload opened toward a
-//! warden peer, and remembers when it was last stamped. The table is sized
-//! at start; when full, a new flow is refused (fail closed) and counted.
-//! Flows are attacker-chosen, so the table uses a keyed hasher (foldhash
-//! seeded per process), not the unkeyed flow hash.
+//! Flows are attack surface: their keys are chosen by senders, and a flow
+//! admits the packets that follow. So:
+//! - every entry records its **origin** (the underlay peer, or the local
+//!   port and source MAC) and its **egress** (where the forward direction
+//!   was sent); the classify stage admits a packet of a known flow only from
+//!   that origin, and a reply only from that egress;
+//! - flows a policy denies at their first packet are never inserted (the
+//!   engine keeps a small ring of recent denials for display instead);
+//! - **unestablished** entries (no reply seen yet) sit on a per-origin list,
+//!   oldest first. An origin holds at most `quota` of them: its next new
+//!   flow evicts its own oldest. A full table evicts the oldest unestablished
+//!   entry of the origin holding the most. **Established** entries are never
+//!   evicted; only when every entry is established is a new flow refused.
+//! - aging walks a bounded slice of slots per call, never the whole table.
+//!
+//! Storage is a slab of slots (allocated up to the capacity as flows
+//! arrive, never beyond) with a keyed-hash index (foldhash, seeded per
+//! process: senders choose the keys). A [`FlowRef`] names a slot and its
+//! generation, so a stage holding one from earlier in the burst sees
+//! "gone" rather than another flow once the slot is reused.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 use identity::IdentityId;
-use overlay::FlowKey;
-use serde::Serialize;
+use overlay::{FlowKey, IpProtocol, MacAddr};
+use serde::{Deserialize, Serialize};
+
+/// Flows per worker.
+pub const FLOW_CAPACITY: usize = 262_144;
+/// An established flow with no packet for this long is forgotten.
+pub const IDLE_ESTABLISHED_SECS: u32 = 120;
+/// An unestablished flow (no reply yet) is forgotten sooner.
+pub const IDLE_UNESTABLISHED_SECS: u32 = 20;
+/// Slots the aging walk visits per call.
+pub const AGING_SLICE: usize = 2048;
+/// Rows `warden flows` shows at most (one publish stays cheap).
+pub const MAX_ROWS: usize = 4096;
+
+const NIL: u32 = u32::MAX;
+
+/// What kind of flow a key names: ICMP echo state must admit only echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FlowClass {
+    /// TCP, UDP and other protocols: ports (0 when the protocol has none).
+    Ports,
+    /// ICMP / ICMPv6 echo request and reply: `src_port` is the identifier.
+    IcmpEcho,
+    /// Other ICMP that is not an error (timestamp, router solicitation...).
+    IcmpOther,
+}
+
+/// A flow table key: VNI index, class and 5-tuple, in the direction the
+/// packet travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub vni: u16,
+    pub class: FlowClass,
+    pub flow: FlowKey,
+}
+
+impl Key {
+    /// The key of the reply direction.
+    #[inline]
+    pub fn reversed(&self) -> Key {
+        Key {
+            vni: self.vni,
+            class: self.class,
+            flow: self.flow.reversed(),
+        }
+    }
+}
+
+/// Where a flow's forward packets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An underlay peer VTEP (peer index).
+    Peer(u16),
+    /// A local access port and the source MAC the flow was opened from.
+    Port { port: u16, mac: MacAddr },
+}
+
+/// Where a flow's forward packets were sent; its replies must come from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// Not forwarded yet.
+    Unknown,
+    Peer(u16),
+    Port(u16),
+    /// Flooded (destination MAC unknown): a reply may come from any segment
+    /// of the VNI until a unicast forward names one.
+    Flood,
+}
+
+impl Egress {
+    /// Whether a reply arriving from `origin` comes from where this flow went.
+    #[inline]
+    pub fn admits(self, origin: Origin) -> bool {
+        match (self, origin) {
+            (Egress::Peer(a), Origin::Peer(b)) => a == b,
+            (Egress::Port(a), Origin::Port { port, .. }) => a == port,
+            (Egress::Flood, _) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a reply has been seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowState {
+    /// No reply yet: evictable, short idle time, counted against the origin.
+    Unestablished,
+    /// A reply was seen (this entry is one, or its reverse got one).
+    Established,
+}
 
 /// How a flow's source identity was obtained, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentitySource {
-    /// An identity header verified from a warden peer (peer index).
+    /// An identity header verified from a warden peer.
     Header,
     /// A local workload bound to the port, MAC and IP it sent from.
     LocalPort,
@@ -30,17 +135,8 @@ pub enum IdentitySource {
     AddressMap,
     /// Nothing vouched for it.
     Unauthenticated,
-}
-
-impl Verdict {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::Pending => "pending",
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-            Verdict::Reply => "reply",
-        }
-    }
+    /// Identity is not configured on this warden.
+    None,
 }
 
 impl IdentitySource {
@@ -51,40 +147,49 @@ impl IdentitySource {
             IdentitySource::Gbp => "gbp",
             IdentitySource::AddressMap => "address_map",
             IdentitySource::Unauthenticated => "unauthenticated",
+            IdentitySource::None => "none",
         }
     }
 }
 
-/// What the allow hook decided for a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What was decided for a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Not decided yet: the flow has not reached a local workload.
-    Pending,
+    /// The allow hook admits the source to the local destination.
     Allow,
-    Deny,
-    /// The reply direction of a flow a local workload opened.
+    /// The reply direction of a flow this warden forwarded.
     Reply,
+    /// The destination is not a workload of this warden: forwarded, the
+    /// destination's warden decides (the source's warden stamps it).
+    Transit,
+    /// Refused (only in the recent-denials ring, never in the table).
+    Deny,
+    /// Identity is not configured: no policy.
+    NoPolicy,
 }
 
-/// Which way the flow goes through this warden.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Arrived from a peer or a local port; policy was applied here.
-    Inbound,
-    /// A local workload's flow leaving toward a warden peer (stamped).
-    Outbound,
+impl Verdict {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Reply => "reply",
+            Verdict::Transit => "transit",
+            Verdict::Deny => "deny",
+            Verdict::NoPolicy => "no_policy",
+        }
+    }
 }
 
 /// One direction of one flow.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowEntry {
-    pub direction: Direction,
+    pub key: Key,
+    pub origin: Origin,
+    pub egress: Egress,
+    pub state: FlowState,
     pub src_identity: IdentityId,
     pub source: IdentitySource,
-    /// Peer index the flow came from or goes to (u16::MAX: local).
-    pub peer: u16,
     pub dst_identity: IdentityId,
     pub verdict: Verdict,
     pub packets: u64,
@@ -92,13 +197,422 @@ pub struct FlowEntry {
     /// Engine seconds.
     pub created: u32,
     pub last_seen: u32,
-    /// When this warden last stamped (Outbound) or verified (Inbound) a header.
+    /// When this warden last stamped (local origin) or verified a header.
     pub last_header: Option<u32>,
 }
 
-/// One flow as `warden flows` shows it: published by the worker once a
-/// second, read by the control thread.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+impl FlowEntry {
+    /// A new, unestablished entry.
+    pub fn new(key: Key, origin: Origin, now: u32) -> FlowEntry {
+        FlowEntry {
+            key,
+            origin,
+            egress: Egress::Unknown,
+            state: FlowState::Unestablished,
+            src_identity: IdentityId::UNAUTHENTICATED,
+            source: IdentitySource::None,
+            dst_identity: IdentityId::UNAUTHENTICATED,
+            verdict: Verdict::NoPolicy,
+            packets: 0,
+            bytes: 0,
+            created: now,
+            last_seen: now,
+            last_header: None,
+        }
+    }
+}
+
+/// A handle on a slot; stale once the flow is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRef {
+    idx: u32,
+    gen: u32,
+}
+
+impl FlowRef {
+    /// No flow.
+    pub const NONE: FlowRef = FlowRef { idx: NIL, gen: 0 };
+
+    #[inline]
+    pub fn is_none(self) -> bool {
+        self.idx == NIL
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    gen: u32,
+    entry: Option<FlowEntry>,
+    /// Links of the origin's unestablished list (NIL at the ends).
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OriginList {
+    head: u32,
+    tail: u32,
+    count: u32,
+}
+
+const EMPTY_LIST: OriginList = OriginList {
+    head: NIL,
+    tail: NIL,
+    count: 0,
+};
+
+/// Why a new flow was not inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// Every entry is established: nothing may be evicted.
+    Full,
+    /// The key is already in the table (the caller looks up first).
+    Exists,
+}
+
+/// Running totals of the table, published by the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub created: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub refused: u64,
+}
+
+/// The flow table of one worker.
+#[derive(Debug)]
+pub struct FlowTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashMap<Key, u32, RandomState>,
+    capacity: usize,
+    quota: u32,
+    n_peers: usize,
+    origins: Vec<OriginList>,
+    established: usize,
+    unestablished: usize,
+    cursor: usize,
+    stats: TableStats,
+    /// Last hit: a stream of one flow's packets skips the hash.
+    last: Cell<Option<(Key, FlowRef)>>,
+}
+
+impl FlowTable {
+    /// A table of at most `capacity` flows, from `n_peers` underlay peers
+    /// and `n_ports` local ports, each holding at most `quota` unestablished
+    /// entries.
+    pub fn new(capacity: usize, n_peers: usize, n_ports: usize, quota: usize) -> FlowTable {
+        let capacity = capacity.max(1);
+        FlowTable {
+            slots: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
+            capacity,
+            quota: quota.clamp(1, capacity) as u32,
+            n_peers,
+            origins: vec![EMPTY_LIST; n_peers + n_ports],
+            established: 0,
+            unestablished: 0,
+            cursor: 0,
+            stats: TableStats::default(),
+            last: Cell::new(None),
+        }
+    }
+
+    /// The default per-origin quota for a table of `capacity`: a quarter,
+    /// so that four flooding origins at most fill it with unestablished
+    /// flows, and a fifth still gets in by eviction.
+    pub fn default_quota(capacity: usize) -> usize {
+        (capacity / 4).max(64)
+    }
+
+    /// The origin's list index; out of range (never a valid index) for a
+    /// peer or port the table was not built for.
+    fn origin_slot(&self, o: Origin) -> usize {
+        match o {
+            Origin::Peer(p) if usize::from(p) < self.n_peers => usize::from(p),
+            Origin::Peer(_) => usize::MAX,
+            Origin::Port { port, .. } => self.n_peers + usize::from(port),
+        }
+    }
+
+    /// The flow of `key`, if any.
+    #[inline]
+    pub fn lookup(&self, key: &Key) -> Option<FlowRef> {
+        if let Some((k, r)) = self.last.get() {
+            if k == *key && self.is_live(r) {
+                return Some(r);
+            }
+        }
+        let idx = *self.index.get(key)?;
+        let r = FlowRef {
+            idx,
+            gen: self.slots[idx as usize].gen,
+        };
+        self.last.set(Some((*key, r)));
+        Some(r)
+    }
+
+    #[inline]
+    fn is_live(&self, r: FlowRef) -> bool {
+        self.slots
+            .get(r.idx as usize)
+            .is_some_and(|s| s.gen == r.gen && s.entry.is_some())
+    }
+
+    #[inline]
+    pub fn get(&self, r: FlowRef) -> Option<&FlowEntry> {
+        let s = self.slots.get(r.idx as usize)?;
+        if s.gen != r.gen {
+            return None;
+        }
+        s.entry.as_ref()
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, r: FlowRef) -> Option<&mut FlowEntry> {
+        let s = self.slots.get_mut(r.idx as usize)?;
+        if s.gen != r.gen {
+            return None;
+        }
+        s.entry.as_mut()
+    }
+
+    /// Insert a new unestablished flow, evicting as the module doc says.
+    pub fn insert(&mut self, mut entry: FlowEntry) -> Result<FlowRef, InsertError> {
+        if self.index.contains_key(&entry.key) {
+            return Err(InsertError::Exists);
+        }
+        let o = self.origin_slot(entry.origin);
+        if o >= self.origins.len() {
+            return Err(InsertError::Full);
+        }
+        if self.origins[o].count >= self.quota {
+            self.evict_oldest(o);
+        }
+        if self.len() >= self.capacity {
+            let most = (0..self.origins.len())
+                .filter(|&i| self.origins[i].count > 0)
+                .max_by_key(|&i| self.origins[i].count);
+            match most {
+                Some(i) => self.evict_oldest(i),
+                None => {
+                    self.stats.refused += 1;
+                    return Err(InsertError::Full);
+                }
+            }
+        }
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    entry: None,
+                    prev: NIL,
+                    next: NIL,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        entry.state = FlowState::Unestablished;
+        let key = entry.key;
+        let slot = &mut self.slots[idx as usize];
+        slot.entry = Some(entry);
+        let r = FlowRef { idx, gen: slot.gen };
+        self.index.insert(key, idx);
+        self.link(o, idx);
+        self.unestablished += 1;
+        self.stats.created += 1;
+        self.last.set(Some((key, r)));
+        Ok(r)
+    }
+
+    /// Append slot `idx` to origin `o`'s unestablished list (newest last).
+    fn link(&mut self, o: usize, idx: u32) {
+        let tail = self.origins[o].tail;
+        {
+            let s = &mut self.slots[idx as usize];
+            s.prev = tail;
+            s.next = NIL;
+        }
+        if tail == NIL {
+            self.origins[o].head = idx;
+        } else {
+            self.slots[tail as usize].next = idx;
+        }
+        self.origins[o].tail = idx;
+        self.origins[o].count += 1;
+    }
+
+    fn unlink(&mut self, o: usize, idx: u32) {
+        let (prev, next) = {
+            let s = &self.slots[idx as usize];
+            (s.prev, s.next)
+        };
+        if prev == NIL {
+            self.origins[o].head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.origins[o].tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[idx as usize];
+        s.prev = NIL;
+        s.next = NIL;
+        self.origins[o].count -= 1;
+    }
+
+    fn evict_oldest(&mut self, o: usize) {
+        let head = self.origins[o].head;
+        if head != NIL {
+            self.remove_idx(head);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Mark a flow established (a reply was seen): it leaves its origin's
+    /// list and is never evicted.
+    pub fn establish(&mut self, r: FlowRef) {
+        let Some(e) = self.get(r) else { return };
+        if e.state == FlowState::Established {
+            return;
+        }
+        let o = self.origin_slot(e.origin);
+        self.unlink(o, r.idx);
+        if let Some(e) = self.get_mut(r) {
+            e.state = FlowState::Established;
+        }
+        self.unestablished -= 1;
+        self.established += 1;
+    }
+
+    /// Forget a flow.
+    pub fn remove(&mut self, r: FlowRef) {
+        if self.get(r).is_some() {
+            self.remove_idx(r.idx);
+        }
+    }
+
+    fn remove_idx(&mut self, idx: u32) {
+        let Some(e) = self.slots[idx as usize].entry else {
+            return;
+        };
+        match e.state {
+            FlowState::Unestablished => {
+                let o = self.origin_slot(e.origin);
+                self.unlink(o, idx);
+                self.unestablished -= 1;
+            }
+            FlowState::Established => self.established -= 1,
+        }
+        self.index.remove(&e.key);
+        let s = &mut self.slots[idx as usize];
+        s.entry = None;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(idx);
+    }
+
+    /// Visit at most `budget` slots from where the last call stopped and
+    /// forget the flows idle for longer than their state allows. Returns
+    /// how many were forgotten.
+    pub fn expire_slice(&mut self, now: u32, budget: usize) -> usize {
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut gone = 0;
+        for _ in 0..budget.min(n) {
+            if self.cursor >= n {
+                self.cursor = 0;
+            }
+            let idx = self.cursor;
+            self.cursor += 1;
+            let Some(e) = &self.slots[idx].entry else {
+                continue;
+            };
+            let idle = match e.state {
+                FlowState::Established => IDLE_ESTABLISHED_SECS,
+                FlowState::Unestablished => IDLE_UNESTABLISHED_SECS,
+            };
+            if now.saturating_sub(e.last_seen) >= idle {
+                self.remove_idx(idx as u32);
+                gone += 1;
+            }
+        }
+        self.stats.expired += gone as u64;
+        gone
+    }
+
+    /// Forget every flow.
+    pub fn clear(&mut self) {
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].entry.is_some() {
+                self.remove_idx(idx as u32);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.established + self.unestablished
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn established(&self) -> usize {
+        self.established
+    }
+
+    pub fn unestablished(&self) -> usize {
+        self.unestablished
+    }
+
+    /// Unestablished flows held by `origin`.
+    pub fn unestablished_of(&self, origin: Origin) -> usize {
+        self.origins
+            .get(self.origin_slot(origin))
+            .map_or(0, |l| l.count as usize)
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// Every live flow.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowRef, &FlowEntry)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.entry.as_ref().map(|e| {
+                (
+                    FlowRef {
+                        idx: i as u32,
+                        gen: s.gen,
+                    },
+                    e,
+                )
+            })
+        })
+    }
+}
+
+/// A flow as the worker publishes it: plain data, copied without
+/// allocating; the control thread turns it into a [`FlowRow`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawFlowRow {
+    pub entry: FlowEntry,
+    /// Engine seconds at publication.
+    pub now: u32,
+}
+
+/// One flow as `warden flows` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FlowRow {
     pub vni: u32,
     pub src: String,
@@ -106,8 +620,14 @@ pub struct FlowRow {
     pub protocol: u8,
     pub src_port: u16,
     pub dst_port: u16,
-    /// Peer address the flow came from, or "local".
+    pub class: FlowClass,
+    /// Where the flow came from: a peer address, or "local".
     pub from: String,
+    /// The origin in full: `peer ADDRESS` or `port NAME mac MAC`.
+    pub origin: String,
+    /// Where the forward direction was sent.
+    pub egress: String,
+    pub state: FlowState,
     pub src_identity: String,
     pub identity_source: String,
     pub dst_identity: String,
@@ -118,86 +638,49 @@ pub struct FlowRow {
     pub idle_secs: u32,
 }
 
-/// Rows are capped so one publish stays cheap.
-pub const MAX_ROWS: usize = 4096;
-
-/// A flow table key: VNI index and 5-tuple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key {
-    pub vni: u16,
-    pub flow: FlowKey,
-}
-
-/// The flow table of one worker.
-#[derive(Debug)]
-pub struct FlowTable {
-    map: HashMap<Key, FlowEntry, RandomState>,
-    capacity: usize,
-    idle_secs: u32,
-}
-
-/// Result of [`FlowTable::insert`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Insert {
-    Inserted,
-    Full,
-}
-
-impl FlowTable {
-    pub fn new(capacity: usize, idle_secs: u32) -> FlowTable {
-        FlowTable {
-            map: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
-            capacity,
-            idle_secs,
+impl FlowRow {
+    /// Text for a published row; `peer(i)` and `port(i)` name peers and ports.
+    pub fn from_raw(
+        raw: &RawFlowRow,
+        vni_id: impl Fn(u16) -> u32,
+        peer: impl Fn(u16) -> String,
+        port: impl Fn(u16) -> String,
+    ) -> FlowRow {
+        let e = &raw.entry;
+        let k = &e.key;
+        let (from, origin) = match e.origin {
+            Origin::Peer(p) => (peer(p), format!("peer {}", peer(p))),
+            Origin::Port { port: p, mac } => {
+                ("local".to_string(), format!("port {} mac {mac}", port(p)))
+            }
+        };
+        let egress = match e.egress {
+            Egress::Unknown => "-".to_string(),
+            Egress::Peer(p) => format!("peer {}", peer(p)),
+            Egress::Port(p) => format!("port {}", port(p)),
+            Egress::Flood => "flood".to_string(),
+        };
+        FlowRow {
+            vni: vni_id(k.vni),
+            src: k.flow.src.to_string(),
+            dst: k.flow.dst.to_string(),
+            protocol: k.flow.protocol.0,
+            src_port: k.flow.src_port,
+            dst_port: k.flow.dst_port,
+            class: k.class,
+            from,
+            origin,
+            egress,
+            state: e.state,
+            src_identity: format!("{:08x}", e.src_identity.0),
+            identity_source: e.source.name().to_string(),
+            dst_identity: format!("{:08x}", e.dst_identity.0),
+            verdict: e.verdict.name().to_string(),
+            packets: e.packets,
+            bytes: e.bytes,
+            age_secs: raw.now.saturating_sub(e.created),
+            idle_secs: raw.now.saturating_sub(e.last_seen),
         }
-    }
-
-    #[inline]
-    pub fn get_mut(&mut self, key: &Key) -> Option<&mut FlowEntry> {
-        self.map.get_mut(key)
-    }
-
-    #[inline]
-    pub fn get(&self, key: &Key) -> Option<&FlowEntry> {
-        self.map.get(key)
-    }
-
-    /// Insert or replace; refuses a new key when the table is full.
-    pub fn insert(&mut self, key: Key, entry: FlowEntry) -> Insert {
-        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
-            return Insert::Full;
-        }
-        self.map.insert(key, entry);
-        Insert::Inserted
-    }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
-    }
-
-    pub fn remove(&mut self, key: &Key) {
-        self.map.remove(key);
-    }
-
-    /// Drop flows idle for longer than the idle timeout (housekeeping).
-    pub fn expire(&mut self, now: u32) -> usize {
-        let before = self.map.len();
-        let idle = self.idle_secs;
-        self.map
-            .retain(|_, e| now.saturating_sub(e.last_seen) < idle);
-        before - self.map.len()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &FlowEntry)> {
-        self.map.iter()
     }
 }
 
@@ -223,62 +706,15 @@ impl AllowHook {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use overlay::IpProtocol;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn key(sport: u16) -> Key {
-        Key {
-            vni: 0,
-            flow: FlowKey {
-                src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-                dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-                protocol: IpProtocol::TCP,
-                src_port: sport,
-                dst_port: 80,
-            },
-        }
-    }
-
-    fn entry(now: u32) -> FlowEntry {
-        FlowEntry {
-            direction: Direction::Inbound,
-            src_identity: IdentityId(7),
-            source: IdentitySource::Header,
-            peer: 0,
-            dst_identity: IdentityId(9),
-            verdict: Verdict::Allow,
-            packets: 0,
-            bytes: 0,
-            created: now,
-            last_seen: now,
-            last_header: Some(now),
-        }
-    }
-
-    #[test]
-    fn bounded_and_ages() {
-        let mut t = FlowTable::new(2, 10);
-        assert_eq!(t.insert(key(1), entry(0)), Insert::Inserted);
-        assert_eq!(t.insert(key(2), entry(5)), Insert::Inserted);
-        assert_eq!(t.insert(key(3), entry(5)), Insert::Full);
-        assert_eq!(
-            t.insert(key(2), entry(6)),
-            Insert::Inserted,
-            "replace is fine"
-        );
-        assert_eq!(t.expire(12), 1);
-        assert!(t.get(&key(1)).is_none());
-        assert!(t.get(&key(2)).is_some());
-    }
-
-    #[test]
-    fn allow_hook_is_default_deny_and_directional() {
-        let h = AllowHook::new(vec![(IdentityId(9), IdentityId(7))]);
-        assert!(h.allows(IdentityId(7), IdentityId(9)));
-        assert!(!h.allows(IdentityId(9), IdentityId(7)));
-        assert!(!h.allows(IdentityId::UNAUTHENTICATED, IdentityId(9)));
+/// The class of an ICMP message type, or None for errors (which belong to
+/// the flow they quote, never to one of their own).
+pub fn icmp_class(protocol: IpProtocol, icmp_type: u8) -> Option<FlowClass> {
+    match (protocol, icmp_type) {
+        (IpProtocol::ICMP, 0 | 8) | (IpProtocol::ICMPV6, 128 | 129) => Some(FlowClass::IcmpEcho),
+        (IpProtocol::ICMP, 3 | 4 | 5 | 11 | 12) | (IpProtocol::ICMPV6, 1..=4) => None,
+        _ => Some(FlowClass::IcmpOther),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -69,6 +69,23 @@ pub struct PeerSnap {
     pub up: bool,
     pub probes_sent: u64,
     pub replies: u64,
+    /// VXLAN frames received from / sent to this peer.
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+/// Flow-table occupancy and churn (all workers).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowTableSnap {
+    pub capacity: u64,
+    pub established: u64,
+    pub unestablished: u64,
+    pub created: u64,
+    /// Unestablished flows evicted for room (per-origin quota or full table).
+    pub evicted: u64,
+    pub expired: u64,
+    /// New flows refused: every entry was established.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,10 +115,13 @@ pub struct Snapshot {
     pub arp_requests_sent: u64,
     pub fdb_entries: u64,
     pub neighbors: u64,
-    /// Flows in the flow table (identity configured).
+    /// Flows in the flow table.
     pub flows: u64,
+    pub flow_table: FlowTableSnap,
     /// Packets this warden stamped with an identity header.
     pub identity_stamped: u64,
+    /// Announce-only identity packets verified and consumed.
+    pub identity_announces: u64,
     pub drops_total: u64,
     pub drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerSnap>,
@@ -112,18 +132,21 @@ impl Snapshot {
         let ports = names
             .ports
             .iter()
-            .zip(&c.ports)
-            .map(|(n, p)| {
+            .enumerate()
+            .map(|(i, n)| {
+                let sum = |f: fn(&crate::counters::PortCounters) -> u64| {
+                    c.sum(|w| w.ports.get(i).map_or(0, f))
+                };
                 (
                     n.clone(),
                     PortSnap {
-                        rx_packets: p.rx_packets.get(),
-                        rx_bytes: p.rx_bytes.get(),
-                        tx_packets: p.tx_packets.get(),
-                        tx_bytes: p.tx_bytes.get(),
-                        tx_dropped: p.tx_dropped.get(),
-                        rx_errors: p.rx_errors.get(),
-                        rx_kernel_drops: p.rx_kernel_drops.get(),
+                        rx_packets: sum(|p| p.rx_packets.get()),
+                        rx_bytes: sum(|p| p.rx_bytes.get()),
+                        tx_packets: sum(|p| p.tx_packets.get()),
+                        tx_bytes: sum(|p| p.tx_bytes.get()),
+                        tx_dropped: sum(|p| p.tx_dropped.get()),
+                        rx_errors: sum(|p| p.rx_errors.get()),
+                        rx_kernel_drops: sum(|p| p.rx_kernel_drops.get()),
                     },
                 )
             })
@@ -131,21 +154,24 @@ impl Snapshot {
         let vni = names
             .vnis
             .iter()
-            .zip(&c.vnis)
-            .map(|(id, v)| {
+            .enumerate()
+            .map(|(i, id)| {
+                let sum = |f: fn(&crate::counters::VniCounters) -> u64| {
+                    c.sum(|w| w.vnis.get(i).map_or(0, f))
+                };
                 (
                     id.to_string(),
                     VniSnap {
-                        rx_decap_packets: v.rx_decap_packets.get(),
-                        rx_decap_bytes: v.rx_decap_bytes.get(),
-                        tx_encap_packets: v.tx_encap_packets.get(),
-                        tx_encap_bytes: v.tx_encap_bytes.get(),
-                        rx_local_packets: v.rx_local_packets.get(),
-                        tx_local_packets: v.tx_local_packets.get(),
-                        flood_copies: v.flood_copies.get(),
-                        routed_out: v.routed_out.get(),
-                        routed_in: v.routed_in.get(),
-                        macs_learned: v.macs_learned.get(),
+                        rx_decap_packets: sum(|v| v.rx_decap_packets.get()),
+                        rx_decap_bytes: sum(|v| v.rx_decap_bytes.get()),
+                        tx_encap_packets: sum(|v| v.tx_encap_packets.get()),
+                        tx_encap_bytes: sum(|v| v.tx_encap_bytes.get()),
+                        rx_local_packets: sum(|v| v.rx_local_packets.get()),
+                        tx_local_packets: sum(|v| v.tx_local_packets.get()),
+                        flood_copies: sum(|v| v.flood_copies.get()),
+                        routed_out: sum(|v| v.routed_out.get()),
+                        routed_in: sum(|v| v.routed_in.get()),
+                        macs_learned: sum(|v| v.macs_learned.get()),
                     },
                 )
             })
@@ -153,23 +179,34 @@ impl Snapshot {
         let peers = names
             .peers
             .iter()
-            .zip(&c.peers)
-            .map(|((addr, name), p)| {
+            .enumerate()
+            .map(|(i, (addr, name))| {
+                // The worker that owns the host stack publishes peer state.
+                let owner = c
+                    .workers
+                    .iter()
+                    .filter_map(|w| w.peers.get(i))
+                    .find(|p| p.probes_sent.get() > 0 || p.next_hop_mac().is_some());
+                let sum = |f: fn(&crate::counters::PeerCounters) -> u64| {
+                    c.sum(|w| w.peers.get(i).map_or(0, f))
+                };
                 (
                     addr.clone(),
                     PeerSnap {
                         name: name.clone(),
-                        next_hop_mac: p.next_hop_mac().map(|m| m.to_string()),
-                        up: p.up.get() != 0,
-                        probes_sent: p.probes_sent.get(),
-                        replies: p.replies.get(),
+                        next_hop_mac: owner.and_then(|p| p.next_hop_mac()).map(|m| m.to_string()),
+                        up: owner.is_some_and(|p| p.up.get() != 0),
+                        probes_sent: owner.map_or(0, |p| p.probes_sent.get()),
+                        replies: owner.map_or(0, |p| p.replies.get()),
+                        rx_packets: sum(|p| p.rx_packets.get()),
+                        tx_packets: sum(|p| p.tx_packets.get()),
                     },
                 )
             })
             .collect();
         let drops = DropReason::ALL
             .iter()
-            .map(|r| (r.name().to_string(), c.drops[*r as usize].get()))
+            .map(|r| (r.name().to_string(), c.drop_count(*r)))
             .collect();
         let workers = c
             .workers
@@ -189,6 +226,15 @@ impl Snapshot {
                 }
             })
             .collect();
+        let flow_table = FlowTableSnap {
+            capacity: c.sum(|w| w.flow_table.capacity.get()),
+            established: c.sum(|w| w.flow_table.established.get()),
+            unestablished: c.sum(|w| w.flow_table.unestablished.get()),
+            created: c.sum(|w| w.flow_table.created.get()),
+            evicted: c.sum(|w| w.flow_table.evicted.get()),
+            expired: c.sum(|w| w.flow_table.expired.get()),
+            refused: c.sum(|w| w.flow_table.refused.get()),
+        };
         Snapshot {
             instance: names.instance.clone(),
             uptime_secs,
@@ -196,14 +242,16 @@ impl Snapshot {
             ports,
             vni,
             peers,
-            routed_packets: c.routed_packets.get(),
-            icmp_errors_sent: c.icmp_errors_sent.get(),
-            arp_replies_sent: c.arp_replies_sent.get(),
-            arp_requests_sent: c.arp_requests_sent.get(),
-            fdb_entries: c.fdb_entries.get(),
-            neighbors: c.neighbors.get(),
-            flows: c.flows.get(),
-            identity_stamped: c.identity_stamped.get(),
+            routed_packets: c.sum(|w| w.routed_packets.get()),
+            icmp_errors_sent: c.sum(|w| w.icmp_errors_sent.get()),
+            arp_replies_sent: c.sum(|w| w.arp_replies_sent.get()),
+            arp_requests_sent: c.sum(|w| w.arp_requests_sent.get()),
+            fdb_entries: c.sum(|w| w.fdb_entries.get()),
+            neighbors: c.sum(|w| w.neighbors.get()),
+            flows: c.sum(|w| w.flows.get()),
+            flow_table,
+            identity_stamped: c.sum(|w| w.identity_stamped.get()),
+            identity_announces: c.sum(|w| w.identity_announces.get()),
             drops_total: c.drops_total(),
             drops,
             workers,
@@ -256,13 +304,15 @@ impl Snapshot {
         for (addr, p) in &self.peers {
             let _ = writeln!(
                 s,
-                "  {:<16} {:<12} next hop {:<18} {} (probes {}, replies {})",
+                "  {:<16} {:<12} next hop {:<18} {} (probes {}, replies {}) rx {} tx {}",
                 addr,
                 p.name.as_deref().unwrap_or("-"),
                 p.next_hop_mac.as_deref().unwrap_or("unresolved"),
                 if p.up { "up" } else { "down" },
                 p.probes_sent,
-                p.replies
+                p.replies,
+                p.rx_packets,
+                p.tx_packets
             );
         }
         let _ = writeln!(
@@ -274,6 +324,24 @@ impl Snapshot {
             self.arp_requests_sent,
             self.fdb_entries,
             self.neighbors
+        );
+        let f = &self.flow_table;
+        let _ = writeln!(
+            s,
+            "\nflows {} of {}: established {}  unestablished {}  (created {}  evicted {}  expired {}  refused {})",
+            self.flows,
+            f.capacity,
+            f.established,
+            f.unestablished,
+            f.created,
+            f.evicted,
+            f.expired,
+            f.refused
+        );
+        let _ = writeln!(
+            s,
+            "identity: stamped {}  announces received {}",
+            self.identity_stamped, self.identity_announces
         );
         let _ = writeln!(s, "\ndrops (total {})", self.drops_total);
         for r in DropReason::ALL {

@@ -15,7 +15,7 @@ const MAX_IDLE_WAIT_MS: i32 = 1;
 
 /// Run `engine` until `quit` is set.
 pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool) {
-    let counters = engine.counters().clone();
+    let counters = engine.all_counters().clone();
     let wc: &WorkerCounters = &counters.workers[worker];
     let fds = engine.port_fds();
     let mut empty_polls = 0u32;

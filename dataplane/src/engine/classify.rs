@@ -1,0 +1,366 @@
+//! Stage: classify. Every frame is parsed once here; everything later reads
+//! the metadata. Then, in order:
+//!
+//! 1. **Fail closed** (identity on): a frame goes on only if it parsed as
+//!    an IP flow or as ARP; deep tag stacks, extension chains the parser
+//!    gives up on, unknown EtherTypes and non-first fragments are dropped,
+//!    each under its own reason. With identity off, warden is a plain
+//!    switch and passes what it cannot classify.
+//! 2. **Port security and ARP** (identity on): a bound port sends only from
+//!    its workloads' MAC and IP; nobody else (another port, the underlay)
+//!    may use a bound MAC or IP, in a frame or in ARP.
+//! 3. **The flow table**, with or without identity: a packet of a known
+//!    flow must come from the flow's origin and never changes it; a reply
+//!    (reverse of a known flow) must come from where the forward direction
+//!    was sent; an ICMP error is admitted only as related to the flow it
+//!    quotes, from there. A new flow gets its source identity (verified
+//!    header, GBP, address map, local binding, or unauthenticated) and the
+//!    allow hook's verdict for its destination, for switched and routed
+//!    frames alike; denied flows are counted and never inserted.
+
+use std::net::IpAddr;
+
+use super::ingress_identity;
+use super::meta::{From, Kind, Next, Pkt, Vector};
+use super::tables::{IdentityTables, PeerIdent, Tables};
+use super::Ctx;
+use crate::counters::DropReason;
+use crate::flows::{FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
+use identity::IdentityId;
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    for i in 0..v.len() {
+        if v.meta[i].next != Next::Classify {
+            continue;
+        }
+        v.meta[i].next = classify(cx, v, i);
+    }
+}
+
+fn classify(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    let frame = v.frame(i);
+    let pkt = match super::parse::parse(frame, m.vni) {
+        Ok(p) => p,
+        Err(reason) => {
+            if cx.t.identity.is_some() || frame.len() < overlay::ethernet::HEADER_LEN {
+                return Next::Drop(reason);
+            }
+            // A plain switch forwards what it cannot classify, without a flow.
+            let mut p = Pkt::EMPTY;
+            p.dst_mac = overlay::MacAddr::from_bytes(frame).unwrap_or(overlay::MacAddr::ZERO);
+            p.src_mac = frame
+                .get(6..)
+                .and_then(overlay::MacAddr::from_bytes)
+                .unwrap_or(overlay::MacAddr::ZERO);
+            if !p.src_mac.is_unicast() {
+                return Next::Drop(DropReason::BadSourceMac);
+            }
+            v.meta[i].pkt = p;
+            return Next::Switch;
+        }
+    };
+    // Before any state is made for it: no station sends from a group MAC.
+    if m.from != From::Router && !pkt.src_mac.is_unicast() {
+        return Next::Drop(DropReason::BadSourceMac);
+    }
+    v.meta[i].pkt = pkt;
+    let origin = match m.from {
+        From::Peer(r) => Origin::Peer(r),
+        From::Port(p) => Origin::Port {
+            port: p,
+            mac: pkt.src_mac,
+        },
+        From::Router => return Next::Switch,
+    };
+    if let Some(id) = &cx.t.identity {
+        if let Err(reason) = source_check(id, m.from, m.vni, &pkt) {
+            return Next::Drop(reason);
+        }
+    }
+    match pkt.kind {
+        Kind::Ip => flow(cx, v, i, origin),
+        Kind::IcmpError => related(cx, v.frame(i), &pkt, origin),
+        Kind::Arp | Kind::Unknown => Next::Switch,
+    }
+}
+
+/// Port security and ARP: bound MACs and IPs are used only by their
+/// workloads, from their ports.
+fn source_check(id: &IdentityTables, from: From, vni: u16, pkt: &Pkt) -> Result<(), DropReason> {
+    let arp = pkt.kind == Kind::Arp;
+    let (arp_mac, arp_ip) = pkt.arp_sender;
+    if let From::Port(p) = from {
+        if id.port_bound.get(usize::from(p)).copied().unwrap_or(false) {
+            let Some(b) = id.binding_at_mac(vni, pkt.src_mac).filter(|b| b.port == p) else {
+                return Err(DropReason::PortSecurityMac);
+            };
+            if arp {
+                let ip_ok = IpAddr::V4(arp_ip) == b.ip || arp_ip.is_unspecified();
+                if arp_mac != b.mac || !ip_ok {
+                    return Err(DropReason::ArpSpoofed);
+                }
+            } else if pkt.kind != Kind::Unknown && pkt.ip_src != b.ip {
+                return Err(DropReason::PortSecurityIp);
+            }
+            return Ok(());
+        }
+    }
+    // An unbound port or the underlay: no bound MAC or IP may appear.
+    if arp
+        && (id.binding_at_mac(vni, arp_mac).is_some()
+            || id.binding_at_ip(vni, IpAddr::V4(arp_ip)).is_some())
+    {
+        return Err(DropReason::ArpSpoofed);
+    }
+    if id.binding_at_mac(vni, pkt.src_mac).is_some() {
+        return Err(DropReason::BoundMacElsewhere);
+    }
+    if !arp && pkt.kind != Kind::Unknown && id.binding_at_ip(vni, pkt.ip_src).is_some() {
+        return Err(DropReason::PortSecurityIp);
+    }
+    Ok(())
+}
+
+/// An ICMP error: admitted only as related to the flow it quotes, arriving
+/// from where that flow was sent. It never has a flow of its own.
+fn related(cx: &Ctx, frame: &[u8], pkt: &Pkt, origin: Origin) -> Next {
+    if cx.t.identity.is_none() {
+        return Next::Switch;
+    }
+    let admitted = cx
+        .st
+        .flows
+        .lookup(&pkt.key)
+        .and_then(|r| cx.st.flows.get(r))
+        .is_some_and(|e| e.egress.admits(origin));
+    if !admitted {
+        return Next::Drop(DropReason::IcmpUnrelated);
+    }
+    // Wardens never stamp errors: a header on one was put there by someone else.
+    if matches!(identity::stamp::find(frame), Ok(Some(_)) | Err(_)) {
+        return Next::Drop(DropReason::IdentityMalformed);
+    }
+    Next::Switch
+}
+
+fn flow(cx: &mut Ctx, v: &mut Vector, i: usize, origin: Origin) -> Next {
+    let m = v.meta[i];
+    let pkt = m.pkt;
+    let key = pkt.key;
+    let now = cx.st.now_s;
+    let len = v.frame(i).len() as u64;
+    let identity_on = cx.t.identity.is_some();
+    // The identity header, verified, from a warden peer (or refused).
+    let header = match m.from {
+        From::Peer(r) if identity_on => {
+            let vni_id = cx.t.vnis[usize::from(m.vni)].id.get();
+            match ingress_identity::verify(cx, r, v.frame(i), &pkt, vni_id) {
+                Ok(h) => h,
+                Err(reason) => return Next::Drop(reason),
+            }
+        }
+        _ => None,
+    };
+    let r = match cx.st.flows.lookup(&key) {
+        Some(r) => match known(cx, r, origin, header.map(|h| h.id), len, pkt.dst_mac) {
+            Ok(()) => r,
+            Err(reason) => return Next::Drop(reason),
+        },
+        None => match new_flow(cx, &m, origin, header.map(|h| h.id), len) {
+            Ok(r) => r,
+            Err(reason) => return Next::Drop(reason),
+        },
+    };
+    v.meta[i].flow = r;
+    if let Some(e) = cx.st.flows.get(r) {
+        v.meta[i].verdict = e.verdict;
+        v.meta[i].src_identity = e.src_identity;
+    }
+    if let Some(h) = header {
+        if let Some(e) = cx.st.flows.get_mut(r) {
+            e.last_header = Some(now);
+        }
+        if h.is_announce() {
+            // Verified and recorded: its job is done.
+            cx.c.identity_announces.inc();
+            return Next::Done;
+        }
+        if let Some(buf) = v.bufs[i].as_mut() {
+            if let Err(reason) = ingress_identity::strip(buf) {
+                return Next::Drop(reason);
+            }
+        }
+    }
+    Next::Switch
+}
+
+/// A packet of a flow in the table: from its origin only; it never
+/// rewrites the entry's origin.
+fn known(
+    cx: &mut Ctx,
+    r: FlowRef,
+    origin: Origin,
+    header_id: Option<IdentityId>,
+    len: u64,
+    dst_mac: overlay::MacAddr,
+) -> Result<(), DropReason> {
+    let now = cx.st.now_s;
+    let Some(e) = cx.st.flows.get_mut(r) else {
+        return Err(DropReason::FlowOriginMismatch);
+    };
+    if e.origin != origin {
+        return Err(DropReason::FlowOriginMismatch);
+    }
+    e.last_seen = now;
+    e.packets += 1;
+    e.bytes += len;
+    if let Some(hid) = header_id {
+        if hid != e.src_identity || e.source != IdentitySource::Header {
+            // The same authenticated origin now vouches for another
+            // identity (a restarted workload): decide again.
+            let key = e.key;
+            let reply = e.verdict == Verdict::Reply;
+            e.src_identity = hid;
+            e.source = IdentitySource::Header;
+            if !reply {
+                let (verdict, dst) = decide(cx.t, &key, dst_mac, hid);
+                if verdict == Verdict::Deny {
+                    let mut denied = *cx.st.flows.get(r).expect("checked above");
+                    denied.verdict = Verdict::Deny;
+                    cx.st.flows.remove(r);
+                    cx.st.record_denial(denied);
+                    return Err(DropReason::PolicyDenied);
+                }
+                if let Some(e) = cx.st.flows.get_mut(r) {
+                    e.verdict = verdict;
+                    e.dst_identity = dst;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A packet no entry knows: a reply to a known flow, or a new flow.
+fn new_flow(
+    cx: &mut Ctx,
+    m: &super::meta::Meta,
+    origin: Origin,
+    header_id: Option<IdentityId>,
+    len: u64,
+) -> Result<FlowRef, DropReason> {
+    let key = m.pkt.key;
+    let now = cx.st.now_s;
+    let (src, source) = source_identity(cx, m, header_id)?;
+    let mut e = FlowEntry::new(key, origin, now);
+    e.src_identity = src;
+    e.source = source;
+    e.packets = 1;
+    e.bytes = len;
+    // The reverse direction: for a routed frame it was keyed in the VNI
+    // this one is routed into.
+    let mut rk = key.reversed();
+    if let Some(out) = routed_vni(cx.t, m.vni, m.pkt.dst_mac, key.flow.dst) {
+        rk.vni = out;
+    }
+    if let Some(fwd) = cx.st.flows.lookup(&rk) {
+        let (admits, fwd_src) = match cx.st.flows.get(fwd) {
+            Some(f) => (f.egress.admits(origin), f.src_identity),
+            None => (false, IdentityId::UNAUTHENTICATED),
+        };
+        if !admits {
+            return Err(DropReason::ReplyWrongOrigin);
+        }
+        e.verdict = if cx.t.identity.is_some() {
+            Verdict::Reply
+        } else {
+            Verdict::NoPolicy
+        };
+        e.dst_identity = fwd_src;
+        let r = insert(cx, e)?;
+        // Mutual: the forward entry learns who answered.
+        if let Some(f) = cx.st.flows.get_mut(fwd) {
+            f.dst_identity = src;
+        }
+        cx.st.flows.establish(r);
+        cx.st.flows.establish(fwd);
+        return Ok(r);
+    }
+    let (verdict, dst) = decide(cx.t, &key, m.pkt.dst_mac, src);
+    e.verdict = verdict;
+    e.dst_identity = dst;
+    if verdict == Verdict::Deny {
+        cx.st.record_denial(e);
+        return Err(DropReason::PolicyDenied);
+    }
+    insert(cx, e)
+}
+
+fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
+    match cx.st.flows.insert(e) {
+        Ok(r) => Ok(r),
+        Err(InsertError::Full) => Err(DropReason::FlowTableFull),
+        // Looked up just before: cannot happen; refuse rather than guess.
+        Err(InsertError::Exists) => Err(DropReason::FlowOriginMismatch),
+    }
+}
+
+/// Who sent a packet that opens a flow.
+fn source_identity(
+    cx: &Ctx,
+    m: &super::meta::Meta,
+    header_id: Option<IdentityId>,
+) -> Result<(IdentityId, IdentitySource), DropReason> {
+    let Some(id) = &cx.t.identity else {
+        return Ok((IdentityId::UNAUTHENTICATED, IdentitySource::None));
+    };
+    Ok(match m.from {
+        From::Peer(r) => {
+            let ident = &cx.t.peers[usize::from(r)].ident;
+            match (header_id, ident) {
+                (Some(h), _) => (h, IdentitySource::Header),
+                // A warden vouches with a header or not at all.
+                (None, PeerIdent::Warden { .. }) => return Err(DropReason::IdentityMissing),
+                (None, PeerIdent::Vtep { .. }) => {
+                    ingress_identity::from_vtep(id, ident, r, m.gbp, m.pkt.key.flow.src)
+                }
+            }
+        }
+        From::Port(p) => match id.binding_at_mac(m.vni, m.pkt.src_mac) {
+            // Port security already checked MAC, port and IP.
+            Some(b) if b.port == p => (b.identity, IdentitySource::LocalPort),
+            _ => (IdentityId::UNAUTHENTICATED, IdentitySource::Unauthenticated),
+        },
+        From::Router => (IdentityId::UNAUTHENTICATED, IdentitySource::Unauthenticated),
+    })
+}
+
+/// The VNI a frame to the gateway MAC is routed into, if it is routed.
+fn routed_vni(t: &Tables, vni: u16, dst_mac: overlay::MacAddr, dst: IpAddr) -> Option<u16> {
+    let IpAddr::V4(dst) = dst else { return None };
+    if t.gateway_mac(vni) != Some(dst_mac) || t.is_gateway_address(dst) {
+        return None;
+    }
+    t.lookup_route(dst).map(|(out, _)| out)
+}
+
+/// The allow hook's verdict for a new flow: decided here when the
+/// destination is a workload bound on this warden (in the same VNI, or in
+/// the VNI the gateway routes it into); otherwise `Transit`.
+fn decide(
+    t: &Tables,
+    key: &Key,
+    dst_mac: overlay::MacAddr,
+    src: IdentityId,
+) -> (Verdict, IdentityId) {
+    let Some(id) = &t.identity else {
+        return (Verdict::NoPolicy, IdentityId::UNAUTHENTICATED);
+    };
+    let dst_vni = routed_vni(t, key.vni, dst_mac, key.flow.dst).unwrap_or(key.vni);
+    match id.binding_at_ip(dst_vni, key.flow.dst) {
+        Some(b) if id.allow.allows(src, b.identity) => (Verdict::Allow, b.identity),
+        Some(b) => (Verdict::Deny, b.identity),
+        None => (Verdict::Transit, IdentityId::UNAUTHENTICATED),
+    }
+}

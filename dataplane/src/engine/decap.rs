@@ -1,0 +1,76 @@
+//! Stage: VXLAN off. The outer headers are checked (overlay::decap), the
+//! sender must be a configured peer that carries the VNI (both by hash
+//! lookup), and the buffer is trimmed to the inner frame.
+
+use super::meta::{From, Next, Vector};
+use super::{csum, Ctx};
+use crate::buffer::BufFlags;
+use crate::counters::DropReason;
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    for i in 0..v.len() {
+        if v.meta[i].next != Next::Decap {
+            continue;
+        }
+        let Some(buf) = v.bufs[i].as_mut() else {
+            continue;
+        };
+        let d = match overlay::decap(buf.frame(), cx.t.udp_port) {
+            Ok(d) => d,
+            Err(e) => {
+                v.meta[i].next = Next::Drop(decap_drop(e));
+                continue;
+            }
+        };
+        let Some(peer) = cx.t.peer_index(d.outer_src) else {
+            v.meta[i].next = Next::Drop(DropReason::NotAPeer);
+            continue;
+        };
+        let Some(vni) = cx.t.vni_index(d.vni) else {
+            v.meta[i].next = Next::Drop(DropReason::UnknownVni);
+            continue;
+        };
+        if !cx.t.peers[usize::from(peer)].carries(usize::from(vni)) {
+            v.meta[i].next = Next::Drop(DropReason::PeerVniNotAllowed);
+            continue;
+        }
+        cx.c.peers[usize::from(peer)].rx_packets.inc();
+        buf.trim_front(d.inner_offset);
+        // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
+        buf.set_len(d.inner_len);
+        finish_partial_checksum(buf);
+        let vc = &cx.c.vnis[usize::from(vni)];
+        vc.rx_decap_packets.inc();
+        vc.rx_decap_bytes.add(buf.len() as u64);
+        let m = &mut v.meta[i];
+        m.from = From::Peer(peer);
+        m.vni = vni;
+        m.gbp = d.gbp.map(|g| g.group);
+        m.next = Next::Classify;
+    }
+}
+
+/// Complete a checksum the sending kernel left to offload (see `csum`).
+#[inline]
+pub(super) fn finish_partial_checksum(buf: &mut crate::buffer::Buf) {
+    if buf.flags.contains(BufFlags::CSUM_NOT_READY) {
+        csum::complete_l4_checksum(buf.frame_mut());
+        buf.flags.remove(BufFlags::CSUM_NOT_READY);
+    }
+}
+
+fn decap_drop(e: overlay::DecapError) -> DropReason {
+    use overlay::DecapError as E;
+    match e {
+        E::Truncated => DropReason::Truncated,
+        E::NotIpv4 => DropReason::UnderlayNotIpv4,
+        E::BadIpHeader => DropReason::BadIpHeader,
+        E::BadIpChecksum => DropReason::BadIpChecksum,
+        E::Fragment => DropReason::OuterFragment,
+        E::NotUdp | E::NotVxlanPort => DropReason::UnderlayNotForUs,
+        E::BadUdpLength => DropReason::BadUdpLength,
+        E::BadUdpChecksum => DropReason::BadUdpChecksum,
+        E::BadVxlanFlags => DropReason::BadVxlanFlags,
+        E::InnerTooShort => DropReason::InnerTooShort,
+    }
+}

@@ -1,0 +1,98 @@
+//! Identity at ingress, for classify: verify the identity header of a
+//! frame from a warden peer (key of its epoch, tag over header + 5-tuple +
+//! VNI, timestamp window, what that peer may assert, nonce == TCP ISN),
+//! strip it before delivery, and the weaker sources for plain VTEPs (a
+//! trusted GBP group, a (peer, CIDR) map) and local ports (the binding).
+
+use std::net::IpAddr;
+
+use identity::header::{self, Repr, TagInput};
+use identity::keys::KeySource;
+use identity::{stamp, IdentityId};
+
+use super::meta::Pkt;
+use super::tables::{IdentityTables, PeerIdent};
+use super::Ctx;
+use crate::buffer::Buf;
+use crate::counters::DropReason;
+use crate::flows::IdentitySource;
+
+/// Find and verify the identity header of a frame from peer `peer`.
+/// `Ok(None)`: no header. A header from a plain VTEP is forged (it holds
+/// no key).
+pub(super) fn verify(
+    cx: &Ctx,
+    peer: u16,
+    frame: &[u8],
+    pkt: &Pkt,
+    vni_id: u32,
+) -> Result<Option<Repr>, DropReason> {
+    let (Some(id), Some(keys)) = (&cx.t.identity, &cx.st.keys) else {
+        return Ok(None);
+    };
+    let repr = match stamp::find(frame) {
+        Ok(Some((_, r))) => r,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(DropReason::IdentityMalformed),
+    };
+    let PeerIdent::Warden {
+        id: wid,
+        may_assert,
+    } = &cx.t.peers[usize::from(peer)].ident
+    else {
+        return Err(DropReason::IdentityNotAuthorized);
+    };
+    let Some((tag_key, _)) = keys.receiving_key(*wid, repr.epoch, cx.st.unix_now) else {
+        return Err(DropReason::IdentityEpoch);
+    };
+    if !header::verify(tag_key, &repr, &TagInput::new(pkt.key.flow, vni_id)) {
+        return Err(DropReason::IdentityBadTag);
+    }
+    if !header::timestamp_fresh(repr.timestamp, cx.st.unix_now, id.window_secs) {
+        return Err(DropReason::IdentityStale);
+    }
+    if may_assert.binary_search(&repr.id).is_err() {
+        return Err(DropReason::IdentityNotAuthorized);
+    }
+    // The stamping warden puts the segment's sequence number in the nonce:
+    // a captured header re-sent on another ISN is not that header.
+    if let Some((_, seq)) = pkt.tcp {
+        if repr.nonce != seq {
+            return Err(DropReason::IdentityNonce);
+        }
+    }
+    Ok(Some(repr))
+}
+
+/// Remove the (verified) identity header before the frame goes on.
+pub(super) fn strip(buf: &mut Buf) -> Result<(), DropReason> {
+    let start = stamp::strip(buf.frame_mut(), 0).map_err(|_| DropReason::IdentityMalformed)?;
+    buf.trim_front(start);
+    Ok(())
+}
+
+/// The identity of a frame from a plain VTEP: a GBP group it is trusted
+/// for, else an address map, else unauthenticated.
+pub(super) fn from_vtep(
+    id: &IdentityTables,
+    ident: &PeerIdent,
+    peer: u16,
+    gbp: Option<u16>,
+    src: IpAddr,
+) -> (IdentityId, IdentitySource) {
+    if let (PeerIdent::Vtep { gbp: groups }, Some(g)) = (ident, gbp) {
+        if let Some((_, i)) = groups.iter().find(|(grp, _)| *grp == g) {
+            return (*i, IdentitySource::Gbp);
+        }
+    }
+    if let IpAddr::V4(a) = src {
+        if let Some((_, _, i)) = id
+            .maps
+            .iter()
+            .find(|(p, cidr, _)| *p == peer && cidr.contains(a))
+        {
+            return (*i, IdentitySource::AddressMap);
+        }
+    }
+    (IdentityId::UNAUTHENTICATED, IdentitySource::Unauthenticated)
+}

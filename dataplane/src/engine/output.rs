@@ -1,0 +1,110 @@
+//! Stage: output. Local delivery gets its last check (a flow in transit,
+//! whose destination was not a workload known here when it was classified,
+//! reaches a local port only if the allow hook admits its source to that
+//! port's workload; the flow's own verdict is not touched). Packets go to
+//! their port's transmit burst in vector order, an announce-only identity
+//! packet right before the packet it announces; drops are counted by
+//! reason; every buffer not sent returns to the pool.
+
+use identity::IdentityId;
+
+use super::meta::{Kind, Next, Vector, NO_ANNOUNCE};
+use super::Ctx;
+use crate::buffer::{Buf, Burst, Pool};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::flows::Verdict;
+use crate::port::Port;
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx: &mut [Burst]) {
+    for i in 0..v.len() {
+        let a = v.meta[i].announce;
+        if a != NO_ANNOUNCE {
+            let a = usize::from(a);
+            if let (Next::Tx(p), Some(buf)) = (v.meta[a].next, v.bufs[a].take()) {
+                stage(cx, ports, tx, p, buf);
+            }
+        }
+        let Some(buf) = v.bufs[i].take() else {
+            continue;
+        };
+        let next = match v.meta[i].next {
+            Next::Deliver(p) => match deliver_check(cx, v, i, p) {
+                Ok(()) => {
+                    cx.c.vnis[usize::from(v.meta[i].vni)].tx_local_packets.inc();
+                    Next::Tx(p)
+                }
+                Err(reason) => Next::Drop(reason),
+            },
+            other => other,
+        };
+        match next {
+            Next::Tx(p) => stage(cx, ports, tx, p, buf),
+            Next::Drop(reason) => {
+                cx.c.count_drop(reason);
+                cx.pool.put(buf);
+            }
+            // Consumed, or left by a stage that had nothing to do with it.
+            _ => cx.pool.put(buf),
+        }
+    }
+}
+
+/// Whether packet `i` may be delivered on local port `p`.
+fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReason> {
+    let Some(id) = &cx.t.identity else {
+        return Ok(());
+    };
+    let m = &v.meta[i];
+    if m.pkt.kind != Kind::Ip || m.flow.is_none() {
+        // ARP, related ICMP errors, what the gateway made: checked already.
+        return Ok(());
+    }
+    match m.verdict {
+        Verdict::Transit => {
+            let dst = id
+                .bindings
+                .iter()
+                .find(|b| b.port == p)
+                .map_or(IdentityId::UNAUTHENTICATED, |b| b.identity);
+            if id.allow.allows(m.src_identity, dst) {
+                Ok(())
+            } else {
+                Err(DropReason::PolicyDenied)
+            }
+        }
+        Verdict::Deny => Err(DropReason::PolicyDenied),
+        Verdict::Allow | Verdict::Reply | Verdict::NoPolicy => Ok(()),
+    }
+}
+
+fn stage(cx: &mut Ctx, ports: &mut [Box<dyn Port>], tx: &mut [Burst], p: u16, buf: Buf) {
+    let pi = usize::from(p);
+    if let Err(buf) = tx[pi].push(buf) {
+        // A full staging burst is sent now, then this packet joins the next.
+        flush_port(ports, tx, cx.pool, cx.c, pi);
+        if let Err(buf) = tx[pi].push(buf) {
+            cx.c.count_drop(DropReason::TxFull);
+            cx.pool.put(buf);
+        }
+    }
+}
+
+/// Send port `p`'s staged burst; a full ring drops and counts.
+pub(super) fn flush_port(
+    ports: &mut [Box<dyn Port>],
+    tx: &mut [Burst],
+    pool: &mut Pool,
+    c: &WorkerCounters,
+    p: usize,
+) {
+    let burst = &mut tx[p];
+    let bytes: u64 = burst.iter().map(|b| b.len() as u64).sum();
+    let out = ports[p].tx_burst(burst, pool);
+    let pc = &c.ports[p];
+    pc.tx_packets.add(out.sent as u64);
+    pc.tx_bytes.add(bytes);
+    if out.dropped > 0 {
+        pc.tx_dropped.add(out.dropped as u64);
+        c.drops[DropReason::TxFull as usize].add(out.dropped as u64);
+    }
+}

@@ -1,0 +1,530 @@
+//! Stage: the L3 gateway between VNIs. warden owns one address and MAC in each VNI
+//! that has a `gateway`, answers ARP and echo for it, and routes IPv4
+//! between VNIs (route lookup, next-hop MAC from its inner ARP table, MAC
+//! rewrite, TTL decrement), sending ICMP errors where a router does.
+//!
+//! The inner neighbor table is learned from ARP seen in each VNI (gleaned
+//! from requests and replies) and from the packets routed; a miss sends an
+//! ARP request into the egress VNI (at most one per target per second) and
+//! parks the packet for a few seconds. Static neighbors come from config.
+//!
+//! The stage never calls back into switching: a routed packet leaves with
+//! "next: switch in VNI x" (`ROUTED`, from the router), and what the
+//! gateway makes (ARP, echo replies, ICMP errors) is appended to the
+//! vector the same way; the driver runs the switch stage again.
+
+use std::net::Ipv4Addr;
+
+use overlay::{arp, checksum, ethernet, icmpv4, ipv4, EtherType, IpProtocol, Ipv4Cidr, MacAddr};
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
+
+use super::meta::{From, Meta, Next, Vector, ROUTED};
+use super::{Ctx, Tables};
+use crate::buffer::Buf;
+use crate::counters::DropReason;
+
+/// Inner neighbors per worker; full means new ones are not learned.
+const NEIGHBOR_CAPACITY: usize = 16384;
+/// Learned inner neighbors expire after this many seconds.
+const NEIGHBOR_AGING: u32 = 300;
+/// ICMP errors per second, as a router rate-limits them.
+const ICMP_ERRORS_PER_SEC: u32 = 200;
+/// Packets held while their next hop is being resolved (as Linux queues a
+/// few per neighbor).
+const PARK_SLOTS: usize = 16;
+/// How long a parked packet waits: 2 to 3 s on the engine's second clock,
+/// about what Linux keeps its ARP queue.
+const PARK_SECS: u32 = 3;
+
+/// A routed packet waiting for its next hop's MAC.
+#[derive(Debug)]
+struct Parked {
+    in_vni: u16,
+    out_vni: u16,
+    next_hop: Ipv4Addr,
+    since: u32,
+    meta: Meta,
+    buf: Buf,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Neighbor {
+    mac: MacAddr,
+    last_seen: u32,
+    is_static: bool,
+}
+
+/// The gateway's learned state (routes are config: [`Tables::routes`]).
+#[derive(Debug)]
+pub struct Router {
+    neighbors: HashMap<(u16, Ipv4Addr), Neighbor, RandomState>,
+    /// Last ARP request time (s) per (VNI, target).
+    arp_sent: HashMap<(u16, Ipv4Addr), u32, RandomState>,
+    icmp_tokens: u32,
+    parked: Vec<Parked>,
+}
+
+impl Router {
+    pub fn new(t: &Tables) -> Router {
+        let mut neighbors =
+            HashMap::with_capacity_and_hasher(NEIGHBOR_CAPACITY, Default::default());
+        for &(v, ip, mac) in &t.neighbors {
+            neighbors.insert(
+                (v, ip),
+                Neighbor {
+                    mac,
+                    last_seen: 0,
+                    is_static: true,
+                },
+            );
+        }
+        Router {
+            neighbors,
+            arp_sent: HashMap::with_capacity_and_hasher(1024, Default::default()),
+            icmp_tokens: ICMP_ERRORS_PER_SEC,
+            parked: Vec::with_capacity(PARK_SLOTS),
+        }
+    }
+
+    /// Once a second: refill the ICMP budget, age neighbors. Returns the
+    /// parked packets whose next hop never answered, to drop.
+    pub fn tick(&mut self, now: u32, expired: &mut Vec<Buf>) {
+        // Never grows past its capacity: at most PARK_SLOTS buffers expire.
+        let mut i = 0;
+        while i < self.parked.len() {
+            if now.saturating_sub(self.parked[i].since) >= PARK_SECS {
+                expired.push(self.parked.swap_remove(i).buf);
+            } else {
+                i += 1;
+            }
+        }
+        self.icmp_tokens = ICMP_ERRORS_PER_SEC;
+        self.neighbors
+            .retain(|_, n| n.is_static || now.saturating_sub(n.last_seen) < NEIGHBOR_AGING);
+        // At most one ARP request per target per second.
+        self.arp_sent.retain(|_, t| now.saturating_sub(*t) < 1);
+    }
+
+    pub fn neighbor_count(&self) -> usize {
+        self.neighbors.len()
+    }
+
+    /// Packets waiting for a next hop (they hold pool buffers).
+    pub fn parked_len(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Record `ip` at `mac` in `vni`; true when packets are parked for it.
+    fn learn(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) -> bool {
+        if !mac.is_unicast() {
+            return false;
+        }
+        let len = self.neighbors.len();
+        match self.neighbors.get_mut(&(vni, ip)) {
+            Some(n) if n.is_static => {}
+            Some(n) => {
+                n.mac = mac;
+                n.last_seen = now;
+            }
+            None if len < NEIGHBOR_CAPACITY => {
+                self.neighbors.insert(
+                    (vni, ip),
+                    Neighbor {
+                        mac,
+                        last_seen: now,
+                        is_static: false,
+                    },
+                );
+            }
+            None => {}
+        }
+        self.parked
+            .iter()
+            .any(|p| p.out_vni == vni && p.next_hop == ip)
+    }
+
+    fn neighbor(&self, vni: u16, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.neighbors.get(&(vni, ip)).map(|n| n.mac)
+    }
+
+    /// Learn the sender of an ARP frame switched in `vni` when it sits in
+    /// the VNI's gateway subnet. Returns the address when packets wait for it.
+    pub fn glean_arp(&mut self, vni: u16, frame: &[u8], t: &Tables, now: u32) -> Option<Ipv4Addr> {
+        let (cidr, _) = t.vnis.get(usize::from(vni)).and_then(|v| v.gateway)?;
+        let a = parse_arp(frame)?;
+        let ip = a.source_protocol_addr;
+        (cidr.contains(ip)
+            && ip != cidr.address()
+            && self.learn(vni, ip, a.source_hardware_addr, now))
+        .then_some(ip)
+    }
+
+    fn take_icmp_token(&mut self) -> bool {
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+}
+
+fn parse_arp(frame: &[u8]) -> Option<arp::Repr> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if eth.ethertype() != EtherType::ARP {
+        return None;
+    }
+    arp::Repr::parse(&arp::Packet::new_checked(eth.payload()).ok()?).ok()
+}
+
+/// Whether `frame` is an ARP request for `ip`.
+pub fn is_arp_request_for(frame: &[u8], ip: Ipv4Addr) -> bool {
+    parse_arp(frame)
+        .is_some_and(|a| a.operation == arp::Operation::REQUEST && a.target_protocol_addr == ip)
+}
+
+/// ICMP error kinds the gateway sends.
+#[derive(Debug, Clone, Copy)]
+enum IcmpError {
+    NetUnreachable,
+    FragNeeded(u16),
+    TimeExceeded,
+}
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    let mut i = 0;
+    while i < v.len() {
+        if v.meta[i].next == Next::Route {
+            let next = route(cx, v, i);
+            v.meta[i].next = next;
+        }
+        i += 1;
+    }
+}
+
+/// Leave packet `i` as gateway output: switched next in `vni`, not learned.
+#[inline]
+fn as_gateway_output(m: &mut Meta, vni: u16) -> Next {
+    m.vni = vni;
+    m.from = From::Router;
+    m.flags |= ROUTED;
+    Next::Switch
+}
+
+/// A frame addressed to the gateway in its VNI (its MAC, or a broadcast
+/// ARP request for its address).
+fn route(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let vni = v.meta[i].vni;
+    let Some((gw_cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway else {
+        return Next::Drop(DropReason::NotIpv4Routed);
+    };
+    let Ok(eth) = ethernet::Frame::new_checked(v.frame(i)) else {
+        return Next::Drop(DropReason::Truncated);
+    };
+    let src_mac = eth.src_addr();
+    if eth.ethertype() == EtherType::ARP {
+        return gateway_arp(cx, v, i, gw_cidr, gw_mac);
+    }
+    if eth.ethertype() != EtherType::IPV4 {
+        return Next::Drop(DropReason::NotIpv4Routed);
+    }
+    let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+        return Next::Drop(DropReason::BadInnerIpHeader);
+    };
+    if !ip.verify_checksum() {
+        return Next::Drop(DropReason::BadInnerChecksum);
+    }
+    let (src, dst, ttl, total) = (
+        ip.src_addr(),
+        ip.dst_addr(),
+        ip.ttl(),
+        usize::from(ip.total_len()),
+    );
+    let dont_frag = ip.dont_frag();
+    let now = cx.st.now_s;
+    if gw_cidr.contains(src)
+        && src != gw_cidr.address()
+        && cx.st.router.learn(vni, src, src_mac, now)
+    {
+        release_parked(cx, v, vni, src);
+    }
+    let Some(buf) = v.bufs[i].as_mut() else {
+        return Next::Done;
+    };
+    // Ethernet padding beyond the IP packet is not forwarded.
+    buf.set_len(ethernet::HEADER_LEN + total);
+    if cx.t.is_gateway_address(dst) {
+        return gateway_local(v, i, gw_mac);
+    }
+    let Some((out_vni, next_hop)) = cx.t.lookup_route(dst) else {
+        icmp_error(cx, v, i, IcmpError::NetUnreachable);
+        return Next::Drop(DropReason::NoRoute);
+    };
+    if ttl <= 1 {
+        icmp_error(cx, v, i, IcmpError::TimeExceeded);
+        return Next::Drop(DropReason::TtlExceeded);
+    }
+    let max_frame = cx.t.max_inner_frame;
+    if v.frame(i).len() > max_frame {
+        if dont_frag {
+            let mtu = (max_frame - ethernet::HEADER_LEN) as u16;
+            icmp_error(cx, v, i, IcmpError::FragNeeded(mtu));
+        }
+        return Next::Drop(DropReason::TooBig);
+    }
+    match cx.st.router.neighbor(out_vni, next_hop) {
+        Some(dst_mac) => {
+            let Some(buf) = v.bufs[i].as_mut() else {
+                return Next::Done;
+            };
+            rewrite(cx, buf, vni, out_vni, dst_mac);
+            as_gateway_output(&mut v.meta[i], out_vni)
+        }
+        None => {
+            arp_request(cx, v, out_vni, next_hop);
+            if cx.st.router.parked.len() < PARK_SLOTS {
+                let Some(buf) = v.bufs[i].take() else {
+                    return Next::Done;
+                };
+                cx.st.router.parked.push(Parked {
+                    in_vni: vni,
+                    out_vni,
+                    next_hop,
+                    since: now,
+                    meta: v.meta[i],
+                    buf,
+                });
+                Next::Done
+            } else {
+                Next::Drop(DropReason::NeighborUnresolved)
+            }
+        }
+    }
+}
+
+/// Rewrite a routed packet for its next hop: MACs and TTL.
+fn rewrite(cx: &Ctx, buf: &mut Buf, in_vni: u16, out_vni: u16, dst_mac: MacAddr) {
+    let out_mac = cx.t.gateway_mac(out_vni).unwrap_or(MacAddr::ZERO);
+    let f = buf.frame_mut();
+    let mut eth = ethernet::Frame::new_unchecked(&mut *f);
+    eth.set_dst_addr(dst_mac);
+    eth.set_src_addr(out_mac);
+    let mut ip = ipv4::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+    ip.decrement_ttl();
+    cx.c.routed_packets.inc();
+    cx.c.vnis[usize::from(in_vni)].routed_out.inc();
+    cx.c.vnis[usize::from(out_vni)].routed_in.inc();
+}
+
+/// Send the packets that waited for `ip` in `vni`, now that it is known:
+/// appended to the vector, to be switched in their egress VNI.
+pub(super) fn release_parked(cx: &mut Ctx, v: &mut Vector, vni: u16, ip: Ipv4Addr) {
+    let Some(mac) = cx.st.router.neighbor(vni, ip) else {
+        return;
+    };
+    let mut i = 0;
+    while i < cx.st.router.parked.len() {
+        let p = &cx.st.router.parked[i];
+        if p.out_vni == vni && p.next_hop == ip {
+            let mut p = cx.st.router.parked.swap_remove(i);
+            rewrite(cx, &mut p.buf, p.in_vni, p.out_vni, mac);
+            let mut m = p.meta;
+            m.next = as_gateway_output(&mut m, p.out_vni);
+            if let Err(b) = v.push(p.buf, m) {
+                cx.pool.put(b);
+                cx.c.count_drop(DropReason::FloodOverflow);
+            }
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// ARP to the gateway: answer requests for its address, learn replies.
+fn gateway_arp(cx: &mut Ctx, v: &mut Vector, i: usize, gw_cidr: Ipv4Cidr, gw_mac: MacAddr) -> Next {
+    let vni = v.meta[i].vni;
+    let Some(req) = parse_arp(v.frame(i)) else {
+        return Next::Drop(DropReason::Truncated);
+    };
+    let sender = req.source_protocol_addr;
+    let now = cx.st.now_s;
+    // Packets parked for the sender leave once this frame is handled.
+    let waiting = gw_cidr.contains(sender)
+        && sender != gw_cidr.address()
+        && cx
+            .st
+            .router
+            .learn(vni, sender, req.source_hardware_addr, now);
+    if waiting {
+        release_parked(cx, v, vni, sender);
+    }
+    let reply = match req.reply(gw_mac) {
+        Some(r) if req.target_protocol_addr == gw_cidr.address() => r,
+        // A reply to one of our requests (already learned above).
+        _ => return Next::Done,
+    };
+    let Some(buf) = v.bufs[i].as_mut() else {
+        return Next::Done;
+    };
+    {
+        let f = buf.frame_mut();
+        let mut eth = ethernet::Frame::new_unchecked(&mut *f);
+        eth.set_dst_addr(req.source_hardware_addr);
+        eth.set_src_addr(gw_mac);
+        let _ = reply.emit(&mut arp::Packet::new_unchecked(eth.payload_mut()));
+    }
+    buf.set_len(ethernet::HEADER_LEN + arp::ETHERNET_IPV4_LEN);
+    cx.c.arp_replies_sent.inc();
+    as_gateway_output(&mut v.meta[i], vni)
+}
+
+/// A packet for one of the gateway addresses: answer echo, drop the rest.
+fn gateway_local(v: &mut Vector, i: usize, gw_mac: MacAddr) -> Next {
+    let vni = v.meta[i].vni;
+    let Some(buf) = v.bufs[i].as_mut() else {
+        return Next::Done;
+    };
+    let f = buf.frame_mut();
+    let (eth_hdr, l3) = f.split_at_mut(ethernet::HEADER_LEN);
+    let Ok(mut ip) = ipv4::Packet::new_checked(&mut *l3) else {
+        return Next::Drop(DropReason::BadInnerIpHeader);
+    };
+    if ip.protocol() != IpProtocol::ICMP {
+        return Next::Drop(DropReason::ToGateway);
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let Ok(mut icmp) = icmpv4::Packet::new_checked(ip.payload_mut()) else {
+        return Next::Drop(DropReason::BadInnerIpHeader);
+    };
+    if !icmp.verify_checksum() {
+        return Next::Drop(DropReason::BadInnerChecksum);
+    }
+    if icmp.msg_type() != icmpv4::Message::ECHO_REQUEST {
+        return Next::Drop(DropReason::ToGateway);
+    }
+    icmp.set_msg_type(icmpv4::Message::ECHO_REPLY);
+    icmp.fill_checksum();
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    ip.set_ttl(64);
+    ip.fill_checksum();
+    let mut eth = ethernet::Frame::new_unchecked(&mut *eth_hdr);
+    let peer_mac = eth.src_addr();
+    eth.set_dst_addr(peer_mac);
+    eth.set_src_addr(gw_mac);
+    let m = &mut v.meta[i];
+    // The reply belongs to no flow of the sender's.
+    m.flow = crate::flows::FlowRef::NONE;
+    as_gateway_output(m, vni)
+}
+
+/// Send an ARP request for `ip` into `vni` unless one went out recently.
+fn arp_request(cx: &mut Ctx, v: &mut Vector, vni: u16, ip: Ipv4Addr) {
+    let Some((cidr, mac)) = cx.t.vnis[usize::from(vni)].gateway else {
+        return;
+    };
+    if cx.st.router.arp_sent.contains_key(&(vni, ip)) {
+        return;
+    }
+    let Some(mut buf) = cx.pool.get() else {
+        return cx.c.count_drop(DropReason::PoolEmpty);
+    };
+    cx.st.router.arp_sent.insert((vni, ip), cx.st.now_s);
+    let repr = arp::Repr {
+        operation: arp::Operation::REQUEST,
+        source_hardware_addr: mac,
+        source_protocol_addr: cidr.address(),
+        target_hardware_addr: MacAddr::ZERO,
+        target_protocol_addr: ip,
+    };
+    let len = ethernet::HEADER_LEN + arp::ETHERNET_IPV4_LEN;
+    buf.set_len(len);
+    let f = buf.frame_mut();
+    let mut eth = ethernet::Frame::new_unchecked(&mut *f);
+    eth.set_dst_addr(MacAddr::BROADCAST);
+    eth.set_src_addr(mac);
+    eth.set_ethertype(EtherType::ARP);
+    let _ = repr.emit(&mut arp::Packet::new_unchecked(eth.payload_mut()));
+    cx.c.arp_requests_sent.inc();
+    push_made(cx, v, buf, vni);
+}
+
+/// Append a frame the gateway made, to be switched in `vni`.
+fn push_made(cx: &mut Ctx, v: &mut Vector, buf: Buf, vni: u16) {
+    let mut m = Meta::new(Next::Switch, From::Router, vni);
+    m.flags |= ROUTED;
+    if let Err(b) = v.push(buf, m) {
+        cx.pool.put(b);
+        cx.c.count_drop(DropReason::FloodOverflow);
+    }
+}
+
+/// Send an ICMP error about packet `i` (an inner frame that arrived in its
+/// VNI) back to its sender, from the gateway address of that VNI.
+fn icmp_error(cx: &mut Ctx, v: &mut Vector, i: usize, kind: IcmpError) {
+    let vni = v.meta[i].vni;
+    let Some((cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway else {
+        return;
+    };
+    let f = v.frame(i);
+    let Ok(eth) = ethernet::Frame::new_checked(f) else {
+        return;
+    };
+    let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+        return;
+    };
+    // Never answer an ICMP error with an error, nor a non-first fragment.
+    if ip.protocol() == IpProtocol::ICMP {
+        let t = ip.payload().first().copied().unwrap_or(0);
+        if !matches!(t, 0 | 8) {
+            return;
+        }
+    }
+    if ip.frag_offset() != 0 || !cx.st.router.take_icmp_token() {
+        return;
+    }
+    let Some(mut buf) = cx.pool.get() else {
+        return cx.c.count_drop(DropReason::PoolEmpty);
+    };
+    let quoted = icmpv4::error_quote(eth.payload());
+    let quoted_len = quoted.len();
+    let (icmp_type, code, rest) = match kind {
+        IcmpError::NetUnreachable => (3u8, 0u8, 0u32),
+        IcmpError::FragNeeded(mtu) => (3, 4, u32::from(mtu)),
+        IcmpError::TimeExceeded => (11, 0, 0),
+    };
+    let icmp_len = 8 + quoted_len;
+    let ip_len = 20 + icmp_len;
+    buf.set_len(ethernet::HEADER_LEN + ip_len);
+    let out = buf.frame_mut();
+    {
+        let mut e = ethernet::Frame::new_unchecked(&mut *out);
+        e.set_dst_addr(eth.src_addr());
+        e.set_src_addr(gw_mac);
+        e.set_ethertype(EtherType::IPV4);
+    }
+    let (_, l3) = out.split_at_mut(ethernet::HEADER_LEN);
+    let repr = ipv4::Repr {
+        src_addr: cidr.address(),
+        dst_addr: ip.src_addr(),
+        protocol: IpProtocol::ICMP,
+        payload_len: icmp_len,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: false,
+    };
+    let mut out_ip = ipv4::Packet::new_unchecked(&mut *l3);
+    let _ = repr.emit(&mut out_ip);
+    let icmp = out_ip.payload_mut();
+    icmp[0] = icmp_type;
+    icmp[1] = code;
+    icmp[2..4].copy_from_slice(&[0, 0]);
+    icmp[4..8].copy_from_slice(&rest.to_be_bytes());
+    icmp[8..8 + quoted_len].copy_from_slice(quoted);
+    let c = checksum::checksum(&icmp[..icmp_len]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    cx.c.icmp_errors_sent.inc();
+    push_made(cx, v, buf, vni);
+}

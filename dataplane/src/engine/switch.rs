@@ -1,0 +1,146 @@
+//! Stage: L2 switching inside one VNI. Learn the source MAC (never a
+//! routed or gateway-made frame; never over a static or bound MAC), hand
+//! frames for the gateway to the route stage, then unicast by the FDB or
+//! flood (copies appended to the vector). Records in the packet's flow
+//! where the forward direction went: its replies must come from there.
+//!
+//! The driver runs this stage twice: once for what arrived, once for what
+//! the route stage routed or made.
+
+use overlay::MacAddr;
+
+use super::meta::{From, Meta, Next, Vector, FLOOD_COPY, ROUTED};
+use super::{route, Ctx, MAX_FLOOD};
+use crate::counters::DropReason;
+use crate::fdb::{Learned, Location};
+use crate::flows::Egress;
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    // Packets released from the gateway's parking are appended as we go.
+    let mut i = 0;
+    while i < v.len() {
+        if v.meta[i].next == Next::Switch {
+            let next = switch(cx, v, i);
+            v.meta[i].next = next;
+        }
+        i += 1;
+    }
+}
+
+fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    let vni = m.vni;
+    let f = v.frame(i);
+    let (Some(dst), Some(src)) = (
+        MacAddr::from_bytes(f),
+        f.get(6..).and_then(MacAddr::from_bytes),
+    ) else {
+        return Next::Drop(DropReason::Truncated);
+    };
+    let learn_at = match m.from {
+        _ if m.flags & ROUTED != 0 => None,
+        From::Port(p) => Some(Location::Port(p)),
+        From::Peer(r) => Some(Location::Peer(r)),
+        From::Router => None,
+    };
+    // Frames the gateway produced or routed are neither learned nor routed again.
+    if let Some(loc) = learn_at {
+        if !src.is_unicast() {
+            return Next::Drop(DropReason::BadSourceMac);
+        }
+        let now = cx.st.now_s;
+        if cx.st.fdb.learn(vni, src, loc, now) == Learned::New {
+            cx.c.vnis[usize::from(vni)].macs_learned.inc();
+        }
+        if let Some((cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway {
+            if dst == gw_mac || (dst.is_broadcast() && route::is_arp_request_for(f, cidr.address()))
+            {
+                return Next::Route;
+            }
+            if let Some(ip) = cx.st.router.glean_arp(vni, f, cx.t, now) {
+                route::release_parked(cx, v, vni, ip);
+            }
+        }
+    }
+    if dst.is_multicast() {
+        return flood(cx, v, i);
+    }
+    let next = match cx.st.fdb.lookup(vni, dst, cx.st.now_s) {
+        Some(Location::Port(p)) if m.from == From::Port(p) && learn_at.is_some() => {
+            return Next::Drop(DropReason::SameSegment)
+        }
+        Some(Location::Peer(r)) if m.from == From::Peer(r) && learn_at.is_some() => {
+            return Next::Drop(DropReason::SameSegment)
+        }
+        Some(Location::Port(p)) => Next::Deliver(p),
+        Some(Location::Peer(r)) => Next::Encap(r),
+        None => return flood(cx, v, i),
+    };
+    record_egress(cx, &m, next);
+    next
+}
+
+/// Remember where the forward direction of the packet's flow went.
+#[inline]
+fn record_egress(cx: &mut Ctx, m: &Meta, next: Next) {
+    if m.flow.is_none() {
+        return;
+    }
+    let egress = match next {
+        Next::Deliver(p) => Egress::Port(p),
+        Next::Encap(r) => Egress::Peer(r),
+        _ => Egress::Flood,
+    };
+    if let Some(e) = cx.st.flows.get_mut(m.flow) {
+        e.egress = egress;
+    }
+}
+
+/// Replicate a broadcast, multicast or unknown-unicast frame to every
+/// access port and peer of the VNI except where it came from. The copies
+/// go to the end of the vector; the original takes the first target.
+fn flood(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    let vt = &cx.t.vnis[usize::from(m.vni)];
+    // Replication targets on the stack; a VNI with more ports and peers
+    // than this floods to the first MAX_FLOOD (config keeps VNIs smaller).
+    let mut targets = [Next::Done; MAX_FLOOD];
+    let mut n = 0;
+    for &p in &vt.access_ports {
+        if m.from != From::Port(p) && n < MAX_FLOOD {
+            targets[n] = Next::Deliver(p);
+            n += 1;
+        }
+    }
+    for &r in &vt.flood_peers {
+        if m.from != From::Peer(r) && n < MAX_FLOOD {
+            targets[n] = Next::Encap(r);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Next::Done;
+    }
+    record_egress(cx, &m, Next::Done);
+    for &t in &targets[1..n] {
+        let Some(mut copy) = cx.pool.get() else {
+            cx.c.count_drop(DropReason::PoolEmpty);
+            continue;
+        };
+        if !copy.copy_from(v.frame(i)) {
+            cx.pool.put(copy);
+            continue;
+        }
+        let mut cm = m;
+        cm.next = t;
+        cm.flags |= FLOOD_COPY;
+        match v.push(copy, cm) {
+            Ok(_) => cx.c.vnis[usize::from(m.vni)].flood_copies.inc(),
+            Err(copy) => {
+                cx.pool.put(copy);
+                cx.c.count_drop(DropReason::FloodOverflow);
+            }
+        }
+    }
+    targets[0]
+}
