@@ -58,11 +58,43 @@ pub enum FlowClass {
 
 /// A flow table key: VNI index, class and 5-tuple, in the direction the
 /// packet travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub vni: u16,
     pub class: FlowClass,
     pub flow: FlowKey,
+}
+
+impl std::hash::Hash for Key {
+    /// Two or three wide words instead of field by field (enum tags, byte
+    /// arrays): the hash runs on every packet that misses the last-hit cache.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let f = &self.flow;
+        let tail = (u64::from(self.vni) << 48)
+            | (u64::from(self.class as u8) << 40)
+            | (u64::from(f.protocol.0) << 32)
+            | (u64::from(f.src_port) << 16)
+            | u64::from(f.dst_port);
+        match (f.src, f.dst) {
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+                h.write_u64((u64::from(u32::from(s)) << 32) | u64::from(u32::from(d)));
+                h.write_u64(tail);
+            }
+            (s, d) => {
+                h.write_u128(v6_bits(s));
+                h.write_u128(v6_bits(d));
+                h.write_u64(tail | (1 << 63));
+            }
+        }
+    }
+}
+
+fn v6_bits(a: std::net::IpAddr) -> u128 {
+    match a {
+        std::net::IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    }
 }
 
 impl Key {

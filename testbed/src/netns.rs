@@ -569,7 +569,16 @@ mod tests {
             assert!(link_exists(&b_name, "v1"));
             assert!(link_exists(&a_name, "tp0"));
             let sleeper = a.exec("sleep").arg("300").spawn().unwrap();
-            assert!(netns_pids(&a_name).unwrap().contains(&sleeper.id()));
+            // `ip netns exec` enters the namespace after the fork: ask again
+            // until it has (a loaded machine takes a moment).
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !netns_pids(&a_name).unwrap().contains(&sleeper.id()) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "sleeper never entered"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
             // `sleeper` is deliberately not waited on: the guard must kill it.
             std::mem::forget(sleeper);
         }

@@ -52,8 +52,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the live flows of a running instance: identities, how they were
-    /// obtained, verdict and counters (identity must be configured).
+    /// List the live flows of a running instance: origin, where they went,
+    /// state, identities, how they were obtained, verdict and counters; and
+    /// the most recent flows denied at their first packet.
     Flows {
         /// The control socket of the instance.
         #[arg(short, long, conflicts_with = "config")]
@@ -208,12 +209,14 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<6} {:<5} {:<22} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
         "vni",
         "proto",
         "source",
         "destination",
-        "from",
+        "origin",
+        "egress",
+        "state",
         "source identity",
         "obtained by",
         "destination identity",
@@ -222,13 +225,26 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         "bytes"
     );
     for r in &rows {
+        let proto = match r.protocol {
+            1 => "icmp".to_string(),
+            6 => "tcp".to_string(),
+            17 => "udp".to_string(),
+            58 => "icmp6".to_string(),
+            n => n.to_string(),
+        };
+        let state = match r.state {
+            dataplane::flows::FlowState::Established => "established",
+            dataplane::flows::FlowState::Unestablished => "unestablished",
+        };
         println!(
-            "{:<6} {:<5} {:<22} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
             r.vni,
-            r.protocol,
+            proto,
             format!("{}:{}", r.src, r.src_port),
             format!("{}:{}", r.dst, r.dst_port),
-            r.from,
+            r.origin,
+            r.egress,
+            state,
             r.src_identity,
             r.identity_source,
             r.dst_identity,
