@@ -371,7 +371,7 @@ pub fn find_mark(frame: &[u8]) -> Option<(Mark, u32)> {
 
 /// An Ethernet frame with an IPv4 packet of `payload` (header and checksum
 /// written; DF set, ident 0, TTL 64).
-fn ipv4_frame(
+pub(crate) fn ipv4_frame(
     src: Station,
     dst: Station,
     protocol: IpProtocol,
@@ -401,7 +401,7 @@ fn ipv4_frame(
 }
 
 /// A UDP datagram (header, `payload`, checksum over the IPv4 pseudo-header).
-fn udp_datagram(
+pub(crate) fn udp_datagram(
     src: Ipv4Addr,
     dst: Ipv4Addr,
     src_port: u16,

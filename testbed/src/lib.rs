@@ -7,6 +7,7 @@
 //! lab whose creator died.
 
 pub mod checks;
+pub mod flood;
 pub mod inject;
 pub mod inject_identity;
 pub mod lab;
