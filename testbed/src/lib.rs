@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod flood;
 pub mod inject;
+pub mod inject_attacks;
 pub mod inject_identity;
 pub mod lab;
 pub mod netns;
