@@ -500,6 +500,17 @@ impl Capture {
             .count()
     }
 
+    /// Frames captured so far that carry a mark of `case` and were not sent
+    /// from `own` (the captured workload's MAC: its ICMP errors quote what
+    /// it received).
+    pub fn marked_from_outside(&self, case: u8, own: MacAddr) -> usize {
+        self.frames()
+            .iter()
+            .filter(|f| f.get(6..12) != Some(&own.0[..]))
+            .filter(|f| find_mark(f).is_some_and(|(c, _)| c == case))
+            .count()
+    }
+
     /// Frames captured so far that `pick` selects.
     pub fn count(&self, pick: impl Fn(&[u8]) -> bool) -> usize {
         self.frames().iter().filter(|f| pick(f)).count()
