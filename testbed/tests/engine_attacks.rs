@@ -22,7 +22,8 @@
 //!    TCP connection (same VNI and 5-tuple): `flow_origin_mismatch` at n2;
 //! 2. web (another workload on n1) injects into the same connection with
 //!    api's IP and its own MAC (`port_security_ip` at n1), and with api's
-//!    IP and MAC (`port_security_mac` or `bound_mac_elsewhere` at n1);
+//!    IP and MAC (`port_security_mac` or `bound_mac_elsewhere` at n1), and
+//!    opens new connections to db as api (`port_security_ip` at n1);
 //!    nothing leaves n1;
 //! 3. spoofed replies: api sends UDP to db (behind n2); the plain VTEP k1
 //!    sends the reverse tuple first: `reply_wrong_origin` at n1;
@@ -122,6 +123,7 @@ mod case {
     pub const ICMP_UNRELATED: u8 = 8;
     pub const ECHO_ID0: u8 = 9;
     pub const POISON_FRAME: u8 = 10;
+    pub const NEW_AS_API: u8 = 11;
 }
 
 fn mac(s: &str) -> MacAddr {
@@ -680,6 +682,55 @@ fn attacks_on_flow_state_and_classification_are_dropped_and_counted() {
                 assert_eq!(seen, 0, "web's spoofed segments captured {}", cap3.what);
                 assert_eq!(left, 0, "web's spoofed segments left n1");
                 expect_counted("web spoofing api's IP and MAC", "n1", &moved, &lab.counts("n1"), &reasons, u64::from(N));
+            },
+        );
+
+        run_case(
+            "2c web opens new connections to db as api (api's IP, own MAC): port_security_ip at n1",
+            &mut results,
+            || {
+                let _ = marked_on_n2(&mut n2_wire, case::NEW_AS_API);
+                let before = lab.counts("n1");
+                let before_n2 = lab.counts("n2");
+                let dport = 7002;
+                for i in 0..N {
+                    // SYNs carrying the mark as data (as TCP Fast Open
+                    // would), so the capture can tell them apart.
+                    let s = Segment {
+                        sport: 42_000 + i as u16,
+                        dport,
+                        seq: 0x1000_0000 + i,
+                        ack: 0,
+                        flags: ia::TCP_SYN,
+                        window: 64_240,
+                    };
+                    let ip = ipv4(
+                        API,
+                        DB,
+                        PROTO_TCP,
+                        &tcp4(API, DB, &s, &mark(case::NEW_AS_API, i)),
+                    );
+                    assert!(w2.send(&eth_ip4(mac(DB_MAC), mac(WEB_MAC), &ip)));
+                }
+                let moved = lab.moved("n1", &before, &["port_security_ip"], u64::from(N));
+                let seen =
+                    cap3.count(|f| tcp_seen(f).is_some_and(|t| t.is_syn() && t.seg.dport == dport));
+                let left = marked_on_n2(&mut n2_wire, case::NEW_AS_API);
+                eprintln!(
+                    "  n1 drops moved:{}; {left} reached n2's underlay (n2 drops moved:{}); w3 captured {seen} SYNs",
+                    table(&moved),
+                    table(&delta(&before_n2, &lab.counts("n2")))
+                );
+                assert_eq!(seen, 0, "web's SYNs as api captured {}", cap3.what);
+                assert_eq!(left, 0, "web's SYNs as api left n1");
+                expect_counted(
+                    "web opening connections as api",
+                    "n1",
+                    &moved,
+                    &lab.counts("n1"),
+                    &["port_security_ip"],
+                    u64::from(N),
+                );
             },
         );
 
