@@ -51,6 +51,23 @@
 //!      packet first: n2's top-level `identity_announces` moves by 1 and
 //!      the datagram is delivered.
 //!
+//! On the pre-rebuild engine (branch `attacks`, base ea86b44) every case
+//! fails, because the attack works; none of the new drop reasons nor
+//! `identity_announces` exist there:
+//! - 1: w3 captured all 20 segments from k2; nothing counted at n2;
+//! - 2a, 2b: all 20 left n1 and w3 captured all 20; nothing counted at n1;
+//!   2c: all 20 SYNs left n1 (unstamped; n2 counted identity_missing);
+//! - 3: w1 captured all 20 spoofed replies; nothing counted at n1;
+//! - 4: api lost 75-95% of its ping replies from db (api's MAC moved to
+//!   k1 in n1's FDB); the spoofed ARP reached w1 and w2;
+//! - 5: w3 captured all 20 deep-tagged and all 20 IPv6 datagrams;
+//! - 6: svc answered all 5 routed pings from 10.1.0.12; nothing counted;
+//! - 7a: w3 captured all 5 SYNs with the forged ISN;
+//! - 7b: api's second write succeeded (the port unreachable was counted as
+//!   policy_denied at n1); w1 captured all 20 unrelated ICMP errors;
+//! - 7c: w1 captured all 20 timestamp requests;
+//! - 7d: the datagram was delivered, `identity_announces` absent.
+//!
 //! Needs root, tcpdump, ethtool and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test engine_attacks`.
 
