@@ -49,7 +49,10 @@
 //!      `policy_denied` at n1;
 //!    - a UDP datagram filling api's MTU makes n1 send an announce-only
 //!      packet first: n2's top-level `identity_announces` moves by 1 and
-//!      the datagram is delivered.
+//!      the datagram is delivered;
+//!    - a copy of api's first datagram to db, flooded (unknown destination
+//!      MAC) to web's port, which admits no one, does not mark api's flow
+//!      denied: db's replies on that flow reach api.
 //!
 //! On the pre-rebuild engine (branch `attacks`, base ea86b44) every case
 //! fails, because the attack works; none of the new drop reasons nor
@@ -66,7 +69,9 @@
 //! - 7b: api's second write succeeded (the port unreachable was counted as
 //!   policy_denied at n1); w1 captured all 20 unrelated ICMP errors;
 //! - 7c: w1 captured all 20 timestamp requests;
-//! - 7d: the datagram was delivered, `identity_announces` absent.
+//! - 7d: the datagram was delivered, `identity_announces` absent;
+//! - 7e: without a flooded copy db's 3 replies reached api; after one,
+//!   none did (policy_denied at n1).
 //!
 //! Needs root, tcpdump, ethtool and the release binaries:
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test engine_attacks`.
@@ -141,6 +146,7 @@ mod case {
     pub const ECHO_ID0: u8 = 9;
     pub const POISON_FRAME: u8 = 10;
     pub const NEW_AS_API: u8 = 11;
+    pub const FLOODED: u8 = 12;
 }
 
 fn mac(s: &str) -> MacAddr {
@@ -566,6 +572,7 @@ fn attacks_on_flow_state_and_classification_are_dropped_and_counted() {
     let mut n2_wire = lab.injector("n2", "eth0");
     let mut w1 = lab.injector("w1", "wl0");
     let mut w2 = lab.injector("w2", "wl0");
+    let mut w3 = lab.injector("w3", "wl0");
     assert_eq!(k1.mac(), u.k1.mac);
     assert_eq!(k2.mac(), u.k2.mac);
     assert_eq!(x1.mac(), u.x1.mac);
@@ -1105,6 +1112,58 @@ fn attacks_on_flow_state_and_classification_are_dropped_and_counted() {
         },
     );
 
+    run_case(
+        "7e a flooded copy of api's datagram to web's port does not deny api's flow: db's replies reach api",
+        &mut results,
+        || {
+            let cap1 = lab.capture("w1", "flooded");
+            let dport = 7012;
+            let replies = 3u32;
+            // api sends two datagrams to db on flow `sport`, the first to
+            // db's MAC or, when `flood`, to a MAC no FDB knows (n1 floods
+            // it, to the peers and to web's port; web admits no one); db
+            // answers on the same flow. How many answers reached api.
+            let mut exchange = |sport: u16, flood: bool, tag: u32| {
+                let to_db = |dst: MacAddr, seq: u32| {
+                    let d = udp4(API, DB, sport, dport, &mark(case::FLOODED, tag + seq));
+                    eth_ip4(dst, mac(API_MAC), &ipv4(API, DB, PROTO_UDP, &d))
+                };
+                let first = if flood { mac("02:00:00:00:01:99") } else { mac(DB_MAC) };
+                assert!(w1.send(&to_db(first, 0)));
+                std::thread::sleep(Duration::from_millis(200));
+                assert!(w1.send(&to_db(mac(DB_MAC), 1)));
+                std::thread::sleep(Duration::from_millis(200));
+                for seq in 0..replies {
+                    let d = udp4(DB, API, dport, sport, &mark(case::FLOODED, tag + 100 + seq));
+                    let f = eth_ip4(mac(API_MAC), mac(DB_MAC), &ipv4(DB, API, PROTO_UDP, &d));
+                    assert!(w3.send(&f));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let arrived = || {
+                    cap1.count(|f| {
+                        f.get(6..12) == Some(&mac(DB_MAC).0[..])
+                            && ia::find_mark(f).is_some_and(|(c, s)| {
+                                c == case::FLOODED && (tag + 100..tag + 200).contains(&s)
+                            })
+                    })
+                };
+                eventually(Duration::from_secs(2), || arrived() == replies as usize);
+                std::thread::sleep(SETTLE);
+                arrived()
+            };
+            let control = exchange(41_013, false, 0);
+            assert_eq!(control, replies as usize, "control: db's replies to api (no flooded copy) captured {}", cap1.what);
+            let before = lab.counts("n1");
+            let n = exchange(41_012, true, 1000);
+            let moved = delta(&before, &lab.counts("n1"));
+            eprintln!(
+                "  control: {control} of {replies} replies reached w1; after a flooded copy: {n} of {replies}; n1 drops moved:{}",
+                table(&moved)
+            );
+            assert_eq!(n, replies as usize, "db's replies to api after a flooded copy captured {}", cap1.what);
+        },
+    );
+
     // Last: on a vulnerable engine this moves api in n1's FDB.
     run_case(
         "4 ARP/FDB poisoning of api from k1 while api pings db: arp_spoofed, bound_mac_elsewhere at n1",
@@ -1165,7 +1224,7 @@ fn attacks_on_flow_state_and_classification_are_dropped_and_counted() {
         },
     );
 
-    drop((k1, k2, x1, n2_wire, w1, w2));
+    drop((k1, k2, x1, n2_wire, w1, w2, w3));
     report(&results);
     let mut lab = lab;
     if let Some(r) = lab.running.take() {
