@@ -42,6 +42,25 @@ pub const AGING_SLICE: usize = 2048;
 pub const MAX_ROWS: usize = 4096;
 
 const NIL: u32 = u32::MAX;
+/// Slots of the direct-mapped flow cache (a power of two).
+const CACHE_SLOTS: usize = 1024;
+
+const EMPTY_KEY: Key = Key {
+    vni: u16::MAX,
+    class: FlowClass::Ports,
+    flow: FlowKey {
+        src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        dst: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        protocol: IpProtocol(0),
+        src_port: 0,
+        dst_port: 0,
+    },
+};
+
+#[inline]
+fn cache_slot(key: &Key, hash: u32) -> usize {
+    (hash ^ u32::from(key.vni).wrapping_mul(0x9e37_79b9)) as usize & (CACHE_SLOTS - 1)
+}
 
 /// What kind of flow a key names: ICMP echo state must admit only echo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,7 +86,7 @@ pub struct Key {
 
 impl std::hash::Hash for Key {
     /// Two or three wide words instead of field by field (enum tags, byte
-    /// arrays): the hash runs on every packet that misses the last-hit cache.
+    /// arrays): the hash runs on every packet that misses the flow cache.
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         let f = &self.flow;
@@ -325,8 +344,12 @@ pub struct FlowTable {
     unestablished: usize,
     cursor: usize,
     stats: TableStats,
-    /// Last hit: a stream of one flow's packets skips the hash.
-    last: Cell<Option<(Key, FlowRef)>>,
+    /// A direct-mapped cache in front of the index, by the (unkeyed) flow
+    /// hash the engine computes anyway for the VXLAN source port: a hit
+    /// costs a compare instead of the keyed hash and probe. An attacker who
+    /// makes flows collide here only makes them miss (the index answers);
+    /// a slot names a flow by generation, so a removed flow never hits.
+    cache: Box<[Cell<(Key, FlowRef)>]>,
 }
 
 impl FlowTable {
@@ -347,7 +370,9 @@ impl FlowTable {
             unestablished: 0,
             cursor: 0,
             stats: TableStats::default(),
-            last: Cell::new(None),
+            cache: (0..CACHE_SLOTS)
+                .map(|_| Cell::new((EMPTY_KEY, FlowRef::NONE)))
+                .collect(),
         }
     }
 
@@ -371,17 +396,23 @@ impl FlowTable {
     /// The flow of `key`, if any.
     #[inline]
     pub fn lookup(&self, key: &Key) -> Option<FlowRef> {
-        if let Some((k, r)) = self.last.get() {
-            if k == *key && self.is_live(r) {
-                return Some(r);
-            }
+        self.lookup_hashed(key, overlay::flow_hash(&key.flow))
+    }
+
+    /// The flow of `key`, given `overlay::flow_hash(&key.flow)`.
+    #[inline]
+    pub fn lookup_hashed(&self, key: &Key, hash: u32) -> Option<FlowRef> {
+        let slot = &self.cache[cache_slot(key, hash)];
+        let (k, r) = slot.get();
+        if k == *key && self.is_live(r) {
+            return Some(r);
         }
         let idx = *self.index.get(key)?;
         let r = FlowRef {
             idx,
             gen: self.slots[idx as usize].gen,
         };
-        self.last.set(Some((*key, r)));
+        slot.set((*key, r));
         Some(r)
     }
 
@@ -455,7 +486,7 @@ impl FlowTable {
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
-        self.last.set(Some((key, r)));
+        self.cache[cache_slot(&key, overlay::flow_hash(&key.flow))].set((key, r));
         Ok(r)
     }
 

@@ -21,66 +21,60 @@
 use std::net::IpAddr;
 
 use super::ingress_identity;
-use super::meta::{From, Kind, Next, Pkt, Vector};
+use super::meta::{From, Kind, Meta, Next, Pkt, Vector};
 use super::tables::{IdentityTables, PeerIdent, Tables};
 use super::Ctx;
+use crate::buffer::Buf;
 use crate::counters::DropReason;
 use crate::flows::{FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
 use identity::IdentityId;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
-    for i in 0..v.len() {
-        if v.meta[i].next != Next::Classify {
+    for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
+        if m.next != Next::Classify {
             continue;
         }
-        v.meta[i].next = classify(cx, v, i);
+        m.next = classify(cx, buf, m);
     }
 }
 
-fn classify(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
-    let m = v.meta[i];
-    let frame = v.frame(i);
-    let pkt = match super::parse::parse(frame, m.vni) {
-        Ok(p) => p,
-        Err(reason) => {
-            if cx.t.identity.is_some() || frame.len() < overlay::ethernet::HEADER_LEN {
-                return Next::Drop(reason);
-            }
-            // A plain switch forwards what it cannot classify, without a flow.
-            let mut p = Pkt::EMPTY;
-            p.dst_mac = overlay::MacAddr::from_bytes(frame).unwrap_or(overlay::MacAddr::ZERO);
-            p.src_mac = frame
-                .get(6..)
-                .and_then(overlay::MacAddr::from_bytes)
-                .unwrap_or(overlay::MacAddr::ZERO);
-            if !p.src_mac.is_unicast() {
-                return Next::Drop(DropReason::BadSourceMac);
-            }
-            v.meta[i].pkt = p;
-            return Next::Switch;
+fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
+    let frame = buf.as_ref().map_or(&[][..], |b| b.frame());
+    if let Err(reason) = super::parse::parse_into(frame, m.vni, &mut m.pkt) {
+        if cx.t.identity.is_some() || frame.len() < overlay::ethernet::HEADER_LEN {
+            return Next::Drop(reason);
         }
-    };
+        // A plain switch forwards what it cannot classify, without a flow.
+        m.pkt.kind = Kind::Unknown;
+        if !m.pkt.src_mac.is_unicast() {
+            return Next::Drop(DropReason::BadSourceMac);
+        }
+        return Next::Switch;
+    }
     // Before any state is made for it: no station sends from a group MAC.
-    if m.from != From::Router && !pkt.src_mac.is_unicast() {
+    if m.from != From::Router && !m.pkt.src_mac.is_unicast() {
         return Next::Drop(DropReason::BadSourceMac);
     }
-    v.meta[i].pkt = pkt;
     let origin = match m.from {
         From::Peer(r) => Origin::Peer(r),
         From::Port(p) => Origin::Port {
             port: p,
-            mac: pkt.src_mac,
+            mac: m.pkt.src_mac,
         },
         From::Router => return Next::Switch,
     };
     if let Some(id) = &cx.t.identity {
-        if let Err(reason) = source_check(id, m.from, m.vni, &pkt) {
+        if let Err(reason) = source_check(id, m.from, m.vni, &m.pkt) {
             return Next::Drop(reason);
         }
     }
-    match pkt.kind {
-        Kind::Ip => flow(cx, v, i, origin),
-        Kind::IcmpError => related(cx, v.frame(i), &pkt, origin),
+    match m.pkt.kind {
+        Kind::Ip => {
+            // Once per packet: the flow cache and the VXLAN source port use it.
+            m.hash = overlay::flow_hash(&m.pkt.key.flow);
+            flow(cx, buf, m, origin)
+        }
+        Kind::IcmpError => related(cx, frame, &m.pkt, origin),
         Kind::Arp | Kind::Unknown => Next::Switch,
     }
 }
@@ -144,52 +138,51 @@ fn related(cx: &Ctx, frame: &[u8], pkt: &Pkt, origin: Origin) -> Next {
     Next::Switch
 }
 
-fn flow(cx: &mut Ctx, v: &mut Vector, i: usize, origin: Origin) -> Next {
-    let m = v.meta[i];
-    let pkt = m.pkt;
-    let key = pkt.key;
+fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Next {
+    let Some(b) = buf.as_mut() else {
+        return Next::Done;
+    };
+    let pkt = &m.pkt;
     let now = cx.st.now_s;
-    let len = v.frame(i).len() as u64;
-    let identity_on = cx.t.identity.is_some();
+    let len = b.len() as u64;
     // The identity header, verified, from a warden peer (or refused).
     let header = match m.from {
-        From::Peer(r) if identity_on => {
+        From::Peer(r) if cx.t.identity.is_some() => {
             let vni_id = cx.t.vnis[usize::from(m.vni)].id.get();
-            match ingress_identity::verify(cx, r, v.frame(i), &pkt, vni_id) {
+            match ingress_identity::verify(cx, r, b.frame(), pkt, vni_id) {
                 Ok(h) => h,
                 Err(reason) => return Next::Drop(reason),
             }
         }
         _ => None,
     };
-    let r = match cx.st.flows.lookup(&key) {
-        Some(r) => match known(cx, r, origin, header.map(|h| h.id), len, pkt.dst_mac) {
+    let header_id = header.map(|h| h.id);
+    let r = match cx.st.flows.lookup_hashed(&pkt.key, m.hash) {
+        Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac) {
             Ok(()) => r,
             Err(reason) => return Next::Drop(reason),
         },
-        None => match new_flow(cx, &m, origin, header.map(|h| h.id), len) {
+        None => match new_flow(cx, m, origin, header_id, len) {
             Ok(r) => r,
             Err(reason) => return Next::Drop(reason),
         },
     };
-    v.meta[i].flow = r;
-    if let Some(e) = cx.st.flows.get(r) {
-        v.meta[i].verdict = e.verdict;
-        v.meta[i].src_identity = e.src_identity;
-    }
-    if let Some(h) = header {
-        if let Some(e) = cx.st.flows.get_mut(r) {
+    m.flow = r;
+    if let Some(e) = cx.st.flows.get_mut(r) {
+        m.verdict = e.verdict;
+        m.src_identity = e.src_identity;
+        if header.is_some() {
             e.last_header = Some(now);
         }
+    }
+    if let Some(h) = header {
         if h.is_announce() {
             // Verified and recorded: its job is done.
             cx.c.identity_announces.inc();
             return Next::Done;
         }
-        if let Some(buf) = v.bufs[i].as_mut() {
-            if let Err(reason) = ingress_identity::strip(buf) {
-                return Next::Drop(reason);
-            }
+        if let Err(reason) = ingress_identity::strip(b) {
+            return Next::Drop(reason);
         }
     }
     Next::Switch
@@ -245,14 +238,15 @@ fn known(
 /// A packet no entry knows: a reply to a known flow, or a new flow.
 fn new_flow(
     cx: &mut Ctx,
-    m: &super::meta::Meta,
+    m: &Meta,
     origin: Origin,
     header_id: Option<IdentityId>,
     len: u64,
 ) -> Result<FlowRef, DropReason> {
-    let key = m.pkt.key;
+    let (vni, pkt) = (m.vni, &m.pkt);
+    let key = pkt.key;
     let now = cx.st.now_s;
-    let (src, source) = source_identity(cx, m, header_id)?;
+    let (src, source) = source_identity(cx, m.from, vni, m.gbp, pkt, header_id)?;
     let mut e = FlowEntry::new(key, origin, now);
     e.src_identity = src;
     e.source = source;
@@ -261,7 +255,7 @@ fn new_flow(
     // The reverse direction: for a routed frame it was keyed in the VNI
     // this one is routed into.
     let mut rk = key.reversed();
-    if let Some(out) = routed_vni(cx.t, m.vni, m.pkt.dst_mac, key.flow.dst) {
+    if let Some(out) = routed_vni(cx.t, vni, pkt.dst_mac, key.flow.dst) {
         rk.vni = out;
     }
     if let Some(fwd) = cx.st.flows.lookup(&rk) {
@@ -287,7 +281,7 @@ fn new_flow(
         cx.st.flows.establish(fwd);
         return Ok(r);
     }
-    let (verdict, dst) = decide(cx.t, &key, m.pkt.dst_mac, src);
+    let (verdict, dst) = decide(cx.t, &key, pkt.dst_mac, src);
     e.verdict = verdict;
     e.dst_identity = dst;
     if verdict == Verdict::Deny {
@@ -309,13 +303,16 @@ fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
 /// Who sent a packet that opens a flow.
 fn source_identity(
     cx: &Ctx,
-    m: &super::meta::Meta,
+    from: From,
+    vni: u16,
+    gbp: Option<u16>,
+    pkt: &Pkt,
     header_id: Option<IdentityId>,
 ) -> Result<(IdentityId, IdentitySource), DropReason> {
     let Some(id) = &cx.t.identity else {
         return Ok((IdentityId::UNAUTHENTICATED, IdentitySource::None));
     };
-    Ok(match m.from {
+    Ok(match from {
         From::Peer(r) => {
             let ident = &cx.t.peers[usize::from(r)].ident;
             match (header_id, ident) {
@@ -323,11 +320,11 @@ fn source_identity(
                 // A warden vouches with a header or not at all.
                 (None, PeerIdent::Warden { .. }) => return Err(DropReason::IdentityMissing),
                 (None, PeerIdent::Vtep { .. }) => {
-                    ingress_identity::from_vtep(id, ident, r, m.gbp, m.pkt.key.flow.src)
+                    ingress_identity::from_vtep(id, ident, r, gbp, pkt.key.flow.src)
                 }
             }
         }
-        From::Port(p) => match id.binding_at_mac(m.vni, m.pkt.src_mac) {
+        From::Port(p) => match id.binding_at_mac(vni, pkt.src_mac) {
             // Port security already checked MAC, port and IP.
             Some(b) if b.port == p => (b.identity, IdentitySource::LocalPort),
             _ => (IdentityId::UNAUTHENTICATED, IdentitySource::Unauthenticated),

@@ -8,6 +8,10 @@ use crate::buffer::BufFlags;
 use crate::counters::DropReason;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    // Last-hit caches for the burst (VPP's decap keeps one): a burst
+    // mostly comes from one peer in one VNI.
+    let mut last_peer: Option<(std::net::Ipv4Addr, u16)> = None;
+    let mut last_vni: Option<(overlay::Vni, u16)> = None;
     for i in 0..v.len() {
         if v.meta[i].next != Next::Decap {
             continue;
@@ -22,13 +26,27 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
                 continue;
             }
         };
-        let Some(peer) = cx.t.peer_index(d.outer_src) else {
-            v.meta[i].next = Next::Drop(DropReason::NotAPeer);
-            continue;
+        let peer = match last_peer {
+            Some((a, p)) if a == d.outer_src => p,
+            _ => {
+                let Some(p) = cx.t.peer_index(d.outer_src) else {
+                    v.meta[i].next = Next::Drop(DropReason::NotAPeer);
+                    continue;
+                };
+                last_peer = Some((d.outer_src, p));
+                p
+            }
         };
-        let Some(vni) = cx.t.vni_index(d.vni) else {
-            v.meta[i].next = Next::Drop(DropReason::UnknownVni);
-            continue;
+        let vni = match last_vni {
+            Some((id, x)) if id == d.vni => x,
+            _ => {
+                let Some(x) = cx.t.vni_index(d.vni) else {
+                    v.meta[i].next = Next::Drop(DropReason::UnknownVni);
+                    continue;
+                };
+                last_vni = Some((d.vni, x));
+                x
+            }
         };
         if !cx.t.peers[usize::from(peer)].carries(usize::from(vni)) {
             v.meta[i].next = Next::Drop(DropReason::PeerVniNotAllowed);

@@ -18,7 +18,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
 }
 
 fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
-    let m = v.meta[i];
+    let m = &v.meta[i];
     let Some(template) = &cx.st.templates[usize::from(r)] else {
         return Next::Drop(DropReason::NoPeerNextHop);
     };
@@ -29,13 +29,16 @@ fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
     if inner_len + OUTER_LEN - ethernet::HEADER_LEN > cx.t.underlay_mtu {
         return Next::Drop(DropReason::TooBig);
     }
-    let hash = if m.pkt.has_flow() {
+    let hash = if m.pkt.has_flow() && !m.flow.is_none() {
+        m.hash
+    } else if m.pkt.has_flow() {
         overlay::flow_hash(&m.pkt.key.flow)
     } else {
         mac_hash(buf.frame())
     };
     let src_port = overlay::vxlan_src_port(hash);
-    let vni_id = cx.t.vnis[usize::from(m.vni)].id;
+    let vni = m.vni;
+    let vni_id = cx.t.vnis[usize::from(vni)].id;
     if buf.prepend(OUTER_LEN).is_none() {
         return Next::Drop(DropReason::PoolEmpty);
     }
@@ -51,7 +54,7 @@ fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
     }
     overlay::tunnel::set_gbp(hdr, vni_id, None);
     cx.c.peers[usize::from(r)].tx_packets.inc();
-    let vc = &cx.c.vnis[usize::from(m.vni)];
+    let vc = &cx.c.vnis[usize::from(vni)];
     vc.tx_encap_packets.inc();
     vc.tx_encap_bytes.add(inner_len as u64);
     Next::Tx(cx.t.underlay_port)

@@ -137,6 +137,8 @@ pub struct Meta {
     /// Index of an announce-only packet to send right before this one.
     pub announce: u16,
     pub pkt: Pkt,
+    /// `overlay::flow_hash` of the flow key (set by classify for IP flows).
+    pub hash: u32,
     pub flow: FlowRef,
     /// The flow's verdict and source identity as classify found them.
     pub verdict: Verdict,
@@ -155,6 +157,7 @@ impl Meta {
             flags: 0,
             announce: NO_ANNOUNCE,
             pkt: Pkt::EMPTY,
+            hash: 0,
             flow: FlowRef::NONE,
             verdict: Verdict::NoPolicy,
             src_identity: IdentityId::UNAUTHENTICATED,
@@ -211,5 +214,19 @@ impl Vector {
     pub fn clear(&mut self) {
         self.bufs.clear();
         self.meta.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn meta_stays_small() {
+        // Written for every packet of every burst: keep it within a few lines.
+        let n = std::mem::size_of::<super::Meta>();
+        eprintln!(
+            "Meta is {n} bytes, Pkt {}",
+            std::mem::size_of::<super::Pkt>()
+        );
+        assert!(n <= 192, "Meta grew to {n} bytes");
     }
 }

@@ -42,6 +42,8 @@ mod tables;
 #[cfg(test)]
 mod ident_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

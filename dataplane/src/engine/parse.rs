@@ -21,11 +21,21 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 /// Parse the inner frame `f` that entered VNI index `vni`.
+#[cfg(test)]
 pub(super) fn parse(f: &[u8], vni: u16) -> Result<Pkt, DropReason> {
+    let mut pkt = Pkt::EMPTY;
+    parse_into(f, vni, &mut pkt).map(|()| pkt)
+}
+
+/// Parse the inner frame `f` that entered VNI index `vni` into `pkt`, in
+/// place (the packet's metadata: no large value is built and moved).
+#[inline]
+pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropReason> {
     let Some((eth, _)) = f.split_first_chunk::<14>() else {
         return Err(DropReason::Truncated);
     };
-    let mut pkt = Pkt::EMPTY;
+    pkt.key.class = FlowClass::Ports;
+    pkt.tcp = None;
     pkt.dst_mac = MacAddr([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
     pkt.src_mac = MacAddr([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
     let mut ethertype = be16(eth, 12);
@@ -52,16 +62,10 @@ pub(super) fn parse(f: &[u8], vni: u16) -> Result<Pkt, DropReason> {
             let r = arp::Repr::parse(&a).map_err(|_| DropReason::Truncated)?;
             pkt.kind = Kind::Arp;
             pkt.arp_sender = (r.source_hardware_addr, r.source_protocol_addr);
-            Ok(pkt)
+            Ok(())
         }
-        0x0800 => {
-            parse_ipv4(l3, &mut pkt)?;
-            Ok(pkt)
-        }
-        0x86dd => {
-            parse_ipv6(l3, &mut pkt)?;
-            Ok(pkt)
-        }
+        0x0800 => parse_ipv4(l3, pkt),
+        0x86dd => parse_ipv6(l3, pkt),
         _ => Err(DropReason::UnknownEthertype),
     }
 }

@@ -9,11 +9,11 @@
 
 use overlay::MacAddr;
 
-use super::meta::{From, Meta, Next, Vector, FLOOD_COPY, ROUTED};
+use super::meta::{From, Kind, Next, Vector, FLOOD_COPY, ROUTED};
 use super::{route, Ctx, MAX_FLOOD};
 use crate::counters::DropReason;
 use crate::fdb::{Learned, Location};
-use crate::flows::Egress;
+use crate::flows::{Egress, FlowRef};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     // Packets released from the gateway's parking are appended as we go.
@@ -28,8 +28,10 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
 }
 
 fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
-    let m = v.meta[i];
-    let vni = m.vni;
+    let (from, flags, vni, flow, is_arp) = {
+        let m = &v.meta[i];
+        (m.from, m.flags, m.vni, m.flow, m.pkt.kind == Kind::Arp)
+    };
     let f = v.frame(i);
     let (Some(dst), Some(src)) = (
         MacAddr::from_bytes(f),
@@ -37,8 +39,8 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     ) else {
         return Next::Drop(DropReason::Truncated);
     };
-    let learn_at = match m.from {
-        _ if m.flags & ROUTED != 0 => None,
+    let learn_at = match from {
+        _ if flags & ROUTED != 0 => None,
         From::Port(p) => Some(Location::Port(p)),
         From::Peer(r) => Some(Location::Peer(r)),
         From::Router => None,
@@ -57,8 +59,11 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             {
                 return Next::Route;
             }
-            if let Some(ip) = cx.st.router.glean_arp(vni, f, cx.t, now) {
-                route::release_parked(cx, v, vni, ip);
+            // Classify parsed the frame: only ARP teaches the gateway.
+            if is_arp {
+                if let Some(ip) = cx.st.router.glean_arp(vni, f, cx.t, now) {
+                    route::release_parked(cx, v, vni, ip);
+                }
             }
         }
     }
@@ -66,24 +71,24 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         return flood(cx, v, i);
     }
     let next = match cx.st.fdb.lookup(vni, dst, cx.st.now_s) {
-        Some(Location::Port(p)) if m.from == From::Port(p) && learn_at.is_some() => {
+        Some(Location::Port(p)) if from == From::Port(p) && learn_at.is_some() => {
             return Next::Drop(DropReason::SameSegment)
         }
-        Some(Location::Peer(r)) if m.from == From::Peer(r) && learn_at.is_some() => {
+        Some(Location::Peer(r)) if from == From::Peer(r) && learn_at.is_some() => {
             return Next::Drop(DropReason::SameSegment)
         }
         Some(Location::Port(p)) => Next::Deliver(p),
         Some(Location::Peer(r)) => Next::Encap(r),
         None => return flood(cx, v, i),
     };
-    record_egress(cx, &m, next);
+    record_egress(cx, flow, next);
     next
 }
 
 /// Remember where the forward direction of the packet's flow went.
 #[inline]
-fn record_egress(cx: &mut Ctx, m: &Meta, next: Next) {
-    if m.flow.is_none() {
+fn record_egress(cx: &mut Ctx, flow: FlowRef, next: Next) {
+    if flow.is_none() {
         return;
     }
     let egress = match next {
@@ -91,8 +96,10 @@ fn record_egress(cx: &mut Ctx, m: &Meta, next: Next) {
         Next::Encap(r) => Egress::Peer(r),
         _ => Egress::Flood,
     };
-    if let Some(e) = cx.st.flows.get_mut(m.flow) {
-        e.egress = egress;
+    if let Some(e) = cx.st.flows.get_mut(flow) {
+        if e.egress != egress {
+            e.egress = egress;
+        }
     }
 }
 
@@ -121,7 +128,7 @@ fn flood(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     if n == 0 {
         return Next::Done;
     }
-    record_egress(cx, &m, Next::Done);
+    record_egress(cx, m.flow, Next::Done);
     for &t in &targets[1..n] {
         let Some(mut copy) = cx.pool.get() else {
             cx.c.count_drop(DropReason::PoolEmpty);
