@@ -171,6 +171,8 @@ pub struct WorkerCounters {
     pub icmp_errors_sent: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
+    /// ARP to the gateway that it learned from and consumed (replies).
+    pub arp_consumed: Counter,
     pub host_stack_rx: Counter,
     pub identity_stamped: Counter,
     /// Announce-only identity packets verified and consumed.
@@ -203,6 +205,7 @@ impl WorkerCounters {
             icmp_errors_sent: Counter::default(),
             arp_replies_sent: Counter::default(),
             arp_requests_sent: Counter::default(),
+            arp_consumed: Counter::default(),
             host_stack_rx: Counter::default(),
             identity_stamped: Counter::default(),
             identity_announces: Counter::default(),

@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub icmp_errors_sent: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
+    /// ARP to the gateway learned from and consumed.
+    pub arp_consumed: u64,
     pub fdb_entries: u64,
     pub neighbors: u64,
     /// Flows in the flow table.
@@ -246,6 +248,7 @@ impl Snapshot {
             icmp_errors_sent: c.sum(|w| w.icmp_errors_sent.get()),
             arp_replies_sent: c.sum(|w| w.arp_replies_sent.get()),
             arp_requests_sent: c.sum(|w| w.arp_requests_sent.get()),
+            arp_consumed: c.sum(|w| w.arp_consumed.get()),
             fdb_entries: c.sum(|w| w.fdb_entries.get()),
             neighbors: c.sum(|w| w.neighbors.get()),
             flows: c.sum(|w| w.flows.get()),

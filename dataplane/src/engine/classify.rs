@@ -64,7 +64,7 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
         From::Router => return Next::Switch,
     };
     if let Some(id) = &cx.t.identity {
-        if let Err(reason) = source_check(id, m.from, m.vni, &m.pkt) {
+        if let Err(reason) = source_check(cx.t, id, m.from, m.vni, &m.pkt) {
             return Next::Drop(reason);
         }
     }
@@ -74,16 +74,34 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
             m.hash = overlay::flow_hash(&m.pkt.key.flow);
             flow(cx, buf, m, origin)
         }
-        Kind::IcmpError => related(cx, frame, &m.pkt, origin),
+        Kind::IcmpError => related(cx, frame, m, origin),
         Kind::Arp | Kind::Unknown => Next::Switch,
     }
 }
 
 /// Port security and ARP: bound MACs and IPs are used only by their
 /// workloads, from their ports.
-fn source_check(id: &IdentityTables, from: From, vni: u16, pkt: &Pkt) -> Result<(), DropReason> {
+fn source_check(
+    t: &Tables,
+    id: &IdentityTables,
+    from: From,
+    vni: u16,
+    pkt: &Pkt,
+) -> Result<(), DropReason> {
     let arp = pkt.kind == Kind::Arp;
     let (arp_mac, arp_ip) = pkt.arp_sender;
+    // The gateway's own MAC and address are warden's: nobody else's to claim.
+    if let Some((cidr, gw_mac)) = t.vnis[usize::from(vni)].gateway {
+        if arp && (arp_mac == gw_mac || arp_ip == cidr.address()) {
+            return Err(DropReason::ArpSpoofed);
+        }
+        if pkt.src_mac == gw_mac {
+            return Err(DropReason::BoundMacElsewhere);
+        }
+        if !arp && pkt.kind != Kind::Unknown && pkt.ip_src == IpAddr::V4(cidr.address()) {
+            return Err(DropReason::PortSecurityIp);
+        }
+    }
     if let From::Port(p) = from {
         if id.port_bound.get(usize::from(p)).copied().unwrap_or(false) {
             let Some(b) = id.binding_at_mac(vni, pkt.src_mac).filter(|b| b.port == p) else {
@@ -118,19 +136,23 @@ fn source_check(id: &IdentityTables, from: From, vni: u16, pkt: &Pkt) -> Result<
 
 /// An ICMP error: admitted only as related to the flow it quotes, arriving
 /// from where that flow was sent. It never has a flow of its own.
-fn related(cx: &Ctx, frame: &[u8], pkt: &Pkt, origin: Origin) -> Next {
+fn related(cx: &Ctx, frame: &[u8], m: &mut Meta, origin: Origin) -> Next {
     if cx.t.identity.is_none() {
         return Next::Switch;
     }
-    let admitted = cx
+    let pkt = &m.pkt;
+    // The quoted flow: known, sent to where this error comes from, and the
+    // error addressed to that flow's source. It may go only there.
+    let quoted = cx
         .st
         .flows
         .lookup(&pkt.key)
         .and_then(|r| cx.st.flows.get(r))
-        .is_some_and(|e| e.egress.admits(origin));
-    if !admitted {
+        .filter(|e| e.egress.admits(origin) && pkt.ip_dst == e.key.flow.src);
+    let Some(e) = quoted else {
         return Next::Drop(DropReason::IcmpUnrelated);
-    }
+    };
+    m.reply_to = Some(e.origin);
     // Wardens never stamp errors: a header on one was put there by someone else.
     if matches!(identity::stamp::find(frame), Ok(Some(_)) | Err(_)) {
         return Next::Drop(DropReason::IdentityMalformed);

@@ -71,8 +71,9 @@ pub struct Pkt {
     pub l3: u16,
     /// Flow key (for an ICMP error: the quoted flow's key).
     pub key: Key,
-    /// The packet's own IP source (for an ICMP error, not the quoted one).
+    /// The packet's own IP addresses (for an ICMP error, not the quoted ones).
     pub ip_src: std::net::IpAddr,
+    pub ip_dst: std::net::IpAddr,
     /// TCP flags and sequence number, for TCP.
     pub tcp: Option<(u8, u32)>,
     /// ARP sender (hardware, protocol) for ARP.
@@ -99,6 +100,7 @@ impl Pkt {
             },
         },
         ip_src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        ip_dst: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         tcp: None,
         arp_sender: (MacAddr::ZERO, std::net::Ipv4Addr::UNSPECIFIED),
     };
@@ -140,6 +142,9 @@ pub struct Meta {
     /// `overlay::flow_hash` of the flow key (set by classify for IP flows).
     pub hash: u32,
     pub flow: FlowRef,
+    /// For an ICMP error: the origin of the flow it quotes, the only place
+    /// it may go.
+    pub reply_to: Option<crate::flows::Origin>,
     /// The flow's verdict and source identity as classify found them.
     pub verdict: Verdict,
     pub src_identity: IdentityId,
@@ -159,6 +164,7 @@ impl Meta {
             pkt: Pkt::EMPTY,
             hash: 0,
             flow: FlowRef::NONE,
+            reply_to: None,
             verdict: Verdict::NoPolicy,
             src_identity: IdentityId::UNAUTHENTICATED,
         }

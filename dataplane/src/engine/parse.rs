@@ -122,6 +122,7 @@ fn l4_into(
     pkt: &mut Pkt,
 ) -> Result<(), DropReason> {
     pkt.ip_src = src;
+    pkt.ip_dst = dst;
     let k = &mut pkt.key.flow;
     k.src = src;
     k.dst = dst;

@@ -22,6 +22,11 @@
 //! copies, frames the gateway made) equals what left (delivered,
 //! encapsulated), what was dropped (under some reason), consumed (host
 //! stack, announces, ARP the gateway learned from) or parked.
+//!
+//! The property found two holes (related ICMP errors sent anywhere, ARP
+//! claiming the gateway): both fixed in classify/switch, pinned by the two
+//! reproducers at the end. The `TOLERATE_*` switches stay off; turning one
+//! on lets the property count such frames instead of failing (debugging).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -887,12 +892,12 @@ struct Tally {
     drops: std::cell::RefCell<HashMap<&'static str, u64>>,
 }
 
-/// Related ICMP errors are admitted by where they come from only; where
-/// they go is not checked (see the report): tolerated and counted.
-const TOLERATE_MISDIRECTED_RELATED_ICMP: bool = true;
-/// ARP from outside that names the gateway's MAC or address with another
-/// (see the report): tolerated and counted.
-const TOLERATE_GATEWAY_ARP_SPOOF: bool = true;
+/// Related ICMP errors sent elsewhere than the quoted flow's source: fixed;
+/// on, such frames would be counted instead of failing the property.
+const TOLERATE_MISDIRECTED_RELATED_ICMP: bool = false;
+/// ARP from outside naming the gateway's MAC or address: fixed; on, such
+/// frames would be counted instead of failing the property.
+const TOLERATE_GATEWAY_ARP_SPOOF: bool = false;
 
 /// What the oracle may accept for the frame just sent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -1783,9 +1788,8 @@ fn property() {
 }
 
 // ---------------------------------------------------------------------------
-// What the property found, as plain reproducers. Both fail on the engine
-// as it is; the property tolerates (and counts) these two cases while the
-// TOLERATE_* constants are set.
+// What the property found, as plain reproducers (both failed before the
+// fix in classify::related / source_check and switch).
 
 /// db may reach nobody. Its ICMP error quoting peerapp -> db (a flow whose
 /// packets went to db: "related") is addressed to peerapp, yet sent to
@@ -1793,7 +1797,6 @@ fn property() {
 /// the quote. classify::related checks where the error comes from, not
 /// where it goes, and output's deliver_check skips ICMP errors.
 #[test]
-#[ignore = "engine bug: related ICMP errors are not held to the quoted flow's source"]
 fn related_icmp_error_reaches_only_the_quoted_flows_source() {
     let mut rig = Rig::new(Rc::new(Tally::default()));
     rig.legit(6, true).expect("peerapp -> db opens");
@@ -1813,7 +1816,6 @@ fn related_icmp_error_reaches_only_the_quoted_flows_source() {
 /// (transit, unstamped) instead of the gateway. classify::source_check
 /// guards bound MACs and addresses, not the gateway's.
 #[test]
-#[ignore = "engine bug: ARP from the underlay may claim the gateway's address"]
 fn arp_claiming_the_gateway_from_the_underlay_is_dropped() {
     let mut rig = Rig::new(Rc::new(Tally::default()));
     let body = arp_body(2, REMOTE_MAC, GW100, MacAddr::BROADCAST, GW100);

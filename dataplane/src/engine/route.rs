@@ -362,7 +362,10 @@ fn gateway_arp(cx: &mut Ctx, v: &mut Vector, i: usize, gw_cidr: Ipv4Cidr, gw_mac
     let reply = match req.reply(gw_mac) {
         Some(r) if req.target_protocol_addr == gw_cidr.address() => r,
         // A reply to one of our requests (already learned above).
-        _ => return Next::Done,
+        _ => {
+            cx.c.arp_consumed.inc();
+            return Next::Done;
+        }
     };
     let Some(buf) = v.bufs[i].as_mut() else {
         return Next::Done;

@@ -13,7 +13,7 @@ use super::meta::{From, Kind, Next, Vector, FLOOD_COPY, ROUTED};
 use super::{route, Ctx, MAX_FLOOD};
 use crate::counters::DropReason;
 use crate::fdb::{Learned, Location};
-use crate::flows::{Egress, FlowRef};
+use crate::flows::{Egress, FlowRef, Origin};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     // Packets released from the gateway's parking are appended as we go.
@@ -66,6 +66,15 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
                 }
             }
         }
+    }
+    // A related ICMP error goes back only to the origin of the flow it
+    // quotes, whatever its MACs say.
+    if let Some(to) = v.meta[i].reply_to {
+        return match to {
+            Origin::Port { port, .. } if from != From::Port(port) => Next::Deliver(port),
+            Origin::Peer(r) if from != From::Peer(r) => Next::Encap(r),
+            _ => Next::Drop(DropReason::SameSegment),
+        };
     }
     if dst.is_multicast() {
         return flood(cx, v, i);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Before/after in one run: the same criterion benches for git revision REV
+# (built in a temporary worktree) and for this work tree, back to back on
+# this machine, then a table of both. Benches must exist in both trees.
+#
+#   benches/compare.sh REV [BENCH...]     (default benches: pipeline identity_engine)
+set -euo pipefail
+rev=${1:?usage: benches/compare.sh REV [BENCH...]}
+shift
+benches=${*:-pipeline identity_engine}
+root=$(cd "$(dirname "$0")/.." && pwd)
+wt=$(mktemp -d /tmp/warden-compare.XXXXXX)
+git -C "$root" worktree add --detach "$wt" "$rev" >/dev/null
+trap 'git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
+out=$(mktemp -d /tmp/warden-compare-out.XXXXXX)
+run() { # tree label bench
+    (cd "$1" && CARGO_TARGET_DIR="$root/target/compare-$2" \
+        cargo bench -q -p warden-benches --bench "$3" -- \
+        --warm-up-time 2 --measurement-time 6 --noplot 2>/dev/null) |
+        awk -v who="$2" '
+            /^[a-z_0-9]+\/[a-z0-9_]+/ {name=$1; fresh=1}
+            fresh && $1 == "time:" {print who, name, $4, $5; fresh=0}
+            fresh && $2 == "time:" {print who, name, $5, $6; fresh=0}' \
+        >>"$out/results"
+}
+for b in $benches; do
+    run "$wt" before "$b"
+    run "$root" after "$b"
+done
+echo "bench                                        before            after   (median of criterion's estimate)"
+awk '{key=$2; v[$1 "|" key]=$3 " " $4; keys[key]=1}
+     END {for (k in keys) printf "%-40s %12s %16s\n", k, v["before|" k], v["after|" k]}' \
+    "$out/results" | sort
+echo "raw: $out/results"
