@@ -1,8 +1,10 @@
-//! New verified flows through the whole receive pipeline of one engine:
+//! Identity on, through the whole receive pipeline of one engine. First,
+//! new verified flows:
 //! VXLAN from a warden peer, decap, identity header find + key lookup +
 //! verify + window + authorization, flow insert, strip, allow hook, delivery
 //! to a local workload's port. Each iteration starts from an empty flow
-//! table, so every SYN is a new flow.
+//! table, so every SYN is a new flow. Then established flows: mid-flow
+//! segments of 32 flows, in turn, from the peer to the workload.
 //!
 //! `cargo bench -p warden-benches --bench identity_engine`
 
@@ -76,6 +78,11 @@ sources = ["api"]
 
 /// A TCP SYN api:sport -> db:5432 (Ethernet/IPv4/TCP, checksums right).
 fn syn(sport: u16) -> Vec<u8> {
+    segment(sport, 0x02)
+}
+
+/// A TCP segment api:sport -> db:5432 with `flags`.
+fn segment(sport: u16, flags: u8) -> Vec<u8> {
     let mut f = vec![0u8; 54];
     f[0..6].copy_from_slice(&DB_MAC.0);
     f[6..12].copy_from_slice(&API_MAC.0);
@@ -95,7 +102,7 @@ fn syn(sport: u16) -> Vec<u8> {
     t[2..4].copy_from_slice(&5432u16.to_be_bytes());
     t[4..8].copy_from_slice(&0x1122_3344u32.to_be_bytes());
     t[12] = 5 << 4;
-    t[13] = 0x02;
+    t[13] = flags;
     t[14..16].copy_from_slice(&65535u16.to_be_bytes());
     let pseudo = overlay::checksum::pseudo_header_v4(
         Ipv4Addr::new(10, 1, 0, 21),
@@ -173,6 +180,28 @@ fn bench(c: &mut Criterion) {
                 total += t0.elapsed();
             }
             total
+        })
+    });
+    // Established flows with identity on: the SYNs above opened them; then
+    // mid-flow segments from the same peer, no header, to the workload.
+    eng.clear_flows();
+    for f in &frames {
+        wire.send(f);
+    }
+    eng.poll();
+    db.recv_all(|_| {});
+    let acks: Vec<Vec<u8>> = (0..BURST as u16)
+        .map(|i| vxlan_frame(Ipv4Addr::new(10, 0, 0, 2), 100, &segment(40000 + i, 0x10)))
+        .collect();
+    g.bench_function("established_segment_to_workload", |b| {
+        b.iter(|| {
+            for f in &acks {
+                wire.send(f);
+            }
+            black_box(eng.poll());
+            db.recv_all(|f| {
+                black_box(f.len());
+            });
         })
     });
     g.finish();

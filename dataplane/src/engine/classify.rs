@@ -26,7 +26,7 @@ use super::tables::{IdentityTables, PeerIdent, Tables};
 use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
-use crate::flows::{FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
+use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
 use identity::IdentityId;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
@@ -142,11 +142,18 @@ fn related(cx: &Ctx, frame: &[u8], m: &mut Meta, origin: Origin) -> Next {
     }
     let pkt = &m.pkt;
     // The quoted flow: known, sent to where this error comes from, and the
-    // error addressed to that flow's source. It may go only there.
-    let quoted = cx
-        .st
-        .flows
-        .lookup(&pkt.key)
+    // error addressed to that flow's source. It may go only there. A flow
+    // the gateway routed here was keyed in the VNI it came from, which is
+    // where the error is routed back to.
+    let mut key = pkt.key;
+    let mut r = cx.st.flows.lookup(&key);
+    if r.is_none() {
+        if let Some(back) = routed_vni(cx.t, m.vni, pkt.dst_mac, pkt.ip_dst) {
+            key.vni = back;
+            r = cx.st.flows.lookup(&key);
+        }
+    }
+    let quoted = r
         .and_then(|r| cx.st.flows.get(r))
         .filter(|e| e.egress.admits(origin) && pkt.ip_dst == e.key.flow.src);
     let Some(e) = quoted else {
@@ -179,21 +186,30 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         _ => None,
     };
     let header_id = header.map(|h| h.id);
+    let mut seen = (
+        Verdict::NoPolicy,
+        IdentityId::UNAUTHENTICATED,
+        Egress::Unknown,
+    );
     let r = match cx.st.flows.lookup_hashed(&pkt.key, m.hash) {
-        Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac) {
+        Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac, &mut seen) {
             Ok(()) => r,
             Err(reason) => return Next::Drop(reason),
         },
         None => match new_flow(cx, m, origin, header_id, len) {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(e) = cx.st.flows.get(r) {
+                    seen = (e.verdict, e.src_identity, e.egress);
+                }
+                r
+            }
             Err(reason) => return Next::Drop(reason),
         },
     };
     m.flow = r;
-    if let Some(e) = cx.st.flows.get_mut(r) {
-        m.verdict = e.verdict;
-        m.src_identity = e.src_identity;
-        if header.is_some() {
+    (m.verdict, m.src_identity, m.egress) = seen;
+    if header.is_some() {
+        if let Some(e) = cx.st.flows.get_mut(r) {
             e.last_header = Some(now);
         }
     }
@@ -219,6 +235,7 @@ fn known(
     header_id: Option<IdentityId>,
     len: u64,
     dst_mac: overlay::MacAddr,
+    m_out: &mut (Verdict, IdentityId, Egress),
 ) -> Result<(), DropReason> {
     let now = cx.st.now_s;
     let Some(e) = cx.st.flows.get_mut(r) else {
@@ -230,6 +247,7 @@ fn known(
     e.last_seen = now;
     e.packets += 1;
     e.bytes += len;
+    *m_out = (e.verdict, e.src_identity, e.egress);
     if let Some(hid) = header_id {
         if hid != e.src_identity || e.source != IdentitySource::Header {
             // The same authenticated origin now vouches for another
@@ -241,15 +259,17 @@ fn known(
             if !reply {
                 let (verdict, dst) = decide(cx.t, &key, dst_mac, hid);
                 if verdict == Verdict::Deny {
-                    let mut denied = *cx.st.flows.get(r).expect("checked above");
-                    denied.verdict = Verdict::Deny;
+                    if let Some(mut denied) = cx.st.flows.get(r).copied() {
+                        denied.verdict = Verdict::Deny;
+                        cx.st.record_denial(denied);
+                    }
                     cx.st.flows.remove(r);
-                    cx.st.record_denial(denied);
                     return Err(DropReason::PolicyDenied);
                 }
                 if let Some(e) = cx.st.flows.get_mut(r) {
                     e.verdict = verdict;
                     e.dst_identity = dst;
+                    *m_out = (verdict, hid, e.egress);
                 }
             }
         }
@@ -287,6 +307,16 @@ fn new_flow(
         };
         if !admits {
             return Err(DropReason::ReplyWrongOrigin);
+        }
+        // A flooded flow takes its first reply's origin as its egress: later
+        // "replies" from elsewhere are refused.
+        if let Some(f) = cx.st.flows.get_mut(fwd) {
+            if f.egress == Egress::Flood {
+                f.egress = match origin {
+                    Origin::Peer(r) => Egress::Peer(r),
+                    Origin::Port { port, .. } => Egress::Port(port),
+                };
+            }
         }
         e.verdict = if cx.t.identity.is_some() {
             Verdict::Reply

@@ -148,6 +148,8 @@ pub struct Meta {
     /// The flow's verdict and source identity as classify found them.
     pub verdict: Verdict,
     pub src_identity: IdentityId,
+    /// The flow's egress as classify saw it (switch writes only a change).
+    pub egress: crate::flows::Egress,
 }
 
 pub const NO_ANNOUNCE: u16 = u16::MAX;
@@ -167,6 +169,7 @@ impl Meta {
             reply_to: None,
             verdict: Verdict::NoPolicy,
             src_identity: IdentityId::UNAUTHENTICATED,
+            egress: crate::flows::Egress::Unknown,
         }
     }
 }

@@ -338,13 +338,14 @@ impl Engine {
             }
         }
         c.ports[pi].rx_bytes.add(bytes);
-        self.run_vector();
+        self.run_vector(p == self.tables.underlay_port);
         self.flush();
         n
     }
 
-    /// Run every stage over the vector, in path order, then send.
-    fn run_vector(&mut self) {
+    /// Run every stage over the vector, in path order (stages with nothing
+    /// to do for this burst are skipped), then send.
+    fn run_vector(&mut self, underlay: bool) {
         let Engine {
             ports,
             tables,
@@ -364,16 +365,23 @@ impl Engine {
             pool,
             c: &counters.workers[*worker],
         };
-        if rx_underlay::run(&mut cx, vec, host) {
-            *host_due = true;
+        // A burst comes from one port: the underlay's, or an access port's.
+        if underlay {
+            if rx_underlay::run(&mut cx, vec, host) {
+                *host_due = true;
+            }
+            decap::run(&mut cx, vec);
+        } else {
+            rx_access::run(&mut cx, vec);
         }
-        decap::run(&mut cx, vec);
-        rx_access::run(&mut cx, vec);
         classify::run(&mut cx, vec);
-        switch::run(&mut cx, vec);
-        route::run(&mut cx, vec);
-        // Routed packets and what the gateway made are switched in their VNI.
-        switch::run(&mut cx, vec);
+        let before = vec.len();
+        let to_route = switch::run(&mut cx, vec);
+        if to_route || vec.len() > before {
+            route::run(&mut cx, vec);
+            // Routed packets and what the gateway made are switched in their VNI.
+            switch::run(&mut cx, vec);
+        }
         stamp::run(&mut cx, vec);
         encap::run(&mut cx, vec);
         output::run(&mut cx, vec, ports, tx);

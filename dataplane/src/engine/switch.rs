@@ -15,29 +15,40 @@ use crate::counters::DropReason;
 use crate::fdb::{Learned, Location};
 use crate::flows::{Egress, FlowRef, Origin};
 
-pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+/// Returns whether any packet goes to the route stage.
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> bool {
     // Packets released from the gateway's parking are appended as we go.
+    let mut routed = false;
     let mut i = 0;
     while i < v.len() {
         if v.meta[i].next == Next::Switch {
             let next = switch(cx, v, i);
+            routed |= next == Next::Route;
             v.meta[i].next = next;
         }
         i += 1;
     }
+    routed
 }
 
 fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
-    let (from, flags, vni, flow, is_arp) = {
+    let (from, flags, vni, flow, seen, kind) = {
         let m = &v.meta[i];
-        (m.from, m.flags, m.vni, m.flow, m.pkt.kind == Kind::Arp)
+        (m.from, m.flags, m.vni, m.flow, m.egress, m.pkt.kind)
     };
+    let is_arp = kind == Kind::Arp;
     let f = v.frame(i);
-    let (Some(dst), Some(src)) = (
-        MacAddr::from_bytes(f),
-        f.get(6..).and_then(MacAddr::from_bytes),
-    ) else {
-        return Next::Drop(DropReason::Truncated);
+    // Classify parsed the MACs; frames the gateway made or rewrote are read.
+    let (dst, src) = if kind != Kind::Unknown && flags & ROUTED == 0 {
+        (v.meta[i].pkt.dst_mac, v.meta[i].pkt.src_mac)
+    } else {
+        match (
+            MacAddr::from_bytes(f),
+            f.get(6..).and_then(MacAddr::from_bytes),
+        ) {
+            (Some(d), Some(s)) => (d, s),
+            _ => return Next::Drop(DropReason::Truncated),
+        }
     };
     let learn_at = match from {
         _ if flags & ROUTED != 0 => None,
@@ -90,25 +101,23 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         Some(Location::Peer(r)) => Next::Encap(r),
         None => return flood(cx, v, i),
     };
-    record_egress(cx, flow, next);
+    record_egress(cx, flow, seen, next);
     next
 }
 
 /// Remember where the forward direction of the packet's flow went.
 #[inline]
-fn record_egress(cx: &mut Ctx, flow: FlowRef, next: Next) {
-    if flow.is_none() {
-        return;
-    }
+fn record_egress(cx: &mut Ctx, flow: FlowRef, seen: Egress, next: Next) {
     let egress = match next {
         Next::Deliver(p) => Egress::Port(p),
         Next::Encap(r) => Egress::Peer(r),
         _ => Egress::Flood,
     };
+    if flow.is_none() || egress == seen {
+        return;
+    }
     if let Some(e) = cx.st.flows.get_mut(flow) {
-        if e.egress != egress {
-            e.egress = egress;
-        }
+        e.egress = egress;
     }
 }
 
@@ -137,7 +146,7 @@ fn flood(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     if n == 0 {
         return Next::Done;
     }
-    record_egress(cx, m.flow, Next::Done);
+    record_egress(cx, m.flow, m.egress, Next::Done);
     for &t in &targets[1..n] {
         let Some(mut copy) = cx.pool.get() else {
             cx.c.count_drop(DropReason::PoolEmpty);
