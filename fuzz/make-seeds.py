@@ -153,6 +153,55 @@ SEEDS = {
              qinq_udp4],
 }
 
+
+# The engine target: a selector byte (fuzz_targets/engine.rs `entry`: 0/1
+# VXLAN from the plain VTEP in VNI 100/200, 2/3 from the warden peer, 4 raw
+# underlay, 5/6 access ports w1/w2, 7 VTEP with GBP) and the frame.
+API_MAC, DB_MAC = [2, 0, 0, 0, 1, 0x21], [2, 0, 0, 0, 1, 0x22]
+GW100_MAC, GW200_MAC = [2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]
+REMOTE_MAC, BATCH_MAC, WPEER_MAC = [2, 0, 0, 0, 1, 0x50], [2, 0, 0, 0, 2, 0x44], [2, 0, 0, 0, 1, 0x33]
+
+
+def syn4(smac, dmac, src, dst, sp=40000, dp=5432, flags=0x002, options=b"", ethertype=0x0800, tags=b""):
+    seg = tcp(sp, dp, 1000, 0 if flags == 0x002 else 1001, flags, SYN_OPTS,
+              pseudo=lambda n: pseudo4(src, dst, 6, n))
+    return eth(dmac, smac, ethertype, tags + ipv4(src, dst, 6, seg, options=options))
+
+
+def engine_seed(sel, frame):
+    return bytes([sel]) + frame
+
+
+# A made-up identity option (IPv4 0x9E, 28 bytes): version 1, epoch 0, the
+# id, timestamp and nonce, and a tag that will not verify.
+ident_opt = bytes([0x9E, 28, 0x10, 0]) + struct.pack("!III", 0x01020304, 1700000000, 1000) + b"\xAA" * 12
+ext6 = (bytes([60, 0, 1, 4, 0, 0, 0, 0])                       # hop-by-hop, PadN
+        + bytes([17, 0, 1, 4, 0, 0, 0, 0])                     # destination options, PadN
+        + udp(5353, 53, b"\x12\x34\x01\x00",
+              lambda n: pseudo6("2001:db8:1::50", "2001:db8:1::22", 17, n)))
+three_tags = struct.pack("!HHHHHH", 10, 0x8100, 20, 0x8100, 30, 0x0800)
+SEEDS["engine"] = [
+    engine_seed(5, syn4(API_MAC, DB_MAC, "10.1.0.21", "10.1.0.22")),          # SYN api -> db, local
+    engine_seed(6, syn4(DB_MAC, API_MAC, "10.1.0.22", "10.1.0.21", 5432, 40000, 0x012)),  # SYN-ACK back
+    engine_seed(5, eth([0xFF] * 6, API_MAC, 0x0806, arp(1, API_MAC, "10.1.0.21", [0] * 6, "10.1.0.1"))),
+    engine_seed(5, eth(GW100_MAC, API_MAC, 0x0800, ipv4("10.1.0.21", "10.1.0.1", 1, echo4))),
+    engine_seed(5, syn4(API_MAC, GW100_MAC, "10.1.0.21", "10.2.0.44", dp=443)),  # routed to VNI 200
+    engine_seed(5, syn4(API_MAC, DB_MAC, "10.1.0.21", "10.1.0.22", ethertype=0x88A8,
+                        tags=struct.pack("!HHHH", 7, 0x8100, 9, 0x0800))),     # two tags
+    engine_seed(6, syn4(DB_MAC, API_MAC, "10.1.0.22", "10.1.0.21", ethertype=0x8100,
+                        tags=three_tags)),                                     # three tags
+    engine_seed(0, syn4(REMOTE_MAC, DB_MAC, "10.1.0.50", "10.1.0.22")),       # VTEP -> db
+    engine_seed(0, eth([0xFF] * 6, REMOTE_MAC, 0x0806, arp(1, REMOTE_MAC, "10.1.0.50", [0] * 6, "10.1.0.22"))),
+    engine_seed(0, eth(DB_MAC, REMOTE_MAC, 0x86DD, ipv6("2001:db8:1::50", "2001:db8:1::22", 0, ext6))),
+    engine_seed(1, syn4(BATCH_MAC, GW200_MAC, "10.2.0.44", "10.1.0.22")),    # routed into VNI 100
+    engine_seed(7, syn4([2, 0, 0, 0, 1, 0x60], DB_MAC, "10.1.0.60", "10.1.0.22")),  # GBP group 100
+    engine_seed(2, syn4(WPEER_MAC, DB_MAC, "10.1.0.33", "10.1.0.22", options=ident_opt)),
+    engine_seed(4, eth([0xFF] * 6, [2, 0xAA, 0, 0, 0, 2], 0x0806,
+                       arp(1, [2, 0xAA, 0, 0, 0, 2], "10.0.0.2", [0] * 6, "10.0.0.1"))),
+    engine_seed(4, eth([2, 0x77, 0, 0, 0, 1], [2, 0xAA, 0, 0, 0, 2], 0x0800,
+                       ipv4("10.0.0.2", "10.0.0.1", 1, echo4))),
+]
+
 for target, packets in SEEDS.items():
     d = os.path.join(HERE, "seeds", target)
     os.makedirs(d, exist_ok=True)
