@@ -41,8 +41,11 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
     let mut ethertype = be16(eth, 12);
     let mut off = 14usize;
     let mut tags = 0;
-    // 802.1Q, 802.1ad and the old QinQ type.
-    while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+    // 802.1Q and 802.1ad, exactly the tags overlay's `vlan::locate_l3`
+    // walks (the identity header code uses it): two parsers that disagree
+    // on where L3 starts are a way around one of them. Other tag types
+    // (0x9100) are unknown EtherTypes.
+    while matches!(ethertype, 0x8100 | 0x88a8) {
         if tags == VLAN_TAGS_MAX {
             return Err(DropReason::TooManyVlanTags);
         }
