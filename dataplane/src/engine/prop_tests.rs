@@ -1187,6 +1187,23 @@ impl Rig {
         }
     }
 
+    /// The egress the engine recorded for flow `f`, as an origin kind.
+    fn flow_egress(&self, f: &FlowDef) -> Option<Org> {
+        let (_, e) = self.eng.flows().iter().find(|(_, e)| {
+            let k = &e.key.flow;
+            k.src == std::net::IpAddr::V4(f.src)
+                && k.dst == std::net::IpAddr::V4(f.dst)
+                && k.src_port == f.sport
+                && k.dst_port == f.dport
+        })?;
+        match e.egress {
+            crate::flows::Egress::Port(p) => Some(Org::Port(p)),
+            crate::flows::Egress::Peer(0) => Some(Org::Vtep),
+            crate::flows::Egress::Peer(_) => Some(Org::Warden),
+            _ => None,
+        }
+    }
+
     fn egress_is(via: &Via, o: Org) -> bool {
         match (via, o) {
             (Via::Port(p), Org::Port(q)) => *p == q,
@@ -1328,7 +1345,13 @@ impl Rig {
                     // Not api's own: it could relate to a flow api received.
                     s = GUEST;
                 }
-                if Rig::egress_is(via, f.egress) && s == own_ip {
+                // Where the flow's packets actually went (the engine's
+                // record: an FDB move by another peer may have redirected
+                // them), else where they should have gone.
+                let actual = self.flow_egress(&f);
+                let from_egress = Rig::egress_is(via, f.egress)
+                    || actual.is_some_and(|o| Rig::egress_is(via, o));
+                if from_egress && s == own_ip {
                     allow.related = true;
                     allow.related_at = f.source_port;
                 }
