@@ -1349,8 +1349,8 @@ impl Rig {
                 // record: an FDB move by another peer may have redirected
                 // them), else where they should have gone.
                 let actual = self.flow_egress(&f);
-                let from_egress = Rig::egress_is(via, f.egress)
-                    || actual.is_some_and(|o| Rig::egress_is(via, o));
+                let from_egress =
+                    Rig::egress_is(via, f.egress) || actual.is_some_and(|o| Rig::egress_is(via, o));
                 if from_egress && s == own_ip {
                     allow.related = true;
                     allow.related_at = f.source_port;
