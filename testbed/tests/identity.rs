@@ -18,12 +18,12 @@
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test identity`.
 
 mod common;
-use common::{is_root, warden_bin, Cleanup};
+use common::{is_root, warden_bin, Cleanup, Proc};
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -86,87 +86,6 @@ fn up(file: &Path, prefix: &str) -> RunningLab {
         ready_timeout: Duration::from_secs(20),
     };
     lab::up(&source, &opts, &|_| {}).unwrap_or_else(|e| panic!("lab up: {e}"))
-}
-
-/// A child process, killed and reaped on drop unless it was waited for.
-struct Proc {
-    child: Option<Child>,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, what: &str) -> Proc {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        Proc {
-            child: Some(child),
-            what: what.to_string(),
-        }
-    }
-
-    fn finished(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    /// Waits until `deadline` (then kills it): success, and a description
-    /// with the output for messages.
-    fn wait(&mut self, deadline: Instant) -> (bool, String) {
-        while !self.finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let Some(mut child) = self.child.take() else {
-            return (false, format!("{}: not running", self.what));
-        };
-        let _ = child.kill();
-        match child.wait_with_output() {
-            Ok(out) => (
-                out.status.success(),
-                format!(
-                    "{} ({}): {} {}",
-                    self.what,
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ),
-            Err(e) => (false, format!("{}: {e}", self.what)),
-        }
-    }
-
-    /// Reads stdout lines until one starts with `prefix` (within `timeout`).
-    fn wait_for_line(&mut self, prefix: &str, timeout: Duration) {
-        let out = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdout.take())
-            .expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        let want = prefix.to_string();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = tx.send(first);
-            // Keep draining so the process never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(timeout).unwrap_or_default();
-        assert!(line.starts_with(&want), "{} said {line:?}", self.what);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// A byte-exact TCP transfer between two lab hosts: (sink, source).
