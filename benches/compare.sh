@@ -4,6 +4,10 @@
 # this machine, then a table of both. Benches must exist in both trees.
 #
 #   benches/compare.sh REV [BENCH...]     (default benches: pipeline identity_engine)
+#
+# SAME_BENCH=1 copies this tree's bench sources (benches/benches/BENCH.rs)
+# into REV's worktree first, so both engines run the same bench code (the
+# bench must use only API both trees have).
 set -euo pipefail
 rev=${1:?usage: benches/compare.sh REV [BENCH...]}
 shift
@@ -13,6 +17,11 @@ wt=$(mktemp -d /tmp/warden-compare.XXXXXX)
 git -C "$root" worktree add --detach "$wt" "$rev" >/dev/null
 trap 'git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
 out=$(mktemp -d /tmp/warden-compare-out.XXXXXX)
+if [ "${SAME_BENCH:-0}" = 1 ]; then
+    for b in $benches; do
+        cp "$root/benches/benches/$b.rs" "$wt/benches/benches/$b.rs"
+    done
+fi
 run() { # tree label bench
     (cd "$1" && CARGO_TARGET_DIR="$root/target/compare-$2" \
         cargo bench -q -p warden-benches --bench "$3" -- \
