@@ -104,6 +104,7 @@ drop_reasons! {
     InnerFragment => "inner_fragment", "non-first inner IP fragment, which cannot be tied to a flow (identity on)";
     PortSecurityMac => "port_security_mac", "frame from a bound port with a source MAC other than the bound one";
     PortSecurityIp => "port_security_ip", "source IP not the bound address of its port, or a locally bound address from elsewhere";
+    BadArp => "bad_arp", "ARP that is neither a request nor a reply (identity on)";
     ArpSpoofed => "arp_spoofed", "ARP claiming a locally bound MAC or IP from elsewhere, or a bound workload's ARP with another sender";
     BoundMacElsewhere => "bound_mac_elsewhere", "frame whose source MAC is bound to a local port arriving from elsewhere";
     IcmpUnrelated => "icmp_unrelated", "ICMP error quoting no known flow, or from where the quoted flow was not sent";

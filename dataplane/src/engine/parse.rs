@@ -63,6 +63,9 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
         0x0806 => {
             let a = arp::Packet::new_checked(l3).map_err(|_| DropReason::Truncated)?;
             let r = arp::Repr::parse(&a).map_err(|_| DropReason::Truncated)?;
+            if r.operation != arp::Operation::REQUEST && r.operation != arp::Operation::REPLY {
+                return Err(DropReason::BadArp);
+            }
             pkt.kind = Kind::Arp;
             pkt.arp_sender = (r.source_hardware_addr, r.source_protocol_addr);
             Ok(())
@@ -299,6 +302,26 @@ mod tests {
             DropReason::BadInnerIpHeader
         );
         assert_eq!(parse(&[0u8; 13], 0).unwrap_err(), DropReason::Truncated);
+    }
+
+    #[test]
+    fn arp_is_a_request_or_a_reply() {
+        let arp = |op: u8| {
+            let mut a = vec![0, 1, 8, 0, 6, 4, 0, op];
+            a.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 1, 0, 11]);
+            a.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 1, 0, 12]);
+            a
+        };
+        let p = parse(&eth(0x0806, 0, &arp(1)), 0).unwrap();
+        assert_eq!(p.kind, Kind::Arp);
+        assert_eq!(p.arp_sender.1, Ipv4Addr::new(10, 1, 0, 11));
+        assert!(parse(&eth(0x0806, 0, &arp(2)), 0).is_ok());
+        for op in [0, 3, 9] {
+            assert_eq!(
+                parse(&eth(0x0806, 0, &arp(op)), 0).unwrap_err(),
+                DropReason::BadArp
+            );
+        }
     }
 
     #[test]
