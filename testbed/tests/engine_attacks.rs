@@ -77,13 +77,12 @@
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test engine_attacks`.
 
 mod common;
-use common::{is_root, warden_bin, Cleanup, Proc};
+use common::{is_root, tcp_transfer, warden_bin, Cleanup, Proc};
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use overlay::{MacAddr, Vni, OUTER_LEN};
@@ -193,26 +192,7 @@ struct Transfer {
 
 impl Transfer {
     fn start(prefix: &str, from: &str, to: &str, target: &str, bytes: u64) -> Transfer {
-        let common = |cmd: &mut Command| {
-            cmd.args([
-                "--bytes",
-                &bytes.to_string(),
-                "--seed",
-                "20261204",
-                "--timeout-secs",
-                "60",
-            ]);
-        };
-        let mut sink = exec_in(&ns_name(prefix, to), BIN);
-        sink.args(["tcp-sink", "--listen", target]);
-        common(&mut sink);
-        let mut sink = Proc::spawn(sink, &format!("tcp-sink {to} {target}"));
-        sink.wait_for_line("listening", Duration::from_secs(10));
-        let mut source = exec_in(&ns_name(prefix, from), BIN);
-        source.args(["tcp-source", "--connect", target]);
-        common(&mut source);
-        source.args(["--rate-mbit", &RATE_MBIT.to_string()]);
-        let source = Proc::spawn(source, &format!("tcp-source {from} -> {target}"));
+        let (sink, source) = tcp_transfer(prefix, from, to, target, bytes, Some(RATE_MBIT), 60);
         Transfer { sink, source }
     }
 

@@ -18,7 +18,7 @@
 //! `cargo build --release -p dataplane -p testbed --bins && cargo test --release -p testbed --test identity`.
 
 mod common;
-use common::{is_root, warden_bin, Cleanup, Proc};
+use common::{is_root, tcp_transfer, warden_bin, Cleanup, Proc};
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -86,39 +86,6 @@ fn up(file: &Path, prefix: &str) -> RunningLab {
         ready_timeout: Duration::from_secs(20),
     };
     lab::up(&source, &opts, &|_| {}).unwrap_or_else(|e| panic!("lab up: {e}"))
-}
-
-/// A byte-exact TCP transfer between two lab hosts: (sink, source).
-fn tcp_transfer(
-    prefix: &str,
-    from: &str,
-    to: &str,
-    target: &str,
-    bytes: u64,
-    rate_mbit: Option<u64>,
-) -> (Proc, Proc) {
-    let common = |cmd: &mut Command| {
-        cmd.args([
-            "--bytes",
-            &bytes.to_string(),
-            "--seed",
-            "20261123",
-            "--timeout-secs",
-            "120",
-        ]);
-    };
-    let mut sink = exec_in(&ns_name(prefix, to), BIN);
-    sink.args(["tcp-sink", "--listen", target]);
-    common(&mut sink);
-    let mut sink = Proc::spawn(sink, &format!("tcp-sink {to}"));
-    sink.wait_for_line("listening", Duration::from_secs(10));
-    let mut source = exec_in(&ns_name(prefix, from), BIN);
-    source.args(["tcp-source", "--connect", target]);
-    common(&mut source);
-    if let Some(r) = rate_mbit {
-        source.args(["--rate-mbit", &r.to_string()]);
-    }
-    (sink, Proc::spawn(source, &format!("tcp-source {from}")))
 }
 
 /// A byte-exact UDP echo exchange: (echo, probe).
@@ -559,7 +526,15 @@ fn delivered_packets_carry_no_identity_option_while_the_underlay_does() {
         ),
     ];
 
-    let (sink, source) = tcp_transfer(&p, "w1", "w3", &format!("{DB}:{TCP_PORT}"), TCP_BYTES, None);
+    let (sink, source) = tcp_transfer(
+        &p,
+        "w1",
+        "w3",
+        &format!("{DB}:{TCP_PORT}"),
+        TCP_BYTES,
+        None,
+        120,
+    );
     let src_out = must_pass(source, 150);
     let sink_out = must_pass(sink, 10);
     let (echo, probe) = udp_exchange(
@@ -740,6 +715,7 @@ fn transfer_survives_a_restart_of_the_receiving_warden() {
         &format!("{DB}:{PORT}"),
         BYTES,
         Some(RATE_MBIT),
+        120,
     );
     std::thread::sleep(Duration::from_secs(1));
     assert!(
@@ -947,7 +923,7 @@ fn changed_binary_hash_is_refused_before_the_syn_reaches_db() {
     drop(listener);
 
     // Control: web, unchanged, still reaches cache through both wardens.
-    let (sink, source) = tcp_transfer(&p, "w2", "w4", &format!("{CACHE}:5002"), 1 << 20, None);
+    let (sink, source) = tcp_transfer(&p, "w2", "w4", &format!("{CACHE}:5002"), 1 << 20, None, 120);
     must_pass(source, 60);
     must_pass(sink, 10);
     // And w3's capture sees what w3 sends (its ping to api, refused by

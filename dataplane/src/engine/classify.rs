@@ -103,7 +103,11 @@ fn source_check(
         }
     }
     if let From::Port(p) = from {
-        if id.port_bound.get(usize::from(p)).copied().unwrap_or(false) {
+        if id
+            .port_identity
+            .get(usize::from(p))
+            .is_some_and(Option::is_some)
+        {
             let Some(b) = id.binding_at_mac(vni, pkt.src_mac).filter(|b| b.port == p) else {
                 return Err(DropReason::PortSecurityMac);
             };

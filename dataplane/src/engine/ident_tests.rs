@@ -3,11 +3,11 @@
 //! announce-only packets and re-stamping, byte for byte.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use overlay::{ethernet, ipv4, tcp, EtherType, IpProtocol, MacAddr, PseudoHeader};
 
+use super::test_support::SecretFile;
 use super::Engine;
 use crate::counters::{Counters, DropReason};
 use crate::port::{MemoryPort, Port};
@@ -89,15 +89,6 @@ destination = "db"
 sources = ["api"]
 "#
     )
-}
-
-/// A secret file removed on drop.
-struct SecretFile(PathBuf);
-
-impl Drop for SecretFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 struct Pair {

@@ -44,6 +44,8 @@ mod ident_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -160,7 +162,7 @@ impl Engine {
         counters: Arc<Counters>,
     ) -> Result<Engine, TablesError> {
         let tables = Arc::new(Tables::build(cfg)?);
-        Ok(Engine::with_tables(tables, ports, counters, 0))
+        Engine::with_tables(tables, ports, counters, 0)
     }
 
     /// Build worker `worker`'s pipeline over shared config tables.
@@ -169,7 +171,7 @@ impl Engine {
         ports: Vec<Box<dyn Port>>,
         counters: Arc<Counters>,
         worker: usize,
-    ) -> Engine {
+    ) -> Result<Engine, TablesError> {
         let t = &*tables;
         let mut fdb = Fdb::new(
             FDB_CAPACITY,
@@ -194,11 +196,15 @@ impl Engine {
         );
         let now = Instant::now();
         let unix_now = unix_now();
-        let keys = t.identity.as_ref().and_then(|id| {
-            let mut k = StaticKeys::new(id.me, id.clock, id.secrets.clone()).ok()?;
-            k.rotate(unix_now);
-            Some(k)
-        });
+        let keys = match &t.identity {
+            Some(id) => {
+                let mut k = StaticKeys::new(id.me, id.clock, id.secrets.clone())
+                    .map_err(TablesError::Keys)?;
+                k.rotate(unix_now);
+                Some(k)
+            }
+            None => None,
+        };
         let n_ports = ports.len();
         let st = State {
             fdb,
@@ -222,7 +228,7 @@ impl Engine {
             .flow_table
             .capacity
             .set(FLOW_CAPACITY as u64);
-        Engine {
+        Ok(Engine {
             host,
             ports,
             tables,
@@ -238,7 +244,7 @@ impl Engine {
             last_second: 0,
             host_due: true,
             expired: Vec::with_capacity(16),
-        }
+        })
     }
 
     /// Forget every flow (an operator's flush, and benches of new flows).

@@ -62,10 +62,11 @@ fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReaso
     match m.verdict {
         Verdict::Transit => {
             let dst = id
-                .bindings
-                .iter()
-                .find(|b| b.port == p)
-                .map_or(IdentityId::UNAUTHENTICATED, |b| b.identity);
+                .port_identity
+                .get(usize::from(p))
+                .copied()
+                .flatten()
+                .unwrap_or(IdentityId::UNAUTHENTICATED);
             if id.allow.allows(m.src_identity, dst) {
                 Ok(())
             } else {

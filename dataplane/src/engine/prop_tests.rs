@@ -31,7 +31,6 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,6 +44,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
 use super::meta::Kind;
+use super::test_support::{arp_body, SecretFile};
 use super::Engine;
 use crate::counters::{Counters, DropReason};
 use crate::port::{MemoryPort, Port};
@@ -197,15 +197,6 @@ sources = ["api"]
     )
 }
 
-/// A secret file removed on drop.
-struct SecretFile(PathBuf);
-
-impl Drop for SecretFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn peer_mac(ip: Ipv4Addr) -> MacAddr {
     MacAddr([2, 0xaa, 0, 0, 0, ip.octets()[3]])
 }
@@ -293,20 +284,6 @@ fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(payload);
     u
-}
-
-fn arp_body(op: u16, sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) -> Vec<u8> {
-    let repr = arp::Repr {
-        operation: arp::Operation(op),
-        source_hardware_addr: sha,
-        source_protocol_addr: spa,
-        target_hardware_addr: tha,
-        target_protocol_addr: tpa,
-    };
-    let mut p = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut arp::Packet::new_unchecked(&mut p[..]))
-        .expect("sized");
-    p
 }
 
 fn marked(marker: &[u8; 8], nonce: u32) -> Vec<u8> {

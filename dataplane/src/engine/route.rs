@@ -31,6 +31,9 @@ const NEIGHBOR_CAPACITY: usize = 16384;
 const NEIGHBOR_AGING: u32 = 300;
 /// ICMP errors per second, as a router rate-limits them.
 const ICMP_ERRORS_PER_SEC: u32 = 200;
+/// ARP requests remembered per second (one per target): a flood of routed
+/// packets to many unresolved addresses sends at most this many a second.
+const ARP_SENT_MAX: usize = 1024;
 /// Packets held while their next hop is being resolved (as Linux queues a
 /// few per neighbor).
 const PARK_SLOTS: usize = 16;
@@ -82,7 +85,7 @@ impl Router {
         }
         Router {
             neighbors,
-            arp_sent: HashMap::with_capacity_and_hasher(1024, Default::default()),
+            arp_sent: HashMap::with_capacity_and_hasher(ARP_SENT_MAX, Default::default()),
             icmp_tokens: ICMP_ERRORS_PER_SEC,
             parked: Vec::with_capacity(PARK_SLOTS),
         }
@@ -427,7 +430,10 @@ fn arp_request(cx: &mut Ctx, v: &mut Vector, vni: u16, ip: Ipv4Addr) {
     let Some((cidr, mac)) = cx.t.vnis[usize::from(vni)].gateway else {
         return;
     };
-    if cx.st.router.arp_sent.contains_key(&(vni, ip)) {
+    // Targets come from routed packets (sender-chosen): the memory of
+    // recent requests is bounded like its capacity, never grown per packet.
+    let sent = &cx.st.router.arp_sent;
+    if sent.contains_key(&(vni, ip)) || sent.len() >= ARP_SENT_MAX {
         return;
     }
     let Some(mut buf) = cx.pool.get() else {

@@ -97,8 +97,9 @@ pub struct IdentityTables {
     /// (VNI index, MAC) of each local workload -> binding index.
     pub by_mac: FxHashMap<(u16, MacAddr), u16>,
     pub bindings: Vec<Binding>,
-    /// Whether each port has at least one workload bound.
-    pub port_bound: Vec<bool>,
+    /// The identity of the (first) workload bound on each port; None: the
+    /// port is not bound.
+    pub port_identity: Vec<Option<IdentityId>>,
     /// (peer index, inner CIDR, identity), in config order.
     pub maps: Vec<(u16, Ipv4Cidr, IdentityId)>,
 }
@@ -314,7 +315,7 @@ impl Tables {
                 let mut bindings = Vec::new();
                 let mut by_ip = FxHashMap::default();
                 let mut by_mac = FxHashMap::default();
-                let mut port_bound = vec![false; cfg.ports.len()];
+                let mut port_identity = vec![None; cfg.ports.len()];
                 for w in &cfg.workloads {
                     let Some(vni) = port_vni.get(w.port).copied().flatten() else {
                         continue;
@@ -329,7 +330,7 @@ impl Tables {
                     });
                     by_ip.insert((vni, IpAddr::V4(w.ip)), i);
                     by_mac.insert((vni, w.mac), i);
-                    port_bound[w.port] = true;
+                    port_identity[w.port].get_or_insert(id_of(w.identity));
                 }
                 let maps = cfg
                     .identity_maps
@@ -359,7 +360,7 @@ impl Tables {
                     by_ip,
                     by_mac,
                     bindings,
-                    port_bound,
+                    port_identity,
                     maps,
                 })
             }

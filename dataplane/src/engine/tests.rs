@@ -344,16 +344,7 @@ fn arp_frame(
     tha: MacAddr,
     tpa: Ipv4Addr,
 ) -> Vec<u8> {
-    let repr = arp::Repr {
-        operation: op,
-        source_hardware_addr: sha,
-        source_protocol_addr: spa,
-        target_hardware_addr: tha,
-        target_protocol_addr: tpa,
-    };
-    let mut p = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut arp::Packet::new_unchecked(&mut p[..]))
-        .expect("sized");
+    let p = super::test_support::arp_body(op.0, sha, spa, tha, tpa);
     eth_frame(eth_dst, sha, EtherType::ARP, &p)
 }
 

@@ -159,3 +159,40 @@ impl Drop for Proc {
         }
     }
 }
+
+/// A byte-exact TCP transfer between two lab hosts, `from` sending `bytes`
+/// to `target` (a tcp-sink in `to`), paced when `rate_mbit` is set; both
+/// ends give up after `timeout_secs`. Returns (sink, source).
+pub fn tcp_transfer(
+    prefix: &str,
+    from: &str,
+    to: &str,
+    target: &str,
+    bytes: u64,
+    rate_mbit: Option<u64>,
+    timeout_secs: u64,
+) -> (Proc, Proc) {
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--bytes",
+            &bytes.to_string(),
+            "--seed",
+            "20261123",
+            "--timeout-secs",
+            &timeout_secs.to_string(),
+        ]);
+    };
+    let mut sink = netns::exec_in(&state::ns_name(prefix, to), BIN);
+    sink.args(["tcp-sink", "--listen", target]);
+    common(&mut sink);
+    let mut sink = Proc::spawn(sink, &format!("tcp-sink {to} {target}"));
+    sink.wait_for_line("listening", Duration::from_secs(10));
+    let mut source = netns::exec_in(&state::ns_name(prefix, from), BIN);
+    source.args(["tcp-source", "--connect", target]);
+    common(&mut source);
+    if let Some(r) = rate_mbit {
+        source.args(["--rate-mbit", &r.to_string()]);
+    }
+    let source = Proc::spawn(source, &format!("tcp-source {from} -> {target}"));
+    (sink, source)
+}
