@@ -10,6 +10,7 @@ command -v ethtool >/dev/null  || need+=(ethtool)
 command -v tcpdump >/dev/null  || need+=(tcpdump)
 command -v curl >/dev/null     || need+=(curl)
 command -v python3 >/dev/null  || need+=(python3)
+command -v sysctl >/dev/null   || need+=(procps)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
