@@ -1,0 +1,68 @@
+//! Identity-aware firewall policy: the rule language's semantics, its
+//! compiled lookup form, a reference evaluator, and learn mode's proposals.
+//!
+//! Pure: no I/O, no threads, no `unsafe`. The config crate produces a
+//! [`PolicySpec`]; [`compile`] checks it against the declared identity
+//! documents and builds an immutable [`CompiledPolicy`] that the engine
+//! shares between workers and asks once per new flow
+//! ([`CompiledPolicy::lookup`]: no allocation, no locks). A new config means
+//! a new compiled policy, swapped whole, never edited in place (as DPDK's
+//! rte_acl and VPP's ACL plugin do).
+//!
+//! # Semantics
+//!
+//! * **First match.** Rules are taken in file order, the sets in order and
+//!   the rules of each set in order (a rule's [`RuleId`] is its position in
+//!   that order). The first rule that matches decides, as in nftables, the
+//!   VPP ACL plugin or NeuVector: an exception ("deny this one source") is
+//!   written before the allow it carves out of.
+//! * **Default deny.** When no rule matches, the decision is
+//!   `default_action` (deny or reject, never allow) in `default_mode`.
+//! * **Modes.** The mode of the deciding rule's set (or the default mode)
+//!   says whether the action bites: `Enforce` carries it out; `Monitor`
+//!   forwards a deny or reject and reports it as `would_deny`; `Learn`
+//!   forwards everything and records it ([`Decision::effective`]).
+//! * **Matching.** A rule matches when the source matches `from`, the
+//!   destination matches `to`, and protocol and port match. An empty
+//!   selector list matches any endpoint; otherwise the list matches when
+//!   any of its selectors does. Identity selectors (exact name, glob,
+//!   labels) match only authenticated endpoints whose document matches;
+//!   `Unauthenticated` matches endpoints nothing vouches for; `Cidr`
+//!   matches the endpoint's IPv4 address whatever its identity, and never
+//!   an endpoint without one (IPv6). `Proto::Any` matches every protocol
+//!   and takes no ports; `Icmp` matches protocol 1 and takes no ports;
+//!   `Tcp`/`Udp` match 6/17 and the destination port against `ports`
+//!   (empty: all ports). Protocols other than 6, 17 and 1 only match `Any`.
+//! * **Subjects.** A document index past the end of the documents the
+//!   policy was compiled with vouches for nothing: it is evaluated as
+//!   unauthenticated. So is an unknown *source*: a sender nobody has
+//!   vouched for is unauthenticated.
+//! * **Unknown destinations.** At the source warden, before the
+//!   destination's warden has verified who it is, the destination may be
+//!   any declared document or unauthenticated (at its known address). Each
+//!   possibility has its own first-match decision; the answer is the allowing
+//!   one with the lowest rule index if any possibility is allowed, otherwise
+//!   the non-allowing one with the lowest rule index (a rule before the
+//!   default). The flow is then let through toward the destination's
+//!   warden, which decides again with the identity known. Every decision
+//!   for an unknown destination has `provisional` set.
+//!
+//! [`reference::evaluate`] is these rules written as a linear scan;
+//! [`compile`]'s module docs explain how the compiled form reaches the
+//! same answers, and the differential property test checks that it does.
+
+#![deny(unsafe_code)]
+
+pub mod compile;
+pub mod learn;
+pub mod model;
+pub mod reference;
+pub mod select;
+mod shadow;
+
+pub use compile::{compile, CompileError, CompiledPolicy, SelectorAt, Side};
+pub use learn::{propose, LearnedFlow, Peer};
+pub use model::{
+    Action, Decision, DenyAction, Effective, Endpoint, FlowQuery, Mode, PolicySpec, PortRange,
+    Proto, RuleId, RuleLoc, RuleSpec, Selector, SetSpec, Subject, Verdict,
+};
