@@ -6,8 +6,12 @@
 #   cd ../shared/bench
 #   SWITCH_CMD="exec $PWD/../../main/benches/veth/warden-switch.sh" ./peers.sh switch testpmd-afp kernel-vxlan-nft
 #
-# The harness's allow-list ($ALLOW_PORTS) is not applied: warden has no
-# policy engine yet, so this measures decap + L2 switching only.
+# The harness's allow-list is applied, so warden does the work the kernel
+# path (VXLAN + 50 nft rules) and OVS (50 OpenFlow rules) do: TCP from
+# $ALLOW_SRC to the $ALLOW_PORTS, default deny, as a policy set. Identity
+# is on for that (a policy needs it): the sink is a bound workload; the
+# generator is a plain VTEP, so its flows are unauthenticated and matched
+# by address. NO_POLICY=1 gives the previous decap + L2 switching only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 warden=${WARDEN_BIN:-$here/../../target/release/warden}
@@ -46,5 +50,34 @@ vni = $VNI
 mac = "$SINK_MAC"
 port = "out"
 TOML
+if [ "${NO_POLICY:-0}" != 1 ]; then
+    ports=$(echo $ALLOW_PORTS | tr ' ' ',')
+    cat >> "$cfg" <<TOML
+
+[identity]
+warden_id = "bench"
+
+[[identity.document]]
+name = "bench/sink"
+
+[[workload]]
+port = "out"
+mac = "$SINK_MAC"
+ip = "$SINK_IP"
+identity = "bench/sink"
+
+[policy]
+default = "enforce"
+
+[[policy.set]]
+name = "bench"
+[[policy.set.rule]]
+from = [{ cidr = "$ALLOW_SRC" }]
+to = ["bench/sink"]
+proto = "tcp"
+ports = [$ports]
+action = "allow"
+TOML
+fi
 # warden prints its counters (cycles per packet included) to the log on exit.
 exec "$warden" run -c "$cfg"

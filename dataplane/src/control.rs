@@ -139,6 +139,7 @@ fn handle(
                                 .cloned()
                                 .unwrap_or_else(|| format!("#{p}"))
                         },
+                        |r| names.rule_name(r),
                     );
                     row.src_identity = names.identity_name(&row.src_identity);
                     row.dst_identity = names.identity_name(&row.dst_identity);
@@ -148,8 +149,21 @@ fn handle(
             let json = serde_json::to_string(&rows).map_err(std::io::Error::other)?;
             writeln!(out, "{json}")
         }
+        "learned" => {
+            let mut report = crate::learn::LearnedReport::default();
+            for w in &counters.workers {
+                report.dropped += w.policy.learn_dropped.get();
+                if let Ok(rows) = w.policy.learn_rows.lock() {
+                    report
+                        .records
+                        .extend(rows.iter().map(crate::learn::LearnedRow::from));
+                }
+            }
+            let json = serde_json::to_string(&report).map_err(std::io::Error::other)?;
+            writeln!(out, "{json}")
+        }
         other => {
-            let message = format!("unknown command {other:?}; try stats or flows");
+            let message = format!("unknown command {other:?}; try stats, flows or learned");
             writeln!(out, "{}", serde_json::json!({ "error": message }))
         }
     }
@@ -163,6 +177,11 @@ pub fn query_stats(path: &Path) -> Result<Snapshot, ControlError> {
 /// Ask a running warden for its flows.
 pub fn query_flows(path: &Path) -> Result<Vec<crate::flows::FlowRow>, ControlError> {
     query(path, "flows")
+}
+
+/// Ask a running warden what its learn mode recorded.
+pub fn query_learned(path: &Path) -> Result<crate::learn::LearnedReport, ControlError> {
+    query(path, "learned")
 }
 
 fn query<T: serde::de::DeserializeOwned>(path: &Path, command: &str) -> Result<T, ControlError> {

@@ -94,7 +94,9 @@ drop_reasons! {
     IdentityStale => "identity_stale", "identity header timestamp outside the window";
     IdentityNotAuthorized => "identity_not_authorized", "identity the peer may not assert (or a header from a plain VTEP)";
     IdentityNonce => "identity_nonce", "identity header on a TCP segment whose nonce is not its sequence number";
-    PolicyDenied => "policy_denied", "the allow hook denies this source identity to this destination";
+    PolicyDenied => "policy_denied", "the policy denies the flow (a deny rule or the default, in enforce mode)";
+    PolicyRejected => "policy_rejected", "the policy rejects the flow: dropped, and a TCP RST or ICMP unreachable sent to the opener";
+    PolicyResponderDenied => "policy_responder_denied", "a reply whose (now known) identity the policy does not allow: the flow is cut both ways";
     FlowTableFull => "flow_table_full", "no room for a new flow and nothing evictable (fail closed)";
     FlowOriginMismatch => "flow_origin_mismatch", "packet of a known flow from another origin than the one that opened it";
     ReplyWrongOrigin => "reply_wrong_origin", "reply to a flow from an origin the forward direction was not sent to";
@@ -160,6 +162,57 @@ pub struct FlowTableCounters {
     pub refused: Counter,
 }
 
+/// What the policy decided, per worker. Hits count flows (decisions), not
+/// packets: established packets reuse the decision cached in their entry.
+#[derive(Debug, Default)]
+pub struct PolicyCounters {
+    /// Flows decided by each rule, by rule id; the last slot is the default.
+    pub rule_hits: Vec<Counter>,
+    /// Of those, decisions whose deny or reject a monitor or learn mode did
+    /// not carry out, by rule id (last: the default).
+    pub rule_would_deny: Vec<Counter>,
+    /// Flows forwarded although the policy would deny them (monitor, learn).
+    pub would_deny: Counter,
+    /// Flows allowed before their destination's identity was known, and of
+    /// those, how many were decided again at their first reply.
+    pub provisional: Counter,
+    pub rechecked: Counter,
+    /// TCP RSTs and ICMP unreachables sent for `reject`.
+    pub reject_answers: Counter,
+    /// Records in the learn table (a gauge), and records refused because
+    /// it was full.
+    pub learned: Counter,
+    pub learn_dropped: Counter,
+    /// The learn table as last published (copies, as `flow_rows`).
+    pub learn_rows: std::sync::Mutex<Vec<crate::learn::LearnRecord>>,
+}
+
+impl PolicyCounters {
+    /// Counters for `rules` rules plus the default.
+    pub fn new(rules: usize) -> PolicyCounters {
+        PolicyCounters {
+            rule_hits: (0..=rules).map(|_| Counter::default()).collect(),
+            rule_would_deny: (0..=rules).map(|_| Counter::default()).collect(),
+            ..PolicyCounters::default()
+        }
+    }
+
+    /// Count a decision by `rule` (None: the default).
+    #[inline]
+    pub fn hit(&self, rule: Option<policy::RuleId>, would_deny: bool) {
+        let i = rule.map_or(self.rule_hits.len().saturating_sub(1), |r| r.0 as usize);
+        if let Some(c) = self.rule_hits.get(i) {
+            c.inc();
+        }
+        if would_deny {
+            self.would_deny.inc();
+            if let Some(c) = self.rule_would_deny.get(i) {
+                c.inc();
+            }
+        }
+    }
+}
+
 /// Everything one worker counts. Each counter has one writer (that worker);
 /// `warden stats` sums the workers.
 #[derive(Debug)]
@@ -193,6 +246,7 @@ pub struct WorkerCounters {
     /// (`try_lock`, never waits, never allocates: capacity reserved), turned
     /// into text by the control thread.
     pub flow_rows: std::sync::Mutex<Vec<crate::flows::RawFlowRow>>,
+    pub policy: PolicyCounters,
 }
 
 impl WorkerCounters {
@@ -220,6 +274,7 @@ impl WorkerCounters {
             idle_polls: Counter::default(),
             packets: Counter::default(),
             flow_rows: std::sync::Mutex::new(Vec::with_capacity(crate::flows::MAX_ROWS)),
+            policy: PolicyCounters::new(0),
         }
     }
 
@@ -246,6 +301,16 @@ impl Counters {
                 .map(|_| WorkerCounters::new(ports, vnis, peers))
                 .collect(),
         }
+    }
+
+    /// Size the policy counters for `rules` rules (before sharing).
+    pub fn with_rules(mut self, rules: usize) -> Counters {
+        for w in &mut self.workers {
+            w.policy = PolicyCounters::new(rules);
+            w.policy.learn_rows =
+                std::sync::Mutex::new(Vec::with_capacity(crate::learn::LEARN_CAPACITY));
+        }
+        self
     }
 
     /// The sum of `f` over every worker.

@@ -207,15 +207,23 @@ impl IdentitySource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// The allow hook admits the source to the local destination.
+    /// The policy allows it (its rule is in the entry).
     Allow,
     /// The reply direction of a flow this warden forwarded.
     Reply,
-    /// The destination is not a workload of this warden: forwarded, the
-    /// destination's warden decides (the source's warden stamps it).
-    Transit,
+    /// A deny that a `monitor` policy did not carry out: forwarded and
+    /// counted as `would_deny`.
+    WouldDeny,
+    /// Decided in `learn` mode: forwarded and recorded.
+    Learn,
     /// Refused (only in the recent-denials ring, never in the table).
     Deny,
+    /// Refused with a TCP RST or ICMP unreachable to the opener (only in
+    /// the recent-denials ring).
+    Reject,
+    /// Addressed to warden's own gateway address: answered by warden,
+    /// reaches no workload.
+    Gateway,
     /// Identity is not configured: no policy.
     NoPolicy,
 }
@@ -225,8 +233,11 @@ impl Verdict {
         match self {
             Verdict::Allow => "allow",
             Verdict::Reply => "reply",
-            Verdict::Transit => "transit",
+            Verdict::WouldDeny => "would_deny",
+            Verdict::Learn => "learn",
             Verdict::Deny => "deny",
+            Verdict::Reject => "reject",
+            Verdict::Gateway => "gateway",
             Verdict::NoPolicy => "no_policy",
         }
     }
@@ -243,6 +254,12 @@ pub struct FlowEntry {
     pub source: IdentitySource,
     pub dst_identity: IdentityId,
     pub verdict: Verdict,
+    /// The policy rule that decided (None: the default, or no policy).
+    pub rule: Option<policy::RuleId>,
+    /// Decided before the destination's identity was known (egress toward
+    /// a workload behind another warden): decided again at the first
+    /// reply, when that warden has vouched for it.
+    pub recheck: bool,
     pub packets: u64,
     pub bytes: u64,
     /// Engine seconds.
@@ -264,6 +281,8 @@ impl FlowEntry {
             source: IdentitySource::None,
             dst_identity: IdentityId::UNAUTHENTICATED,
             verdict: Verdict::NoPolicy,
+            rule: None,
+            recheck: false,
             packets: 0,
             bytes: 0,
             created: now,
@@ -695,6 +714,11 @@ pub struct FlowRow {
     pub identity_source: String,
     pub dst_identity: String,
     pub verdict: String,
+    /// The policy rule that decided (`set#n`, n from 1), `default`, or `-`.
+    pub rule: String,
+    /// Allowed before the destination's identity was known; decided again
+    /// at its first reply.
+    pub recheck: bool,
     pub packets: u64,
     pub bytes: u64,
     pub age_secs: u32,
@@ -702,12 +726,14 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
-    /// Text for a published row; `peer(i)` and `port(i)` name peers and ports.
+    /// Text for a published row; `peer(i)`, `port(i)` and `rule(r)` name
+    /// peers, ports and policy rules.
     pub fn from_raw(
         raw: &RawFlowRow,
         vni_id: impl Fn(u16) -> u32,
         peer: impl Fn(u16) -> String,
         port: impl Fn(u16) -> String,
+        rule: impl Fn(policy::RuleId) -> String,
     ) -> FlowRow {
         let e = &raw.entry;
         let k = &e.key;
@@ -739,33 +765,17 @@ impl FlowRow {
             identity_source: e.source.name().to_string(),
             dst_identity: format!("{:08x}", e.dst_identity.0),
             verdict: e.verdict.name().to_string(),
+            rule: match (e.verdict, e.rule) {
+                (Verdict::NoPolicy | Verdict::Reply | Verdict::Gateway, _) => "-".to_string(),
+                (_, Some(r)) => rule(r),
+                (_, None) => "default".to_string(),
+            },
+            recheck: e.recheck,
             packets: e.packets,
             bytes: e.bytes,
             age_secs: raw.now.saturating_sub(e.created),
             idle_secs: raw.now.saturating_sub(e.last_seen),
         }
-    }
-}
-
-/// The minimal allow hook: per destination identity, the source identities
-/// allowed. Default deny. (The L4-L7 policy engine replaces this.)
-#[derive(Debug, Default, Clone)]
-pub struct AllowHook {
-    /// (destination, source) pairs, sorted for binary search.
-    pairs: Vec<(u32, u32)>,
-}
-
-impl AllowHook {
-    pub fn new(mut pairs: Vec<(IdentityId, IdentityId)>) -> AllowHook {
-        let mut v: Vec<(u32, u32)> = pairs.drain(..).map(|(d, s)| (d.0, s.0)).collect();
-        v.sort_unstable();
-        v.dedup();
-        AllowHook { pairs: v }
-    }
-
-    #[inline]
-    pub fn allows(&self, src: IdentityId, dst: IdentityId) -> bool {
-        self.pairs.binary_search(&(dst.0, src.0)).is_ok()
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::counters::{Counters, DropReason, WorkerReport};
+use crate::counters::{Counter, Counters, DropReason, WorkerReport};
 
 /// Static names the snapshot needs (from the config).
 #[derive(Debug, Clone)]
@@ -19,6 +19,17 @@ pub struct Names {
     pub peers: Vec<(String, Option<String>)>,
     /// Identity ids (8 hex digits) -> document names.
     pub identities: Vec<(String, String)>,
+    /// Policy rules by id: `set#n` (n counts from 1 in its set).
+    pub rules: Vec<String>,
+}
+
+/// `set#n` for each rule of `policy`, by rule id (n counts from 1).
+pub fn rule_names(policy: Option<&policy::PolicySpec>) -> Vec<String> {
+    policy.map_or_else(Vec::new, |p| {
+        p.rules()
+            .map(|(_, loc, set, _)| format!("{}#{}", set.name, loc.rule + 1))
+            .collect()
+    })
 }
 
 impl Names {
@@ -33,6 +44,14 @@ impl Names {
             .find(|(id, _)| id == hex_id)
             .map(|(_, n)| n.clone())
             .unwrap_or_else(|| hex_id.to_string())
+    }
+
+    /// The name of policy rule `r`.
+    pub fn rule_name(&self, r: policy::RuleId) -> String {
+        self.rules
+            .get(r.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("rule {}", r.0))
     }
 }
 
@@ -100,6 +119,68 @@ pub struct WorkerSnap {
     pub cycles_per_packet: f64,
 }
 
+/// Hits of one policy rule (flows it decided).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleSnap {
+    pub hits: u64,
+    /// Of those, denies a monitor or learn mode did not carry out.
+    pub would_deny: u64,
+}
+
+/// What the policy decided (all workers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PolicySnap {
+    /// Flows forwarded that the policy would deny (monitor, learn).
+    pub would_deny: u64,
+    /// Flows allowed before the destination's identity was known, and
+    /// decided again at their first reply.
+    pub provisional: u64,
+    pub rechecked: u64,
+    /// TCP RSTs and ICMP unreachables sent for `reject`.
+    pub reject_answers: u64,
+    /// Records in the learn table; records refused because it was full.
+    pub learned: u64,
+    pub learn_dropped: u64,
+    /// Flows decided per policy set (the sum of its rules).
+    pub sets: BTreeMap<String, u64>,
+    /// Per rule (`set#n`, n from 1 in its set) and `default`.
+    pub rules: BTreeMap<String, RuleSnap>,
+}
+
+impl PolicySnap {
+    fn take(names: &Names, c: &Counters) -> PolicySnap {
+        let mut sets = BTreeMap::new();
+        let mut rules = BTreeMap::new();
+        let hits = |i: usize| {
+            let h = c.sum(|w| w.policy.rule_hits.get(i).map_or(0, Counter::get));
+            let d = c.sum(|w| w.policy.rule_would_deny.get(i).map_or(0, Counter::get));
+            RuleSnap {
+                hits: h,
+                would_deny: d,
+            }
+        };
+        for (i, n) in names.rules.iter().enumerate() {
+            let r = hits(i);
+            let set = n.rsplit_once('#').map_or(n.as_str(), |(s, _)| s);
+            *sets.entry(set.to_string()).or_insert(0) += r.hits;
+            rules.insert(n.clone(), r);
+        }
+        if !names.rules.is_empty() || c.sum(|w| w.policy.rule_hits.len() as u64) > 0 {
+            rules.insert("default".to_string(), hits(names.rules.len()));
+        }
+        PolicySnap {
+            would_deny: c.sum(|w| w.policy.would_deny.get()),
+            provisional: c.sum(|w| w.policy.provisional.get()),
+            rechecked: c.sum(|w| w.policy.rechecked.get()),
+            reject_answers: c.sum(|w| w.policy.reject_answers.get()),
+            learned: c.sum(|w| w.policy.learned.get()),
+            learn_dropped: c.sum(|w| w.policy.learn_dropped.get()),
+            sets,
+            rules,
+        }
+    }
+}
+
 /// Everything `warden stats --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -126,6 +207,7 @@ pub struct Snapshot {
     pub identity_announces: u64,
     pub drops_total: u64,
     pub drops: BTreeMap<String, u64>,
+    pub policy: PolicySnap,
     pub workers: Vec<WorkerSnap>,
 }
 
@@ -257,6 +339,7 @@ impl Snapshot {
             identity_announces: c.sum(|w| w.identity_announces.get()),
             drops_total: c.drops_total(),
             drops,
+            policy: PolicySnap::take(names, c),
             workers,
         }
     }
@@ -346,6 +429,18 @@ impl Snapshot {
             "identity: stamped {}  announces received {}",
             self.identity_stamped, self.identity_announces
         );
+        let p = &self.policy;
+        if !p.rules.is_empty() {
+            let _ = writeln!(
+                s,
+                "\npolicy: would_deny {}  provisional {} (rechecked {})  reject answers {}  learned {} (dropped {})",
+                p.would_deny, p.provisional, p.rechecked, p.reject_answers, p.learned, p.learn_dropped
+            );
+            let _ = writeln!(s, "  {:<32}{:>12}{:>12}", "rule", "flows", "would deny");
+            for (n, r) in &p.rules {
+                let _ = writeln!(s, "  {:<32}{:>12}{:>12}", n, r.hits, r.would_deny);
+            }
+        }
         let _ = writeln!(s, "\ndrops (total {})", self.drops_total);
         for r in DropReason::ALL {
             let n = self.drops.get(r.name()).copied().unwrap_or(0);

@@ -71,6 +71,29 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Print, as a [[policy.set]] in enforce mode, an allow-list that admits
+    /// exactly the flows a running instance recorded in learn mode.
+    Learned {
+        /// The instance config (its identity documents name the identities;
+        /// its control socket is asked unless --socket is given).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The control socket of the instance.
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+        /// Name of the proposed set.
+        #[arg(long, default_value = "learned")]
+        set: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,7 +140,79 @@ fn main() -> ExitCode {
                     host_id,
                 },
         } => attest(&exe, name, &labels, host_id),
+        Command::Policy {
+            command:
+                PolicyCommand::Learned {
+                    config,
+                    socket,
+                    set,
+                },
+        } => learned(&config, socket, &set),
     }
+}
+
+/// `warden policy learned`: the learn table of a running instance as a
+/// policy set. Identities are named from the config's documents.
+fn learned(config: &Path, socket: Option<PathBuf>, set: &str) -> ExitCode {
+    let cfg = match config::load_warden(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = socket.unwrap_or_else(|| cfg.instance.control_socket.clone());
+    let report = match control::query_learned(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ids: Vec<u32> = cfg.documents.iter().map(|d| d.id().0).collect();
+    let mut skipped = 0usize;
+    let flows: Vec<policy::LearnedFlow> = report
+        .records
+        .iter()
+        .filter_map(|r| {
+            let end = |e: dataplane::learn::EndRow| match e {
+                dataplane::learn::EndRow::Identity(id) => ids
+                    .iter()
+                    .position(|&x| x == id)
+                    .map(|i| policy::Peer::Identity(i as u32)),
+                dataplane::learn::EndRow::Addr(a) => Some(policy::Peer::Addr(a)),
+                dataplane::learn::EndRow::Unknown => None,
+            };
+            let (Some(src), Some(dst)) = (end(r.src), end(r.dst)) else {
+                skipped += 1;
+                return None;
+            };
+            Some(policy::LearnedFlow {
+                src,
+                dst,
+                proto: r.protocol,
+                port: r.port,
+            })
+        })
+        .collect();
+    println!(
+        "# warden policy learned: {} flows recorded by {}",
+        flows.len(),
+        cfg.instance.name
+    );
+    if report.dropped > 0 {
+        println!(
+            "# WARNING: {} flows were not recorded (the learn table was full): this list is incomplete",
+            report.dropped
+        );
+    }
+    if skipped > 0 {
+        println!(
+            "# {skipped} flows skipped: an end with neither a known identity nor an IPv4 address"
+        );
+    }
+    print!("{}", policy::propose(&flows, &cfg.documents, set));
+    ExitCode::SUCCESS
 }
 
 /// `warden identity attest`: the document is checked with the config's own
@@ -344,6 +439,7 @@ fn run(path: &Path) -> ExitCode {
             .iter()
             .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
             .collect(),
+        rules: dataplane::stats::rule_names(None),
     };
     let counters = Arc::new(Counters::new(
         cfg.ports.len(),

@@ -21,12 +21,15 @@
 use std::net::IpAddr;
 
 use super::ingress_identity;
-use super::meta::{From, Kind, Meta, Next, Pkt, Vector};
+use overlay::MacAddr;
+
+use super::meta::{From, Kind, Meta, Next, Pkt, Vector, ANSWER, RECHECK};
 use super::tables::{IdentityTables, PeerIdent, Tables};
 use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
 use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
+use crate::learn::{LearnEnd, LearnRecord};
 use identity::IdentityId;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
@@ -190,11 +193,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         _ => None,
     };
     let header_id = header.map(|h| h.id);
-    let mut seen = (
-        Verdict::NoPolicy,
-        IdentityId::UNAUTHENTICATED,
-        Egress::Unknown,
-    );
+    let mut seen = Seen::default();
     let r = match cx.st.flows.lookup_hashed(&pkt.key, m.hash) {
         Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac, &mut seen) {
             Ok(()) => r,
@@ -203,15 +202,19 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         None => match new_flow(cx, m, origin, header_id, len) {
             Ok(r) => {
                 if let Some(e) = cx.st.flows.get(r) {
-                    seen = (e.verdict, e.src_identity, e.egress);
+                    seen = Seen::of(e);
                 }
                 r
             }
-            Err(reason) => return Next::Drop(reason),
+            Err((DropReason::PolicyRejected, dst)) => return reject(cx, buf, m, dst),
+            Err((reason, _)) => return Next::Drop(reason),
         },
     };
     m.flow = r;
-    (m.verdict, m.src_identity, m.egress) = seen;
+    (m.verdict, m.src_identity, m.egress) = (seen.verdict, seen.src, seen.egress);
+    if seen.recheck {
+        m.flags |= RECHECK;
+    }
     if header.is_some() {
         if let Some(e) = cx.st.flows.get_mut(r) {
             e.last_header = Some(now);
@@ -230,6 +233,74 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     Next::Switch
 }
 
+/// What later stages need from a packet's flow entry.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    verdict: Verdict,
+    src: IdentityId,
+    egress: Egress,
+    recheck: bool,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            verdict: Verdict::NoPolicy,
+            src: IdentityId::UNAUTHENTICATED,
+            egress: Egress::Unknown,
+            recheck: false,
+        }
+    }
+}
+
+impl Seen {
+    fn of(e: &FlowEntry) -> Seen {
+        Seen {
+            verdict: e.verdict,
+            src: e.src_identity,
+            egress: e.egress,
+            recheck: e.recheck,
+        }
+    }
+}
+
+/// A rejected flow's opening packet becomes its answer (a TCP RST or an
+/// ICMP port unreachable, see `reject.rs`), sent back where it came from.
+/// No answer (other protocols, an RST, no buffer): dropped silently.
+fn reject(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, dst: IdentityId) -> Next {
+    cx.c.count_drop(DropReason::PolicyRejected);
+    let (Some(old), Some(mut out)) = (buf.as_ref(), cx.pool.get()) else {
+        return Next::Done;
+    };
+    out.set_len(crate::buffer::BUF_SIZE);
+    let built = super::reject::answer(old.frame(), usize::from(m.pkt.l3), out.frame_mut());
+    let Some((n, kind)) = built else {
+        cx.pool.put(out);
+        return Next::Done;
+    };
+    out.set_len(n);
+    if let Some(old) = buf.replace(out) {
+        cx.pool.put(old);
+    }
+    cx.c.policy.reject_answers.inc();
+    // What the stamp stage needs to vouch for the answer toward a warden:
+    // it speaks for the destination, in the reverse direction.
+    m.flags |= ANSWER;
+    m.flow = FlowRef::NONE;
+    m.src_identity = dst;
+    m.pkt.key = m.pkt.key.reversed();
+    m.pkt.tcp = match kind {
+        super::reject::Answer::TcpReset { seq } => Some((0x04, seq)),
+        super::reject::Answer::PortUnreachable => None,
+    };
+    m.pkt.kind = Kind::Unknown;
+    match m.from {
+        From::Port(p) => Next::Deliver(p),
+        From::Peer(r) => Next::Encap(r),
+        From::Router => Next::Done,
+    }
+}
+
 /// A packet of a flow in the table: from its origin only; it never
 /// rewrites the entry's origin.
 fn known(
@@ -238,8 +309,8 @@ fn known(
     origin: Origin,
     header_id: Option<IdentityId>,
     len: u64,
-    dst_mac: overlay::MacAddr,
-    m_out: &mut (Verdict, IdentityId, Egress),
+    dst_mac: MacAddr,
+    out: &mut Seen,
 ) -> Result<(), DropReason> {
     let now = cx.st.now_s;
     let Some(e) = cx.st.flows.get_mut(r) else {
@@ -251,48 +322,57 @@ fn known(
     e.last_seen = now;
     e.packets += 1;
     e.bytes += len;
-    *m_out = (e.verdict, e.src_identity, e.egress);
-    if let Some(hid) = header_id {
-        if hid != e.src_identity || e.source != IdentitySource::Header {
-            // The same authenticated origin now vouches for another
-            // identity (a restarted workload): decide again.
-            let key = e.key;
-            let reply = e.verdict == Verdict::Reply;
-            e.src_identity = hid;
-            e.source = IdentitySource::Header;
-            if !reply {
-                let (verdict, dst) = decide(cx.t, &key, dst_mac, hid);
-                if verdict == Verdict::Deny {
-                    if let Some(mut denied) = cx.st.flows.get(r).copied() {
-                        denied.verdict = Verdict::Deny;
-                        cx.st.record_denial(denied);
-                    }
-                    cx.st.flows.remove(r);
-                    return Err(DropReason::PolicyDenied);
-                }
-                if let Some(e) = cx.st.flows.get_mut(r) {
-                    e.verdict = verdict;
-                    e.dst_identity = dst;
-                    *m_out = (verdict, hid, e.egress);
-                }
-            }
+    *out = Seen::of(e);
+    let Some(hid) = header_id else {
+        return Ok(());
+    };
+    if hid == e.src_identity && e.source == IdentitySource::Header {
+        return Ok(());
+    }
+    // The same authenticated origin now vouches for another identity (a
+    // restarted workload): decide again.
+    let (key, reply, known_dst) = (e.key, e.verdict == Verdict::Reply, e.dst_identity);
+    e.src_identity = hid;
+    e.source = IdentitySource::Header;
+    out.src = hid;
+    if reply {
+        return Ok(());
+    }
+    let known_dst = (!e.recheck).then_some(known_dst);
+    let d = decide(cx, &key, Some(dst_mac), hid, known_dst);
+    if matches!(d.verdict, Verdict::Deny | Verdict::Reject) {
+        if let Some(mut denied) = cx.st.flows.get(r).copied() {
+            denied.verdict = d.verdict;
+            denied.rule = d.rule;
+            cx.st.record_denial(denied);
         }
+        cx.st.flows.remove(r);
+        return Err(DropReason::PolicyDenied);
+    }
+    if let Some(e) = cx.st.flows.get_mut(r) {
+        e.verdict = d.verdict;
+        e.rule = d.rule;
+        e.dst_identity = d.dst;
+        e.recheck = d.recheck;
+        *out = Seen::of(e);
     }
     Ok(())
 }
 
-/// A packet no entry knows: a reply to a known flow, or a new flow.
+/// A packet no entry knows: a reply to a known flow, or a new flow. A
+/// refused flow gives the reason and the destination's identity.
 fn new_flow(
     cx: &mut Ctx,
     m: &Meta,
     origin: Origin,
     header_id: Option<IdentityId>,
     len: u64,
-) -> Result<FlowRef, DropReason> {
+) -> Result<FlowRef, (DropReason, IdentityId)> {
+    let none = |reason| (reason, IdentityId::UNAUTHENTICATED);
     let (vni, pkt) = (m.vni, &m.pkt);
     let key = pkt.key;
     let now = cx.st.now_s;
-    let (src, source) = source_identity(cx, m.from, vni, m.gbp, pkt, header_id)?;
+    let (src, source) = source_identity(cx, m.from, vni, m.gbp, pkt, header_id).map_err(none)?;
     let mut e = FlowEntry::new(key, origin, now);
     e.src_identity = src;
     e.source = source;
@@ -305,12 +385,14 @@ fn new_flow(
         rk.vni = out;
     }
     if let Some(fwd) = cx.st.flows.lookup(&rk) {
-        let (admits, fwd_src) = match cx.st.flows.get(fwd) {
-            Some(f) => (f.egress.admits(origin), f.src_identity),
-            None => (false, IdentityId::UNAUTHENTICATED),
+        let Some(f) = cx.st.flows.get(fwd).copied() else {
+            return Err(none(DropReason::ReplyWrongOrigin));
         };
-        if !admits {
-            return Err(DropReason::ReplyWrongOrigin);
+        if !f.egress.admits(origin) {
+            return Err(none(DropReason::ReplyWrongOrigin));
+        }
+        if f.recheck {
+            recheck(cx, fwd, &f, src).map_err(none)?;
         }
         // A flooded flow takes its first reply's origin as its egress: later
         // "replies" from elsewhere are refused.
@@ -327,8 +409,8 @@ fn new_flow(
         } else {
             Verdict::NoPolicy
         };
-        e.dst_identity = fwd_src;
-        let r = insert(cx, e)?;
+        e.dst_identity = f.src_identity;
+        let r = insert(cx, e).map_err(none)?;
         // Mutual: the forward entry learns who answered.
         if let Some(f) = cx.st.flows.get_mut(fwd) {
             f.dst_identity = src;
@@ -337,14 +419,53 @@ fn new_flow(
         cx.st.flows.establish(fwd);
         return Ok(r);
     }
-    let (verdict, dst) = decide(cx.t, &key, pkt.dst_mac, src);
-    e.verdict = verdict;
-    e.dst_identity = dst;
-    if verdict == Verdict::Deny {
-        cx.st.record_denial(e);
-        return Err(DropReason::PolicyDenied);
+    let d = decide(cx, &key, Some(pkt.dst_mac), src, None);
+    e.verdict = d.verdict;
+    e.rule = d.rule;
+    e.dst_identity = d.dst;
+    e.recheck = d.recheck;
+    match d.verdict {
+        Verdict::Deny => {
+            cx.st.record_denial(e);
+            Err(none(DropReason::PolicyDenied))
+        }
+        Verdict::Reject => {
+            cx.st.record_denial(e);
+            Err((DropReason::PolicyRejected, d.dst))
+        }
+        _ => insert(cx, e).map_err(none),
     }
-    insert(cx, e)
+}
+
+/// The first reply of a flow allowed before its destination was known:
+/// decide again now that the responder is (`responder`: its verified
+/// header, its VTEP's map, or unauthenticated). Refused, the flow is cut
+/// both ways: the forward entry goes and the reply is dropped.
+fn recheck(
+    cx: &mut Ctx,
+    fwd: FlowRef,
+    f: &FlowEntry,
+    responder: IdentityId,
+) -> Result<(), DropReason> {
+    cx.c.policy.rechecked.inc();
+    let d = decide(cx, &f.key, None, f.src_identity, Some(responder));
+    if matches!(d.verdict, Verdict::Deny | Verdict::Reject) {
+        let mut denied = *f;
+        denied.verdict = d.verdict;
+        denied.rule = d.rule;
+        denied.dst_identity = responder;
+        denied.recheck = false;
+        cx.st.record_denial(denied);
+        cx.st.flows.remove(fwd);
+        return Err(DropReason::PolicyResponderDenied);
+    }
+    if let Some(e) = cx.st.flows.get_mut(fwd) {
+        e.verdict = d.verdict;
+        e.rule = d.rule;
+        e.dst_identity = responder;
+        e.recheck = false;
+    }
+    Ok(())
 }
 
 fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
@@ -390,7 +511,7 @@ fn source_identity(
 }
 
 /// The VNI a frame to the gateway MAC is routed into, if it is routed.
-fn routed_vni(t: &Tables, vni: u16, dst_mac: overlay::MacAddr, dst: IpAddr) -> Option<u16> {
+fn routed_vni(t: &Tables, vni: u16, dst_mac: MacAddr, dst: IpAddr) -> Option<u16> {
     let IpAddr::V4(dst) = dst else { return None };
     if t.gateway_mac(vni) != Some(dst_mac) || t.is_gateway_address(dst) {
         return None;
@@ -398,22 +519,112 @@ fn routed_vni(t: &Tables, vni: u16, dst_mac: overlay::MacAddr, dst: IpAddr) -> O
     t.lookup_route(dst).map(|(out, _)| out)
 }
 
-/// The allow hook's verdict for a new flow: decided here when the
-/// destination is a workload bound on this warden (in the same VNI, or in
-/// the VNI the gateway routes it into); otherwise `Transit`.
-fn decide(
-    t: &Tables,
-    key: &Key,
-    dst_mac: overlay::MacAddr,
-    src: IdentityId,
-) -> (Verdict, IdentityId) {
-    let Some(id) = &t.identity else {
-        return (Verdict::NoPolicy, IdentityId::UNAUTHENTICATED);
-    };
+/// A new flow's policy decision and what comes with it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Decided {
+    pub verdict: Verdict,
+    pub rule: Option<policy::RuleId>,
+    /// The destination's identity, when known here.
+    pub dst: IdentityId,
+    /// Decided without the destination's identity: ask again at the reply.
+    pub recheck: bool,
+}
+
+/// Who a new flow's destination is, as known on this warden: a workload
+/// bound here (in the VNI the frame is switched or routed into), an
+/// address map of a plain VTEP behind which it sits, or unknown (a
+/// workload behind another warden, which vouches for it in its reply).
+fn destination(t: &Tables, id: &IdentityTables, key: &Key, dst_mac: MacAddr) -> Option<IdentityId> {
     let dst_vni = routed_vni(t, key.vni, dst_mac, key.flow.dst).unwrap_or(key.vni);
-    match id.binding_at_ip(dst_vni, key.flow.dst) {
-        Some(b) if id.allow.allows(src, b.identity) => (Verdict::Allow, b.identity),
-        Some(b) => (Verdict::Deny, b.identity),
-        None => (Verdict::Transit, IdentityId::UNAUTHENTICATED),
+    if let Some(b) = id.binding_at_ip(dst_vni, key.flow.dst) {
+        return Some(b.identity);
+    }
+    let IpAddr::V4(a) = key.flow.dst else {
+        return None;
+    };
+    id.maps
+        .iter()
+        .find(|(p, cidr, _)| {
+            cidr.contains(a)
+                && t.peers
+                    .get(usize::from(*p))
+                    .is_some_and(|r| r.carries(usize::from(dst_vni)))
+        })
+        .map(|(_, _, i)| *i)
+}
+
+/// The policy's decision for a new flow from `src` (switched or routed
+/// alike), with the destination `dst` when the caller knows it better
+/// (a reply that vouched for it, the port it is delivered to). Counts the
+/// hit and records the flow in learn mode.
+pub(super) fn decide(
+    cx: &mut Ctx,
+    key: &Key,
+    dst_mac: Option<MacAddr>,
+    src: IdentityId,
+    dst: Option<IdentityId>,
+) -> Decided {
+    let Some(id) = &cx.t.identity else {
+        return Decided {
+            verdict: Verdict::NoPolicy,
+            rule: None,
+            dst: IdentityId::UNAUTHENTICATED,
+            recheck: false,
+        };
+    };
+    // What is addressed to warden's own gateway is answered by warden.
+    if let (IpAddr::V4(a), Some(mac)) = (key.flow.dst, dst_mac) {
+        if cx.t.gateway_mac(key.vni) == Some(mac) && cx.t.is_gateway_address(a) {
+            return Decided {
+                verdict: Verdict::Gateway,
+                rule: None,
+                dst: IdentityId::UNAUTHENTICATED,
+                recheck: false,
+            };
+        }
+    }
+    let dst = dst.or_else(|| destination(cx.t, id, key, dst_mac?));
+    let p = &id.policy;
+    let q = p.query(key, src, dst);
+    let d = p.compiled.lookup(&q);
+    let eff = d.effective();
+    cx.c.policy.hit(d.rule, eff.would_deny);
+    let verdict = match eff.verdict {
+        policy::Verdict::Drop => Verdict::Deny,
+        policy::Verdict::Reject => Verdict::Reject,
+        policy::Verdict::Forward if eff.learn => Verdict::Learn,
+        policy::Verdict::Forward if eff.would_deny => Verdict::WouldDeny,
+        policy::Verdict::Forward => Verdict::Allow,
+    };
+    let recheck = dst.is_none() && verdict != Verdict::Deny && verdict != Verdict::Reject;
+    // A destination known only at its reply is recorded then, as who it is.
+    if eff.learn && !recheck {
+        let end = |i: Option<IdentityId>, a: IpAddr| match (i, a) {
+            (Some(i), _) if p.subject(i) != policy::Subject::Unauthenticated => {
+                LearnEnd::Identity(i)
+            }
+            (_, IpAddr::V4(a)) => LearnEnd::Addr(a),
+            _ => LearnEnd::Unknown,
+        };
+        let rec = LearnRecord {
+            src: end(Some(src), key.flow.src),
+            dst: end(dst, key.flow.dst),
+            protocol: key.flow.protocol.0,
+            port: q.dst_port,
+        };
+        if cx.st.learned.record(rec) {
+            cx.c.policy.learned.inc();
+        } else {
+            cx.c.policy.learn_dropped.set(cx.st.learned.dropped());
+        }
+    }
+    if recheck {
+        cx.c.policy.provisional.inc();
+    }
+    Decided {
+        verdict,
+        rule: d.rule,
+        dst: dst.unwrap_or(IdentityId::UNAUTHENTICATED),
+        recheck,
     }
 }

@@ -124,6 +124,12 @@ pub const ROUTED: u8 = 1;
 pub const FLOOD_COPY: u8 = 2;
 /// An announce-only identity packet made by the stamp stage.
 pub const ANNOUNCE: u8 = 4;
+/// Its flow was allowed before the destination's identity was known
+/// (delivery to a local port decides again for that port's workload).
+pub const RECHECK: u8 = 8;
+/// A `reject` answer (TCP RST, ICMP unreachable) made from the refused
+/// packet: `pkt.key` and `src_identity` are those of the answer.
+pub const ANSWER: u8 = 16;
 
 /// Per-packet metadata.
 #[derive(Debug, Clone, Copy)]

@@ -32,6 +32,7 @@ mod ingress_identity;
 mod meta;
 mod output;
 mod parse;
+mod reject;
 mod route;
 mod rx_access;
 mod rx_underlay;
@@ -97,6 +98,8 @@ pub struct State {
     pub unix_now: u64,
     /// Flows denied at their first packet, most recent last (never in the table).
     pub denials: Vec<FlowEntry>,
+    /// What `learn` mode recorded.
+    pub learned: crate::learn::LearnTable,
     denial_next: usize,
 }
 
@@ -223,6 +226,7 @@ impl Engine {
             unix_now,
             denials: Vec::with_capacity(DENIALS),
             denial_next: 0,
+            learned: crate::learn::LearnTable::new(),
         };
         counters.workers[worker]
             .flow_table
@@ -482,6 +486,23 @@ impl Engine {
         ft.expired.set(s.expired);
         ft.refused.set(s.refused);
         self.publish_flows();
+        self.publish_learned();
+    }
+
+    /// Copy the learn table for `warden policy learned` (as the flows).
+    fn publish_learned(&self) {
+        let c = &self.counters.workers[self.worker];
+        c.policy.learned.set(self.st.learned.len() as u64);
+        c.policy.learn_dropped.set(self.st.learned.dropped());
+        if self.st.learned.is_empty() {
+            return;
+        }
+        let Ok(mut rows) = c.policy.learn_rows.try_lock() else {
+            return;
+        };
+        rows.clear();
+        let room = rows.capacity();
+        rows.extend(self.st.learned.iter().take(room).copied());
     }
 
     /// Copy flows into the rows `warden flows` reads: plain copies into a

@@ -8,11 +8,10 @@
 
 use identity::IdentityId;
 
-use super::meta::{Kind, Next, Vector, NO_ANNOUNCE};
+use super::meta::{Kind, Next, Vector, NO_ANNOUNCE, RECHECK};
 use super::Ctx;
 use crate::buffer::{Buf, Burst, Pool};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::flows::Verdict;
 use crate::port::Port;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx: &mut [Burst]) {
@@ -49,32 +48,31 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
     }
 }
 
-/// Whether packet `i` may be delivered on local port `p`.
+/// Whether packet `i` may be delivered on local port `p`: a flow allowed
+/// before its destination was known (not a workload of this warden when it
+/// was classified) reaches a local port only if the policy admits its
+/// source to that port's workload. The flow's own entry is not touched.
 fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReason> {
     let Some(id) = &cx.t.identity else {
         return Ok(());
     };
     let m = &v.meta[i];
-    if m.pkt.kind != Kind::Ip || m.flow.is_none() {
-        // ARP, related ICMP errors, what the gateway made: checked already.
+    if m.pkt.kind != Kind::Ip || m.flow.is_none() || m.flags & RECHECK == 0 {
+        // ARP, related ICMP errors, what the gateway made, flows decided
+        // for a known destination: checked already.
         return Ok(());
     }
-    match m.verdict {
-        Verdict::Transit => {
-            let dst = id
-                .port_identity
-                .get(usize::from(p))
-                .copied()
-                .flatten()
-                .unwrap_or(IdentityId::UNAUTHENTICATED);
-            if id.allow.allows(m.src_identity, dst) {
-                Ok(())
-            } else {
-                Err(DropReason::PolicyDenied)
-            }
-        }
-        Verdict::Deny => Err(DropReason::PolicyDenied),
-        Verdict::Allow | Verdict::Reply | Verdict::NoPolicy => Ok(()),
+    let dst = id
+        .port_identity
+        .get(usize::from(p))
+        .copied()
+        .flatten()
+        .unwrap_or(IdentityId::UNAUTHENTICATED);
+    let q = id.policy.query(&m.pkt.key, m.src_identity, Some(dst));
+    if id.policy.compiled.lookup(&q).forwards() {
+        Ok(())
+    } else {
+        Err(DropReason::PolicyDenied)
     }
 }
 

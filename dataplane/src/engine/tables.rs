@@ -7,14 +7,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use config::{AllowSource, FdbTarget, PeerKind, WardenConfig};
+use config::{FdbTarget, PeerKind, WardenConfig};
 use identity::keys::{EpochClock, Secret};
 use identity::{IdentityId, WardenId};
 use overlay::{Ipv4Cidr, MacAddr, Vni};
 use rustc_hash::FxHashMap;
 
 use crate::fdb::Location;
-use crate::flows::AllowHook;
 
 /// One VNI as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -91,7 +90,9 @@ pub struct IdentityTables {
     pub secrets: Vec<(WardenId, Arc<Secret>)>,
     pub window_secs: u32,
     pub restamp_secs: u32,
-    pub allow: AllowHook,
+    /// The compiled policy (an empty one, default deny, when the config
+    /// has no `[policy]`).
+    pub policy: PolicyTables,
     /// (VNI index, IP) of each local workload -> binding index.
     pub by_ip: FxHashMap<(u16, IpAddr), u16>,
     /// (VNI index, MAC) of each local workload -> binding index.
@@ -102,6 +103,58 @@ pub struct IdentityTables {
     pub port_identity: Vec<Option<IdentityId>>,
     /// (peer index, inner CIDR, identity), in config order.
     pub maps: Vec<(u16, Ipv4Cidr, IdentityId)>,
+}
+
+/// The policy as the classify stage asks it.
+#[derive(Debug)]
+pub struct PolicyTables {
+    pub compiled: policy::CompiledPolicy,
+    /// Identity id -> index of its document (the policy's subjects).
+    doc_of: FxHashMap<IdentityId, u32>,
+}
+
+impl PolicyTables {
+    /// The policy's subject for a source or destination identity. An id no
+    /// document has (a changed binary, another cluster's workload) vouches
+    /// for nothing the policy knows: it is unauthenticated.
+    #[inline]
+    pub fn subject(&self, id: IdentityId) -> policy::Subject {
+        match self.doc_of.get(&id) {
+            Some(&i) if id != IdentityId::UNAUTHENTICATED => policy::Subject::Identity(i),
+            _ => policy::Subject::Unauthenticated,
+        }
+    }
+
+    /// The question for flow `key` from `src` to `dst` (None: not known).
+    #[inline]
+    pub fn query(
+        &self,
+        key: &crate::flows::Key,
+        src: IdentityId,
+        dst: Option<IdentityId>,
+    ) -> policy::FlowQuery {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        let f = &key.flow;
+        let ports = matches!(
+            f.protocol,
+            overlay::IpProtocol::TCP | overlay::IpProtocol::UDP
+        );
+        policy::FlowQuery {
+            src: policy::Endpoint {
+                subject: self.subject(src),
+                addr: v4(f.src),
+            },
+            dst: policy::Endpoint {
+                subject: dst.map_or(policy::Subject::Unknown, |d| self.subject(d)),
+                addr: v4(f.dst),
+            },
+            proto: f.protocol.0,
+            dst_port: if ports { f.dst_port } else { 0 },
+        }
+    }
 }
 
 impl IdentityTables {
@@ -159,6 +212,8 @@ pub enum TablesError {
     NoSecret { peer: Ipv4Addr },
     /// identity keys: {0}
     Keys(identity::keys::KeyError),
+    /// policy: {0}
+    Policy(String),
 }
 
 impl Tables {
@@ -337,16 +392,14 @@ impl Tables {
                     .iter()
                     .filter_map(|m| Some((*peer_index.get(&m.peer)?, m.cidr, id_of(m.identity))))
                     .collect();
-                let mut pairs = Vec::new();
-                for a in &cfg.allows {
-                    for s in &a.sources {
-                        let src = match s {
-                            AllowSource::Identity(i) => id_of(*i),
-                            AllowSource::Unauthenticated => IdentityId::UNAUTHENTICATED,
-                        };
-                        pairs.push((id_of(a.destination), src));
-                    }
-                }
+                let spec = policy_spec(cfg);
+                let compiled = policy::compile(&spec, &cfg.documents)
+                    .map_err(|e| TablesError::Policy(e.to_string()))?;
+                let doc_of = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (*id, i as u32))
+                    .collect();
                 Some(IdentityTables {
                     me: identity::warden_id_of(&ic.warden_id),
                     clock: EpochClock {
@@ -356,7 +409,7 @@ impl Tables {
                     secrets,
                     window_secs: ic.window_secs,
                     restamp_secs: ic.restamp_secs,
-                    allow: AllowHook::new(pairs),
+                    policy: PolicyTables { compiled, doc_of },
                     by_ip,
                     by_mac,
                     bindings,
@@ -385,4 +438,9 @@ impl Tables {
             identity,
         })
     }
+}
+
+/// The config's policy (TEMPORARY until config parses `[policy]`).
+fn policy_spec(_cfg: &WardenConfig) -> policy::PolicySpec {
+    policy::PolicySpec::default()
 }

@@ -921,7 +921,8 @@ fn op(keys: u32) -> impl Strategy<Value = Op> {
     let verdict = prop_oneof![
         Just(Verdict::Allow),
         Just(Verdict::Reply),
-        Just(Verdict::Transit),
+        Just(Verdict::WouldDeny),
+        Just(Verdict::Learn),
         Just(Verdict::NoPolicy),
     ];
     prop_oneof![
