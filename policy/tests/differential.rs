@@ -22,7 +22,9 @@ use policy::{
     Proto, RuleSpec, Selector, SetSpec, Subject,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::{
+    Config as ProptestConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner,
+};
 
 const NAMESPACES: [&str; 3] = ["web", "payments", "legacy"];
 const ACCOUNTS: [&str; 4] = ["api", "db", "batch", "a/b"];
@@ -137,9 +139,18 @@ fn raw_rule() -> impl Strategy<Value = RawRule> {
     (
         prop::collection::vec(raw_sel(), 0..3),
         prop::collection::vec(raw_sel(), 0..3),
-        prop_oneof![Just(Proto::Any), Just(Proto::Tcp), Just(Proto::Udp), Just(Proto::Icmp)],
+        prop_oneof![
+            Just(Proto::Any),
+            Just(Proto::Tcp),
+            Just(Proto::Udp),
+            Just(Proto::Icmp)
+        ],
         prop::collection::vec((0..PORTS.len(), 0..PORTS.len()), 0..3),
-        prop_oneof![Just(Action::Allow), Just(Action::Deny), Just(Action::Reject)],
+        prop_oneof![
+            Just(Action::Allow),
+            Just(Action::Deny),
+            Just(Action::Reject)
+        ],
     )
         .prop_map(|(from, to, proto, ports, action)| RawRule {
             from,
@@ -222,7 +233,11 @@ fn build_spec(
 ) -> PolicySpec {
     PolicySpec {
         default_mode,
-        default_action: if reject { DenyAction::Reject } else { DenyAction::Deny },
+        default_action: if reject {
+            DenyAction::Reject
+        } else {
+            DenyAction::Deny
+        },
         sets: sets
             .iter()
             .enumerate()
@@ -303,7 +318,14 @@ fn run_case(
     for q in &queries {
         let want = evaluate(&spec, docs, q);
         let got = compiled.lookup(q);
-        prop_assert_eq!(got, want, "query {:?}\nspec {:#?}\ndocs {:#?}", q, spec, docs);
+        prop_assert_eq!(
+            got,
+            want,
+            "query {:?}\nspec {:#?}\ndocs {:#?}",
+            q,
+            spec,
+            docs
+        );
     }
     Ok(removed)
 }
@@ -337,7 +359,10 @@ fn compiled_agrees_with_reference() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    eprintln!("{cases} cases, {} shadowed rules reported and checked", removed.get());
+    eprintln!(
+        "{cases} cases, {} shadowed rules reported and checked",
+        removed.get()
+    );
     // The shadow check must have fired at all for its soundness check to
     // mean anything.
     assert!(removed.get() > 0);
