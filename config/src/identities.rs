@@ -198,7 +198,7 @@ pub fn document_toml(doc: &IdentityDoc) -> String {
 }
 
 /// A TOML key: bare when it may be, quoted otherwise.
-fn key(k: &str) -> String {
+pub(crate) fn key(k: &str) -> String {
     if !k.is_empty()
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -411,6 +411,11 @@ pub(crate) fn build_identity(
         }),
         documents,
     ))
+}
+
+/// The declared document names, in order (for "expected one of").
+pub(crate) fn docs_names(documents: &[IdentityDoc]) -> Vec<&str> {
+    documents.iter().map(|d| d.name.as_str()).collect()
 }
 
 /// The name resolver over built documents.
