@@ -304,6 +304,27 @@ pub enum ErrorKind {
         other: &'static str,
         other_value: u64,
     },
+    /// A policy glob that no identity name could match.
+    #[error("invalid policy glob {glob:?}: {problem}, expected name characters with `*` (any run, `/` included) and `?` (one character)")]
+    PolicyGlob { glob: String, problem: &'static str },
+    /// A glob or labels selector that matches no declared document: a
+    /// rule that would silently never apply.
+    #[error("policy selector {selector} matches no [[identity.document]], expected a selector that matches at least one declared document")]
+    PolicySelectorUnmatched { selector: String },
+    /// A port range whose low end is above its high end.
+    #[error("port range {lo}-{hi} is inverted, expected LO <= HI")]
+    InvertedPortRange { lo: u16, hi: u16 },
+    /// Ports on a rule whose protocol has none.
+    #[error(
+        "ports do not apply to proto = \"{proto}\", expected proto = \"tcp\" or \"udp\" with ports"
+    )]
+    PortsWithoutPortProto { proto: &'static str },
+    /// A policy rule that can never decide a flow.
+    #[error("policy rule can never match: every flow it matches is decided first by {by}, expected it placed before them or removed")]
+    PolicyShadowed { by: String },
+    /// A policy whose compiled form would exceed a bound.
+    #[error("{0}")]
+    PolicyTooLarge(String),
     /// A VXLAN device whose `local` is not its underlay device's address.
     #[error("vxlan `{vxlan}` has local = {local}, but its device `{device}` has address {address}, expected local = {expected}")]
     VxlanLocal {

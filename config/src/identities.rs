@@ -198,7 +198,7 @@ pub fn document_toml(doc: &IdentityDoc) -> String {
 }
 
 /// A TOML key: bare when it may be, quoted otherwise.
-fn key(k: &str) -> String {
+pub(crate) fn key(k: &str) -> String {
     if !k.is_empty()
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -411,6 +411,11 @@ pub(crate) fn build_identity(
         }),
         documents,
     ))
+}
+
+/// The declared document names, in order (for "expected one of").
+pub(crate) fn docs_names(documents: &[IdentityDoc]) -> Vec<&str> {
+    documents.iter().map(|d| d.name.as_str()).collect()
 }
 
 /// The name resolver over built documents.
@@ -1198,9 +1203,42 @@ interface = "eth0"
             "[[peer]]\naddress = \"10.0.0.3\"\nvnis = [100]\ngbp = [{ group = 7, identity = \"api\" }]\n\n\
              [[peer]]\naddress = \"10.0.0.4\"\nkind = \"warden\"\nwarden_id = \"node-4\"\nsecret_file = \"/etc/warden/n1-n4.key\"\n\n\
              [[identity_map]]\npeer = \"10.0.0.3\"\ncidr = \"10.1.0.9/24\"\nidentity = \"db\"\n\n\
-             [[allow]]\ndestination = \"db\"\nsources = [\"api\", \"unauthenticated\"]\n",
+             [[allow]]\ndestination = \"db\"\nsources = [\"api\", \"unauthenticated\"]\n\n\
+             [policy]\ndefault_action = \"reject\"\n\
+             [[policy.set]]\nname = \"db\"\nmode = \"learn\"\n\
+             [[policy.set.rule]]\nfrom = [\"api\", { cidr = \"10.9.8.7/16\" }, { labels = { app = \"api\" } }]\n\
+             to = [\"d?\", \"unauthenticated\"]\nproto = \"udp\"\nports = [53, \"5353-5354\"]\naction = \"deny\"\n",
         );
         let c = parse_warden(&text, "i.toml").unwrap();
+        let rule = policy::RuleSpec {
+            from: vec![
+                policy::Selector::Identity("api".into()),
+                policy::Selector::Cidr("10.9.0.0/16".parse().unwrap()),
+                policy::Selector::Labels([("app".to_string(), "api".to_string())].into()),
+            ],
+            to: vec![
+                policy::Selector::Glob("d?".into()),
+                policy::Selector::Unauthenticated,
+            ],
+            proto: policy::Proto::Udp,
+            ports: vec![
+                policy::PortRange::single(53),
+                policy::PortRange { lo: 5353, hi: 5354 },
+            ],
+            action: policy::Action::Deny,
+        };
+        assert_eq!(
+            c.policy,
+            Some(policy::PolicySpec {
+                default_mode: policy::Mode::Enforce,
+                default_action: policy::DenyAction::Reject,
+                sets: vec![policy::SetSpec {
+                    name: "db".into(),
+                    mode: policy::Mode::Learn,
+                    rules: vec![rule],
+                }],
+            })
+        );
         assert_eq!(
             c.identity,
             Some(IdentityConfig {

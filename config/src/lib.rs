@@ -74,6 +74,7 @@
 mod error;
 mod identities;
 mod lab;
+mod policy;
 mod value;
 mod warden;
 
@@ -298,6 +299,7 @@ mod tests {
             workloads: vec![],
             identity_maps: vec![],
             allows: vec![],
+            policy: None,
         };
         assert_eq!(c, expected);
         assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));

@@ -73,6 +73,9 @@ pub struct WardenConfig {
     pub workloads: Vec<Workload>,
     pub identity_maps: Vec<IdentityMap>,
     pub allows: Vec<Allow>,
+    /// `[policy]` (needs `[identity]`); it compiled against `documents`
+    /// when the config was validated.
+    pub policy: Option<::policy::PolicySpec>,
 }
 
 impl WardenConfig {
@@ -276,6 +279,9 @@ impl WardenConfig {
                 sources.join(", ")
             );
         }
+        if let Some(p) = &self.policy {
+            out.push_str(&crate::policy::policy_toml(p));
+        }
         out
     }
 
@@ -423,6 +429,8 @@ pub(crate) struct WardenDto {
     identity_map: Vec<Spanned<IdentityMapDto>>,
     #[serde(default)]
     allow: Vec<Spanned<AllowDto>>,
+    #[serde(default)]
+    policy: Option<Spanned<crate::policy::PolicyDto>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1168,6 +1176,10 @@ pub(crate) fn build(
         &dto.allow,
     )?;
 
+    // [policy]
+    let policy =
+        crate::policy::build_policy(dto.policy.as_ref(), identity.is_some(), &documents, text)?;
+
     Ok(WardenConfig {
         instance: Instance {
             name,
@@ -1191,6 +1203,7 @@ pub(crate) fn build(
         workloads,
         identity_maps,
         allows,
+        policy,
     })
 }
 
@@ -1225,8 +1238,8 @@ interface = "eth0"
         ),
         (
             "unknown top-level table",
-            "[policy]\nmode = \"x\"\n",
-            "w.toml:9:2: unknown field `policy`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `allow`",
+            "[firewall]\nmode = \"x\"\n",
+            "w.toml:9:2: unknown field `firewall`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `allow`, `policy`",
         ),
         (
             "bad CIDR",
