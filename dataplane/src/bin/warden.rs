@@ -439,14 +439,15 @@ fn run(path: &Path) -> ExitCode {
             .iter()
             .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
             .collect(),
-        rules: dataplane::stats::rule_names(None),
+        rules: dataplane::stats::rule_names(cfg.policy.as_ref()),
     };
-    let counters = Arc::new(Counters::new(
-        cfg.ports.len(),
-        cfg.vnis.len(),
-        cfg.peers.len(),
-        1,
-    ));
+    let rules = cfg
+        .policy
+        .as_ref()
+        .map_or(0, ::policy::PolicySpec::rule_count);
+    let counters = Arc::new(
+        Counters::new(cfg.ports.len(), cfg.vnis.len(), cfg.peers.len(), 1).with_rules(rules),
+    );
     let quit = Arc::new(AtomicBool::new(false));
     {
         let quit = quit.clone();

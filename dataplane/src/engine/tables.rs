@@ -392,7 +392,7 @@ impl Tables {
                     .iter()
                     .filter_map(|m| Some((*peer_index.get(&m.peer)?, m.cidr, id_of(m.identity))))
                     .collect();
-                let spec = policy_spec(cfg);
+                let spec = cfg.policy.clone().unwrap_or_default();
                 let compiled = policy::compile(&spec, &cfg.documents)
                     .map_err(|e| TablesError::Policy(e.to_string()))?;
                 let doc_of = ids
@@ -438,9 +438,4 @@ impl Tables {
             identity,
         })
     }
-}
-
-/// The config's policy (TEMPORARY until config parses `[policy]`).
-fn policy_spec(_cfg: &WardenConfig) -> policy::PolicySpec {
-    policy::PolicySpec::default()
 }
