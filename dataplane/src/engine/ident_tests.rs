@@ -188,7 +188,7 @@ impl Pair {
 }
 
 /// Ethernet/IPv4/TCP with `payload`, checksums right.
-fn tcp_frame(
+pub(super) fn tcp_frame(
     src: (MacAddr, Ipv4Addr, u16),
     dst: (MacAddr, Ipv4Addr, u16),
     flags: tcp::Flags,
@@ -231,7 +231,7 @@ fn tcp_frame(
     f
 }
 
-fn collect(p: &MemoryPort) -> Vec<Vec<u8>> {
+pub(super) fn collect(p: &MemoryPort) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     p.recv_all(|f| out.push(f.to_vec()));
     out

@@ -43,6 +43,8 @@ mod tables;
 #[cfg(test)]
 mod ident_tests;
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
 mod test_support;

@@ -1,0 +1,425 @@
+//! The policy in the engine, between two engines wired back to back in
+//! memory (as ident_tests): egress denial before the underlay, a reject
+//! answered across wardens, the mutual check at the first reply, monitor
+//! and learn modes, and the learn proposal loaded back as an allow-list.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use overlay::{ethernet, ipv4, tcp, IpProtocol, MacAddr};
+
+use super::ident_tests::{collect, tcp_frame};
+use super::test_support::SecretFile;
+use super::Engine;
+use crate::counters::{Counters, DropReason};
+use crate::flows::Verdict;
+use crate::port::{MemoryPort, Port};
+
+const API: (MacAddr, Ipv4Addr, u16) = (
+    MacAddr([2, 0, 0, 0, 1, 0x21]),
+    Ipv4Addr::new(10, 1, 0, 21),
+    40000,
+);
+const WEB: (MacAddr, Ipv4Addr, u16) = (
+    MacAddr([2, 0, 0, 0, 1, 0x22]),
+    Ipv4Addr::new(10, 1, 0, 22),
+    40001,
+);
+const DB: (MacAddr, Ipv4Addr, u16) = (
+    MacAddr([2, 0, 0, 0, 1, 0x23]),
+    Ipv4Addr::new(10, 1, 0, 23),
+    5432,
+);
+const CACHE: (MacAddr, Ipv4Addr, u16) = (
+    MacAddr([2, 0, 0, 0, 1, 0x24]),
+    Ipv4Addr::new(10, 1, 0, 24),
+    6379,
+);
+
+/// Node a: api (port w1) and web (w2); node b: db (w3) and cache (w4).
+fn config(me: &str, secret: &str, policy: &str) -> String {
+    let (vtep, peer, peer_id, ports, remote) = if me == "node-1" {
+        (
+            "10.0.0.1",
+            "10.0.0.2",
+            "node-2",
+            [("w1", API, "api"), ("w2", WEB, "web")],
+            [DB, CACHE],
+        )
+    } else {
+        (
+            "10.0.0.2",
+            "10.0.0.1",
+            "node-1",
+            [("w3", DB, "db"), ("w4", CACHE, "cache")],
+            [API, WEB],
+        )
+    };
+    let mut s = format!(
+        r#"
+[instance]
+name = "{me}"
+control_socket = "/nonexistent/{me}.sock"
+[underlay]
+port = "uplink"
+address = "{vtep}/24"
+[identity]
+warden_id = "{me}"
+secret_file = "{secret}"
+[[identity.document]]
+name = "api"
+labels = {{ tier = "front" }}
+[[identity.document]]
+name = "web"
+labels = {{ tier = "front" }}
+[[identity.document]]
+name = "db"
+[[identity.document]]
+name = "cache"
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "mem0"
+[[peer]]
+address = "{peer}"
+vnis = [100]
+kind = "warden"
+warden_id = "{peer_id}"
+identities = ["api", "web", "db", "cache"]
+[[vni]]
+id = 100
+"#
+    );
+    for (port, (mac, ip, _), ident) in ports {
+        s += &format!(
+            "[[port]]\nname = \"{port}\"\nbackend = \"tap\"\ninterface = \"{port}\"\nvni = 100\n\
+             [[workload]]\nport = \"{port}\"\nmac = \"{mac}\"\nip = \"{ip}\"\nidentity = \"{ident}\"\n"
+        );
+    }
+    for (mac, _, _) in remote {
+        s += &format!("[[fdb]]\nvni = 100\nmac = \"{mac}\"\npeer = \"{peer}\"\n");
+    }
+    s + policy
+}
+
+/// Two wardens, each with its own policy, and their four workload ports.
+struct Nodes {
+    a: Engine,
+    b: Engine,
+    /// api, web (on a), db, cache (on b).
+    wl: [MemoryPort; 4],
+    _secret: SecretFile,
+}
+
+fn engine(text: &str, uplink: MemoryPort, w: [MemoryPort; 2]) -> Engine {
+    let cfg = config::parse_warden(text, "policy-test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let rules = cfg
+        .policy
+        .as_ref()
+        .map_or(0, policy::PolicySpec::rule_count);
+    let counters = Arc::new(Counters::new(3, 1, 1, 1).with_rules(rules));
+    let [w0, w1] = w;
+    let ports: Vec<Box<dyn Port>> = vec![Box::new(uplink), Box::new(w0), Box::new(w1)];
+    Engine::new(&cfg, ports, counters).expect("engine builds")
+}
+
+fn nodes(policy_a: &str, policy_b: &str) -> Nodes {
+    let path = std::env::temp_dir().join(format!(
+        "warden-policy-test-{}-{:?}.key",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, [0x3c; 32]).expect("write secret");
+    let secret = SecretFile(path);
+    let s = secret.0.display().to_string();
+    let (a_up, b_up) = MemoryPort::pair("mem-a", "mem-b", 256);
+    let (w1, api) = MemoryPort::pair("w1", "api", 256);
+    let (w2, web) = MemoryPort::pair("w2", "web", 256);
+    let (w3, db) = MemoryPort::pair("w3", "db", 256);
+    let (w4, cache) = MemoryPort::pair("w4", "cache", 256);
+    let a = engine(&config("node-1", &s, policy_a), a_up, [w1, w2]);
+    let b = engine(&config("node-2", &s, policy_b), b_up, [w3, w4]);
+    let mut n = Nodes {
+        a,
+        b,
+        wl: [api, web, db, cache],
+        _secret: secret,
+    };
+    for _ in 0..400 {
+        n.a.force_housekeeping();
+        n.b.force_housekeeping();
+        n.pump();
+        if n.a.st.templates[0].is_some() && n.b.st.templates[0].is_some() {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("the two engines did not resolve each other");
+}
+
+impl Nodes {
+    fn pump(&mut self) {
+        for _ in 0..20 {
+            if self.a.poll() + self.b.poll() == 0 {
+                break;
+            }
+        }
+    }
+    fn drops(e: &Engine, r: DropReason) -> u64 {
+        e.counters().drops[r as usize].get()
+    }
+    /// Frames that crossed the underlay from a to b so far.
+    fn underlay_a_to_b(&self) -> u64 {
+        self.b.counters().peers[0].rx_packets.get()
+    }
+}
+
+fn syn(from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr, u16), port: u16) -> Vec<u8> {
+    tcp_frame(from, (to.0, to.1, port), tcp::Flags::SYN, 1000, &[])
+}
+
+fn syn_ack(from: (MacAddr, Ipv4Addr, u16), port: u16, to: (MacAddr, Ipv4Addr, u16)) -> Vec<u8> {
+    let f = tcp::Flags(tcp::Flags::SYN.0 | tcp::Flags::ACK.0);
+    tcp_frame((from.0, from.1, port), to, f, 9000, &[])
+}
+
+/// The TCP segment in an Ethernet/IPv4 frame: (src, dst, flags, seq, ack).
+fn segment(f: &[u8]) -> (Ipv4Addr, Ipv4Addr, tcp::Flags, u32, u32) {
+    let eth = ethernet::Frame::new_checked(f).expect("ethernet");
+    let ip = ipv4::Packet::new_checked(eth.payload()).expect("ipv4");
+    assert_eq!(ip.protocol(), IpProtocol::TCP);
+    let t = tcp::Packet::new_checked(ip.payload()).expect("tcp");
+    (
+        ip.src_addr(),
+        ip.dst_addr(),
+        t.flags(),
+        t.seq_number(),
+        t.ack_number(),
+    )
+}
+
+const FRONT_OUT: &str = r#"
+[policy]
+[[policy.set]]
+name = "front"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [5432]
+action = "allow"
+[[policy.set.rule]]
+from = ["web"]
+to = ["cache"]
+proto = "tcp"
+ports = [7000]
+action = "reject"
+[[policy.set.rule]]
+from = ["api"]
+to = ["cache"]
+proto = "tcp"
+ports = [7001]
+action = "allow"
+"#;
+
+#[test]
+fn egress_denied_flow_never_reaches_the_underlay() {
+    let mut n = nodes(FRONT_OUT, FRONT_OUT);
+    let before = n.underlay_a_to_b();
+    // web may open nothing on 5432: decided at its own warden.
+    n.wl[1].send(&syn(WEB, DB, 5432));
+    n.pump();
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyDenied), 1);
+    assert_eq!(n.underlay_a_to_b(), before, "nothing crossed the underlay");
+    assert!(collect(&n.wl[2]).is_empty());
+    let denial = n.a.st.denials.last().expect("the denial is recorded");
+    assert_eq!(denial.verdict, Verdict::Deny);
+    assert_eq!(denial.rule, None, "decided by the default");
+    // api -> db on 5432 passes: provisional at a, decided for db at b.
+    n.wl[0].send(&syn(API, DB, 5432));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    assert_eq!(n.a.counters().policy.provisional.get(), 1);
+    let hits = |e: &Engine, r: usize| e.counters().policy.rule_hits[r].get();
+    assert_eq!(
+        (hits(&n.a, 0), hits(&n.b, 0)),
+        (1, 1),
+        "rule front#1 at both ends"
+    );
+}
+
+#[test]
+fn reject_at_the_source_answers_with_a_reset_on_the_local_port() {
+    let mut n = nodes(FRONT_OUT, FRONT_OUT);
+    n.wl[1].send(&syn(WEB, CACHE, 7000));
+    n.pump();
+    let got = collect(&n.wl[1]);
+    assert_eq!(got.len(), 1, "one answer to web");
+    let (src, dst, flags, _, ack) = segment(&got[0]);
+    assert_eq!((src, dst), (CACHE.1, WEB.1));
+    assert!(flags.contains(tcp::Flags::RST) && flags.contains(tcp::Flags::ACK));
+    assert_eq!(ack, 1001);
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyRejected), 1);
+    assert_eq!(n.a.counters().policy.reject_answers.get(), 1);
+    assert!(collect(&n.wl[3]).is_empty());
+}
+
+#[test]
+fn reject_at_the_destination_reaches_the_remote_opener_stamped() {
+    // a lets api -> cache:7000 out; b rejects it.
+    let a = r#"
+[policy]
+[[policy.set]]
+name = "out"
+[[policy.set.rule]]
+from = ["api"]
+to = ["cache"]
+proto = "tcp"
+ports = [7000]
+action = "allow"
+"#;
+    let b = r#"
+[policy]
+default_action = "reject"
+"#;
+    let mut n = nodes(a, b);
+    n.wl[0].send(&syn(API, CACHE, 7000));
+    n.pump();
+    assert!(collect(&n.wl[3]).is_empty(), "cache never sees the SYN");
+    assert_eq!(Nodes::drops(&n.b, DropReason::PolicyRejected), 1);
+    let got = collect(&n.wl[0]);
+    assert_eq!(
+        got.len(),
+        1,
+        "the RST crossed back to api: {:?}",
+        n.a.counters()
+    );
+    let (src, dst, flags, seq, ack) = segment(&got[0]);
+    assert_eq!((src, dst, seq, ack), (CACHE.1, API.1, 0, 1001));
+    assert!(flags.contains(tcp::Flags::RST));
+    assert_eq!(n.b.counters().identity_stamped.get(), 1, "vouched for by b");
+    assert_eq!(n.a.counters().drops_total(), 0);
+}
+
+#[test]
+fn a_responder_the_opener_may_not_reach_is_cut_at_its_first_reply() {
+    // a: api may reach cache on 5432 (so api -> ?:5432 leaves a
+    // provisionally) but not db; b lets api reach db on 5432.
+    let a = r#"
+[policy]
+[[policy.set]]
+name = "out"
+[[policy.set.rule]]
+from = ["api"]
+to = ["cache"]
+proto = "tcp"
+ports = [5432]
+action = "allow"
+"#;
+    let mut n = nodes(a, FRONT_OUT);
+    n.wl[0].send(&syn(API, DB, 5432));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "b admits the SYN");
+    let fwd = n.a.flows().iter().find(|(_, e)| e.recheck).map(|(_, e)| *e);
+    assert!(fwd.is_some(), "a holds a provisional entry");
+    n.wl[2].send(&syn_ack(DB, 5432, API));
+    n.pump();
+    assert!(collect(&n.wl[0]).is_empty(), "api never sees db's answer");
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyResponderDenied), 1);
+    assert_eq!(n.a.counters().policy.rechecked.get(), 1);
+    assert_eq!(n.a.flows().len(), 0, "the forward entry is gone");
+    let denial = n.a.st.denials.last().expect("recorded");
+    assert_eq!(denial.verdict, Verdict::Deny);
+}
+
+#[test]
+fn monitor_forwards_what_it_would_deny_and_counts_it() {
+    let p = r#"
+[policy]
+default = "monitor"
+"#;
+    let mut n = nodes(p, p);
+    n.wl[1].send(&syn(WEB, DB, 5432));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "forwarded");
+    n.wl[2].send(&syn_ack(DB, 5432, WEB));
+    n.pump();
+    assert_eq!(collect(&n.wl[1]).len(), 1, "the reply too");
+    assert_eq!(
+        n.a.counters().drops_total() + n.b.counters().drops_total(),
+        0
+    );
+    assert_eq!(n.b.counters().policy.would_deny.get(), 1);
+    assert!(n.a.counters().policy.would_deny.get() >= 1);
+    let e =
+        n.b.flows()
+            .iter()
+            .find(|(_, e)| e.verdict == Verdict::WouldDeny)
+            .map(|(_, e)| *e);
+    assert!(e.is_some(), "b's entry says would_deny");
+}
+
+#[test]
+fn learn_records_flows_and_its_proposal_admits_exactly_them() {
+    let p = r#"
+[policy]
+default = "learn"
+"#;
+    let mut n = nodes(p, p);
+    n.wl[0].send(&syn(API, DB, 5432));
+    n.pump();
+    n.wl[2].send(&syn_ack(DB, 5432, API));
+    n.pump();
+    n.wl[1].send(&syn(WEB, CACHE, 7000));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    assert_eq!(collect(&n.wl[3]).len(), 1);
+    // b knew both destinations: two records by identity.
+    let cfg = config::parse_warden(&config("node-2", "/x", p), "b.toml").expect("valid");
+    let ids: Vec<u32> = cfg.documents.iter().map(|d| d.id().0).collect();
+    let doc = |id: identity::IdentityId| ids.iter().position(|&x| x == id.0).map(|i| i as u32);
+    let mut flows = Vec::new();
+    for r in n.b.st.learned.iter() {
+        let end = |e: crate::learn::LearnEnd| match e {
+            crate::learn::LearnEnd::Identity(i) => doc(i).map(policy::Peer::Identity),
+            crate::learn::LearnEnd::Addr(a) => Some(policy::Peer::Addr(a)),
+            crate::learn::LearnEnd::Unknown => None,
+        };
+        flows.push(policy::LearnedFlow {
+            src: end(r.src).expect("src"),
+            dst: end(r.dst).expect("dst"),
+            proto: r.protocol,
+            port: r.port,
+        });
+    }
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert!(flows.iter().all(|f| matches!(
+        (f.src, f.dst),
+        (policy::Peer::Identity(_), policy::Peer::Identity(_))
+    )));
+    // a recorded api -> db when db's verified SYN-ACK told it who db is.
+    assert!(n.a.st.learned.iter().any(|r| matches!(
+        (r.src, r.dst),
+        (
+            crate::learn::LearnEnd::Identity(_),
+            crate::learn::LearnEnd::Identity(_)
+        )
+    )));
+    // The proposal, loaded in enforce on b: the same flows pass, a new one
+    // does not.
+    let proposal = policy::propose(&flows, &cfg.documents, "learned");
+    let enforce = format!("\n[policy]\n{proposal}");
+    let mut m = nodes(&enforce, &enforce);
+    m.wl[0].send(&syn(API, DB, 5432));
+    m.wl[1].send(&syn(WEB, CACHE, 7000));
+    m.pump();
+    assert_eq!(collect(&m.wl[2]).len(), 1, "api -> db passes: {proposal}");
+    assert_eq!(collect(&m.wl[3]).len(), 1, "web -> cache passes");
+    m.wl[1].send(&syn(WEB, DB, 5432));
+    m.pump();
+    assert!(
+        collect(&m.wl[2]).is_empty(),
+        "a flow never learned is denied"
+    );
+    assert_eq!(Nodes::drops(&m.a, DropReason::PolicyDenied), 1);
+}
