@@ -88,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
     let protos = [6u8, 17, 1, 47];
     // Up to 64 queries, chosen by the input's bytes.
     let pick = |i: usize, k: usize, len: usize| {
-        let b = data.get((i * 5 + k) % data.len().max(1)).copied().unwrap_or(0) as usize;
+        let b = data
+            .get((i * 5 + k) % data.len().max(1))
+            .copied()
+            .unwrap_or(0) as usize;
         (b + i * 31 + k * 7) % len
     };
     for i in 0..64 {
