@@ -9,7 +9,9 @@
 //!
 //! Identity (`[identity]`, documents, workloads, warden peers, identity
 //! maps and the allow hook) is optional; see `identities` and the
-//! "identity" section of the schema reference.
+//! "identity" section of the schema reference. `[policy]`, the identity
+//! firewall's rule language, needs `[identity]`; see `policy` here, the
+//! `policy` crate for its semantics, and the "policy" section.
 //!
 //! The full schema reference is `docs/config-schema.md`. A gateway between
 //! two VNIs, with one workload on a TAP:
@@ -304,6 +306,19 @@ mod tests {
         assert_eq!(c, expected);
         assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));
         // Written back out, it parses to the same config.
+        assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
+    }
+
+    /// The policy fragment, appended to the identity example.
+    #[test]
+    fn documented_policy_example_parses_and_round_trips() {
+        let text = format!("{}{}", doc_block(1), doc_block(3));
+        let c = parse_warden(&text, "doc").unwrap_or_else(|e| panic!("{e}"));
+        let p = c.policy.as_ref().expect("policy");
+        let names: Vec<&str> = p.sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["exceptions", "payments"]);
+        assert_eq!(p.rule_count(), 2);
+        assert_eq!(p.sets[1].rules[0].from.len(), 5);
         assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
     }
 

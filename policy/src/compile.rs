@@ -42,8 +42,9 @@
 //! # Bounds
 //!
 //! The vectors take `classes × rules / 8` bytes; the total is capped at
-//! [`MAX_COMPILED_BYTES`] and the number of possible destination classes at
-//! [`MAX_DST_CLASSES`], both reported as [`CompileError::TooLarge`].
+//! [`MAX_COMPILED_BYTES`], the number of possible destination classes at
+//! [`MAX_DST_CLASSES`] and the rules at [`MAX_RULES`], all reported as
+//! [`CompileError::TooLarge`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -58,6 +59,9 @@ use crate::model::{
 };
 use crate::select::{glob_problem, matches_doc};
 
+/// Most rules over all sets. Lookup cost does not depend on it much, but
+/// the shadow check at compile time is quadratic in it (in 64-rule words).
+pub const MAX_RULES: usize = 65_536;
 /// Largest compiled policy, in bytes of bit vectors.
 pub const MAX_COMPILED_BYTES: usize = 256 << 20;
 /// Most distinct destination identity classes (documents with different
@@ -306,11 +310,11 @@ fn set_bit(bits: &mut [u64], i: usize) {
 /// identity index in queries).
 pub fn compile(spec: &PolicySpec, docs: &[IdentityDoc]) -> Result<CompiledPolicy, CompileError> {
     let n_rules = spec.rule_count();
-    if n_rules > u32::MAX as usize / 2 {
+    if n_rules > MAX_RULES {
         return Err(CompileError::TooLarge {
             what: "rules",
             size: n_rules,
-            limit: u32::MAX as usize / 2,
+            limit: MAX_RULES,
         });
     }
     let words = n_rules.div_ceil(64).max(1);

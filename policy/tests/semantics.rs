@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use identity::IdentityDoc;
-use policy::compile::{Side, MAX_DST_CLASSES};
+use policy::compile::{Side, MAX_DST_CLASSES, MAX_RULES};
 use policy::reference::evaluate;
 use policy::{
     compile, Action, CompileError, Decision, DenyAction, Endpoint, FlowQuery, Mode, PolicySpec,
@@ -525,5 +525,18 @@ fn too_many_destination_classes_is_an_error_not_an_oom() {
     assert!(
         e.to_string().starts_with("policy too large to compile: "),
         "{e}"
+    );
+}
+
+#[test]
+fn too_many_rules_is_an_error() {
+    let rules = vec![rule(vec![], vec![], Action::Allow); MAX_RULES + 1];
+    let e = compile(&spec(vec![(Mode::Enforce, rules)]), &docs()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "policy too large to compile: {} rules, at most {MAX_RULES}",
+            MAX_RULES + 1
+        )
     );
 }
