@@ -304,7 +304,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:>9} {:>11}",
         "vni",
         "proto",
         "source",
@@ -316,6 +316,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         "obtained by",
         "destination identity",
         "verdict",
+        "rule",
         "packets",
         "bytes"
     );
@@ -332,7 +333,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             dataplane::flows::FlowState::Unestablished => "unestablished",
         };
         println!(
-            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<8} {:>9} {:>11}",
+            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:>9} {:>11}",
             r.vni,
             proto,
             format!("{}:{}", r.src, r.src_port),
@@ -343,7 +344,13 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             r.src_identity,
             r.identity_source,
             r.dst_identity,
-            r.verdict,
+            // A provisional decision awaits the destination's identity.
+            if r.recheck {
+                format!("{}?", r.verdict)
+            } else {
+                r.verdict.clone()
+            },
+            r.rule,
             r.packets,
             r.bytes
         );
