@@ -177,8 +177,10 @@ pub struct PolicyCounters {
     /// those, how many were decided again at their first reply.
     pub provisional: Counter,
     pub rechecked: Counter,
-    /// TCP RSTs and ICMP unreachables sent for `reject`.
+    /// TCP RSTs and ICMP unreachables sent for `reject`, and those not
+    /// sent because the second's budget was spent.
     pub reject_answers: Counter,
+    pub reject_answers_limited: Counter,
     /// Records in the learn table (a gauge), and records refused because
     /// it was full.
     pub learned: Counter,

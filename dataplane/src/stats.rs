@@ -136,8 +136,10 @@ pub struct PolicySnap {
     /// decided again at their first reply.
     pub provisional: u64,
     pub rechecked: u64,
-    /// TCP RSTs and ICMP unreachables sent for `reject`.
+    /// TCP RSTs and ICMP unreachables sent for `reject`, and those over
+    /// the per-second budget (not sent).
     pub reject_answers: u64,
+    pub reject_answers_limited: u64,
     /// Records in the learn table; records refused because it was full.
     pub learned: u64,
     pub learn_dropped: u64,
@@ -173,6 +175,7 @@ impl PolicySnap {
             provisional: c.sum(|w| w.policy.provisional.get()),
             rechecked: c.sum(|w| w.policy.rechecked.get()),
             reject_answers: c.sum(|w| w.policy.reject_answers.get()),
+            reject_answers_limited: c.sum(|w| w.policy.reject_answers_limited.get()),
             learned: c.sum(|w| w.policy.learned.get()),
             learn_dropped: c.sum(|w| w.policy.learn_dropped.get()),
             sets,

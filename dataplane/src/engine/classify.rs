@@ -269,6 +269,10 @@ impl Seen {
 /// No answer (other protocols, an RST, no buffer): dropped silently.
 fn reject(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, dst: IdentityId) -> Next {
     cx.c.count_drop(DropReason::PolicyRejected);
+    if cx.st.reject_tokens == 0 {
+        cx.c.policy.reject_answers_limited.inc();
+        return Next::Done;
+    }
     let (Some(old), Some(mut out)) = (buf.as_ref(), cx.pool.get()) else {
         return Next::Done;
     };
@@ -282,6 +286,7 @@ fn reject(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, dst: IdentityId) ->
     if let Some(old) = buf.replace(out) {
         cx.pool.put(old);
     }
+    cx.st.reject_tokens -= 1;
     cx.c.policy.reject_answers.inc();
     // What the stamp stage needs to vouch for the answer toward a warden:
     // it speaks for the destination, in the reverse direction.
@@ -612,10 +617,10 @@ pub(super) fn decide(
             protocol: key.flow.protocol.0,
             port: q.dst_port,
         };
-        if cx.st.learned.record(rec) {
+        if cx.st.learn.record(rec) {
             cx.c.policy.learned.inc();
         } else {
-            cx.c.policy.learn_dropped.set(cx.st.learned.dropped());
+            cx.c.policy.learn_dropped.set(cx.st.learn.dropped());
         }
     }
     if recheck {

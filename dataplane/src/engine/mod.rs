@@ -79,6 +79,10 @@ pub const POOL_SIZE: usize = 4096;
 pub const MAX_FLOOD: usize = 256;
 /// FDB entries per worker.
 pub const FDB_CAPACITY: usize = 65536;
+/// `reject` answers (TCP RST, ICMP unreachable) a worker sends per second:
+/// a flood of refused SYNs is not answered one for one (the excess is
+/// dropped silently, still counted as `policy_rejected`).
+pub const REJECT_ANSWERS_PER_SEC: u32 = 1000;
 /// Recent denials kept for `warden flows` (a ring: a flood overwrites it).
 pub const DENIALS: usize = 256;
 
@@ -101,7 +105,9 @@ pub struct State {
     /// Flows denied at their first packet, most recent last (never in the table).
     pub denials: Vec<FlowEntry>,
     /// What `learn` mode recorded.
-    pub learned: crate::learn::LearnTable,
+    pub learn: crate::learn::LearnTable,
+    /// `reject` answers left this second.
+    pub reject_tokens: u32,
     denial_next: usize,
 }
 
@@ -228,7 +234,8 @@ impl Engine {
             unix_now,
             denials: Vec::with_capacity(DENIALS),
             denial_next: 0,
-            learned: crate::learn::LearnTable::new(),
+            learn: crate::learn::LearnTable::new(),
+            reject_tokens: REJECT_ANSWERS_PER_SEC,
         };
         counters.workers[worker]
             .flow_table
@@ -447,6 +454,7 @@ impl Engine {
             let now_s = self.st.now_s;
             self.st.fdb.expire(now_s);
             self.st.router.tick(now_s, &mut self.expired);
+            self.st.reject_tokens = REJECT_ANSWERS_PER_SEC;
             for buf in self.expired.drain(..) {
                 c.count_drop(DropReason::NeighborUnresolved);
                 self.pool.put(buf);
@@ -494,9 +502,9 @@ impl Engine {
     /// Copy the learn table for `warden policy learned` (as the flows).
     fn publish_learned(&self) {
         let c = &self.counters.workers[self.worker];
-        c.policy.learned.set(self.st.learned.len() as u64);
-        c.policy.learn_dropped.set(self.st.learned.dropped());
-        if self.st.learned.is_empty() {
+        c.policy.learned.set(self.st.learn.len() as u64);
+        c.policy.learn_dropped.set(self.st.learn.dropped());
+        if self.st.learn.is_empty() {
             return;
         }
         let Ok(mut rows) = c.policy.learn_rows.try_lock() else {
@@ -504,7 +512,7 @@ impl Engine {
         };
         rows.clear();
         let room = rows.capacity();
-        rows.extend(self.st.learned.iter().take(room).copied());
+        rows.extend(self.st.learn.iter().take(room).copied());
     }
 
     /// Copy flows into the rows `warden flows` reads: plain copies into a

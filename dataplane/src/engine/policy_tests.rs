@@ -379,7 +379,7 @@ default = "learn"
     let ids: Vec<u32> = cfg.documents.iter().map(|d| d.id().0).collect();
     let doc = |id: identity::IdentityId| ids.iter().position(|&x| x == id.0).map(|i| i as u32);
     let mut flows = Vec::new();
-    for r in n.b.st.learned.iter() {
+    for r in n.b.st.learn.iter() {
         let end = |e: crate::learn::LearnEnd| match e {
             crate::learn::LearnEnd::Identity(i) => doc(i).map(policy::Peer::Identity),
             crate::learn::LearnEnd::Addr(a) => Some(policy::Peer::Addr(a)),
@@ -398,7 +398,7 @@ default = "learn"
         (policy::Peer::Identity(_), policy::Peer::Identity(_))
     )));
     // a recorded api -> db when db's verified SYN-ACK told it who db is.
-    assert!(n.a.st.learned.iter().any(|r| matches!(
+    assert!(n.a.st.learn.iter().any(|r| matches!(
         (r.src, r.dst),
         (
             crate::learn::LearnEnd::Identity(_),
@@ -422,4 +422,33 @@ default = "learn"
         "a flow never learned is denied"
     );
     assert_eq!(Nodes::drops(&m.a, DropReason::PolicyDenied), 1);
+}
+
+#[test]
+fn reject_answers_are_budgeted_per_second() {
+    let mut n = nodes(FRONT_OUT, FRONT_OUT);
+    let budget = u64::from(super::REJECT_ANSWERS_PER_SEC);
+    // More refused SYNs than two seconds' budget (a second may turn over).
+    let total = 2 * budget + 200;
+    let mut answered = 0;
+    for chunk in 0..total.div_ceil(200) {
+        for i in 0..200u16 {
+            let sport = 1024 + (chunk as u16) * 200 + i;
+            let f = tcp_frame(
+                (WEB.0, WEB.1, sport),
+                (CACHE.0, CACHE.1, 7000),
+                tcp::Flags::SYN,
+                1,
+                &[],
+            );
+            n.wl[1].send(&f);
+        }
+        n.pump();
+        answered += collect(&n.wl[1]).len() as u64;
+    }
+    let c = &n.a.counters().policy;
+    assert_eq!(c.reject_answers.get(), answered);
+    assert!(answered <= 2 * budget, "{answered} answers");
+    assert!(c.reject_answers_limited.get() >= total - 2 * budget);
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyRejected), total);
 }
