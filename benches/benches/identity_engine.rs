@@ -1,7 +1,7 @@
 //! Identity on, through the whole receive pipeline of one engine. First,
 //! new verified flows:
 //! VXLAN from a warden peer, decap, identity header find + key lookup +
-//! verify + window + authorization, flow insert, strip, allow hook, delivery
+//! verify + window + authorization, policy lookup, flow insert, strip, delivery
 //! to a local workload's port. Each iteration starts from an empty flow
 //! table, so every SYN is a new flow. Then established flows: mid-flow
 //! segments of 32 flows, in turn, from the peer to the workload.
@@ -69,9 +69,12 @@ port = "w3"
 mac = "{DB_MAC}"
 ip = "10.1.0.23"
 identity = "db"
-[[allow]]
-destination = "db"
-sources = ["api"]
+[[policy.set]]
+name = "db"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+action = "allow"
 "#
     )
 }

@@ -296,6 +296,10 @@ pub enum ErrorKind {
     /// Identity settings in a file without an `[identity]` table.
     #[error("{what} needs identity enabled, expected an [identity] table with `warden_id`")]
     NeedsIdentity { what: &'static str },
+    /// `[[allow]]`, the minimal allow hook that `[policy]` replaced.
+    /// `prefix` is where the warden config sits (`warden.config.` in a lab).
+    #[error("`[[{prefix}allow]]` was replaced by `[{prefix}policy]`: write `[[{prefix}policy.set.rule]] from = [<sources>] to = [\"<destination>\"] action = \"allow\"`, and a rule on the sources' own wardens too (they decide their workloads' flows out); see docs/config-schema.md")]
+    AllowReplaced { prefix: &'static str },
     /// A value that must be smaller than another is not.
     #[error("{what} {value} is not less than {other} {other_value}, expected {what} < {other}")]
     NotLess {

@@ -1,7 +1,7 @@
 //! The identity parts of the warden instance config: `[identity]` with its
 //! documents, the workloads bound to them, the weaker identity sources
-//! (VXLAN-GBP groups of trusted VTEP peers, address maps) and the minimal
-//! allow hook.
+//! (VXLAN-GBP groups of trusted VTEP peers, address maps). What may talk
+//! to what is `[policy]` (see `policy`).
 //!
 //! Everything here is optional so that configs without identity stay
 //! valid; `[identity]` switches it on, and from then on every access port
@@ -99,24 +99,6 @@ pub struct IdentityMap {
     pub cidr: Ipv4Cidr,
     /// Index into `WardenConfig::documents`.
     pub identity: usize,
-}
-
-/// A source identity an allow rule admits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AllowSource {
-    /// Index into `WardenConfig::documents`.
-    Identity(usize),
-    /// Flows that nothing vouches for.
-    Unauthenticated,
-}
-
-/// The minimal allow hook: flows toward `destination` may come from
-/// `sources`; anything else is denied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allow {
-    /// Index into `WardenConfig::documents`.
-    pub destination: usize,
-    pub sources: Vec<AllowSource>,
 }
 
 /// Which part of a document a problem is in (to point at it).
@@ -265,13 +247,6 @@ pub(crate) struct IdentityMapDto {
     peer: Spanned<Ipv4Value>,
     cidr: Spanned<CidrValue>,
     identity: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AllowDto {
-    destination: Spanned<String>,
-    sources: Vec<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -611,27 +586,25 @@ pub(crate) struct Context<'a> {
     pub peers: &'a [PeerConfig],
 }
 
-/// What [`build_bindings`] produces: workloads, identity maps, allows.
-pub(crate) type Bindings = (Vec<Workload>, Vec<IdentityMap>, Vec<Allow>);
+/// What [`build_bindings`] produces: workloads and identity maps.
+pub(crate) type Bindings = (Vec<Workload>, Vec<IdentityMap>);
 
-/// `[[workload]]`, `[[identity_map]]` and `[[allow]]`, and the rule that
-/// with identity enabled every access port has a workload.
+/// `[[workload]]` and `[[identity_map]]`, and the rule that with identity
+/// enabled every access port has a workload.
 pub(crate) fn build_bindings(
     cx: &Context<'_>,
     workload: &[Spanned<WorkloadDto>],
     identity_map: &[Spanned<IdentityMapDto>],
-    allow: &[Spanned<AllowDto>],
 ) -> Result<Bindings, Invalid> {
     if cx.identity.is_none() {
         let first = workload
             .first()
             .map(|w| (w.span(), "[[workload]]"))
-            .or_else(|| identity_map.first().map(|m| (m.span(), "[[identity_map]]")))
-            .or_else(|| allow.first().map(|a| (a.span(), "[[allow]]")));
+            .or_else(|| identity_map.first().map(|m| (m.span(), "[[identity_map]]")));
         if let Some((span, what)) = first {
             return Err(invalid(span, ErrorKind::NeedsIdentity { what }));
         }
-        return Ok((Vec::new(), Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new()));
     }
     let port_names: Vec<&str> = cx.ports.iter().map(|p| p.name.as_str()).collect();
 
@@ -732,31 +705,7 @@ pub(crate) fn build_bindings(
         });
     }
 
-    let mut destinations = Seen::new(cx.text, "allow destination");
-    let mut allows = Vec::with_capacity(allow.len());
-    for a in allow {
-        let a = a.get_ref();
-        let destination = cx.docs.find(&a.destination, "allow destination")?;
-        destinations.insert(destination, a.destination.span(), || {
-            format!("`{}`", a.destination.get_ref())
-        })?;
-        let mut seen = Seen::new(cx.text, "allow source");
-        let mut sources = Vec::with_capacity(a.sources.len());
-        for s in &a.sources {
-            let source = if s.get_ref() == UNAUTHENTICATED {
-                AllowSource::Unauthenticated
-            } else {
-                AllowSource::Identity(cx.docs.find(s, "allow source")?)
-            };
-            seen.insert(source, s.span(), || format!("`{}`", s.get_ref()))?;
-            sources.push(source);
-        }
-        allows.push(Allow {
-            destination,
-            sources,
-        });
-    }
-    Ok((workloads, maps, allows))
+    Ok((workloads, maps))
 }
 
 /// The secret file of warden peer `kind`: its own, else the default.
@@ -1087,40 +1036,10 @@ identity = "api"
             "i.toml:49:8: duplicate identity_map peer 10.0.0.2 cidr 10.1.0.0/24 (first declared at line 45)",
         ),
         (
-            "allow destination not declared",
+            "[[allow]], replaced by [policy]",
             "",
-            "[[allow]]\ndestination = \"web\"\nsources = [\"api\"]\n",
-            "i.toml:44:15: unknown allow destination `web`, expected one of the [[identity.document]] names: `api`, `db`",
-        ),
-        (
-            "allow destination unauthenticated",
-            "",
-            "[[allow]]\ndestination = \"unauthenticated\"\nsources = [\"api\"]\n",
-            "i.toml:44:15: unknown allow destination `unauthenticated`, expected one of the [[identity.document]] names: `api`, `db`",
-        ),
-        (
-            "allow source not declared",
-            "",
-            "[[allow]]\ndestination = \"db\"\nsources = [\"api\", \"web\"]\n",
-            "i.toml:45:19: unknown allow source `web`, expected one of the [[identity.document]] names: `api`, `db`",
-        ),
-        (
-            "allow source repeated",
-            "",
-            "[[allow]]\ndestination = \"db\"\nsources = [\"unauthenticated\", \"unauthenticated\"]\n",
-            "i.toml:45:31: duplicate allow source `unauthenticated` (first declared at line 45)",
-        ),
-        (
-            "two allow tables for one destination",
-            "",
-            "[[allow]]\ndestination = \"db\"\nsources = [\"api\"]\n[[allow]]\ndestination = \"db\"\nsources = []\n",
-            "i.toml:47:15: duplicate allow destination `db` (first declared at line 44)",
-        ),
-        (
-            "allow without sources",
-            "",
-            "[[allow]]\ndestination = \"db\"\n",
-            "i.toml:43:1: missing field `sources`",
+            "[[allow]]\ndestination = \"db\"\nsources = [\"api\"]\n",
+            "i.toml:43:1: `[[allow]]` was replaced by `[policy]`: write `[[policy.set.rule]] from = [<sources>] to = [\"<destination>\"] action = \"allow\"`, and a rule on the sources' own wardens too (they decide their workloads' flows out); see docs/config-schema.md",
         ),
     ];
 
@@ -1129,6 +1048,25 @@ identity = "api"
         for (what, old, new, expected) in CASES {
             assert_eq!(err(&edit(old, new)), *expected, "case: {what}");
         }
+    }
+
+    /// `[[allow]]` is refused with the same message whether identity is
+    /// on or not, and before any other problem of the file.
+    #[test]
+    fn allow_is_refused_everywhere() {
+        let replaced = "`[[allow]]` was replaced by `[policy]`";
+        let plain = "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\
+                     [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"eth0\"\n\
+                     [[allow]]\ndestination = \"x\"\nsources = []\n";
+        let e = err(plain);
+        assert!(e.starts_with(&format!("i.toml:8:1: {replaced}")), "{e}");
+        // Written inline, in a file with another (later) problem.
+        let text = format!(
+            "allow = [{{ destination = \"db\" }}]\n{}",
+            edit("", "[[vni]]\nid = 0\n")
+        );
+        let e = err(&text);
+        assert!(e.starts_with(&format!("i.toml:1:9: {replaced}")), "{e}");
     }
 
     #[test]
@@ -1179,10 +1117,6 @@ interface = "eth0"
                 "i.toml:11:1: [[identity_map]] needs identity enabled, expected an [identity] table with `warden_id`",
             ),
             (
-                "[[allow]]\ndestination = \"x\"\nsources = []\n",
-                "i.toml:9:1: [[allow]] needs identity enabled, expected an [identity] table with `warden_id`",
-            ),
-            (
                 "[[identity.document]]\nname = \"x\"\n",
                 "i.toml:9:3: missing field `warden_id`",
             ),
@@ -1193,7 +1127,7 @@ interface = "eth0"
         // Without any of them, identity is simply off.
         let c = parse_warden(plain, "i.toml").unwrap();
         assert_eq!(c.identity, None);
-        assert!(c.documents.is_empty() && c.workloads.is_empty() && c.allows.is_empty());
+        assert!(c.documents.is_empty() && c.workloads.is_empty() && c.policy.is_none());
     }
 
     #[test]
@@ -1203,7 +1137,6 @@ interface = "eth0"
             "[[peer]]\naddress = \"10.0.0.3\"\nvnis = [100]\ngbp = [{ group = 7, identity = \"api\" }]\n\n\
              [[peer]]\naddress = \"10.0.0.4\"\nkind = \"warden\"\nwarden_id = \"node-4\"\nsecret_file = \"/etc/warden/n1-n4.key\"\n\n\
              [[identity_map]]\npeer = \"10.0.0.3\"\ncidr = \"10.1.0.9/24\"\nidentity = \"db\"\n\n\
-             [[allow]]\ndestination = \"db\"\nsources = [\"api\", \"unauthenticated\"]\n\n\
              [policy]\ndefault_action = \"reject\"\n\
              [[policy.set]]\nname = \"db\"\nmode = \"learn\"\n\
              [[policy.set.rule]]\nfrom = [\"api\", { cidr = \"10.9.8.7/16\" }, { labels = { app = \"api\" } }]\n\
@@ -1304,13 +1237,6 @@ interface = "eth0"
                 peer: Ipv4Addr::new(10, 0, 0, 3),
                 cidr: "10.1.0.0/24".parse().unwrap(),
                 identity: 1,
-            }]
-        );
-        assert_eq!(
-            c.allows,
-            vec![Allow {
-                destination: 1,
-                sources: vec![AllowSource::Identity(0), AllowSource::Unauthenticated],
             }]
         );
         // Written back out, it parses to the same config.

@@ -1459,6 +1459,11 @@ host = "h1"
     /// (what, text after BASE + WARDEN (line 23 on), expected error)
     const WARDEN_CASES: &[(&str, &str, &str)] = &[
         (
+            "[[warden.config.allow]], replaced by [warden.config.policy]",
+            "  [[warden.config.allow]]\n  destination = \"db\"\n  sources = [\"api\"]\n",
+            "lab.toml:23:3: `[[warden.config.allow]]` was replaced by `[warden.config.policy]`: write `[[warden.config.policy.set.rule]] from = [<sources>] to = [\"<destination>\"] action = \"allow\"`, and a rule on the sources' own wardens too (they decide their workloads' flows out); see docs/config-schema.md",
+        ),
+        (
             "warden config error reported at its line in the lab file",
             "  [[warden.config.vni]]\n  id = 5\n  [[warden.config.vni]]\n  id = 5\n",
             "lab.toml:26:8: duplicate VNI 5 (first declared at line 24)",

@@ -8,7 +8,7 @@
 //! `FILE:LINE:COLUMN: message`, pointing at the offending value.
 //!
 //! Identity (`[identity]`, documents, workloads, warden peers, identity
-//! maps and the allow hook) is optional; see `identities` and the
+//! maps) is optional; see `identities` and the
 //! "identity" section of the schema reference. `[policy]`, the identity
 //! firewall's rule language, needs `[identity]`; see `policy` here, the
 //! `policy` crate for its semantics, and the "policy" section.
@@ -84,8 +84,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind};
 pub use identities::{
-    document_problem, document_toml, Allow, AllowSource, IdentityConfig, IdentityMap, PeerKind,
-    Workload, DEFAULT_EPOCH_SECS, DEFAULT_GRACE_SECS, DEFAULT_RESTAMP_SECS, DEFAULT_WINDOW_SECS,
+    document_problem, document_toml, IdentityConfig, IdentityMap, PeerKind, Workload,
+    DEFAULT_EPOCH_SECS, DEFAULT_GRACE_SECS, DEFAULT_RESTAMP_SECS, DEFAULT_WINDOW_SECS,
     MAX_IDENTITY_TEXT, MIN_EPOCH_SECS, UNAUTHENTICATED,
 };
 /// The identity crate's document types, as the config carries them.
@@ -115,6 +115,9 @@ pub enum FileKind {
 /// Parse and validate a warden instance config; `origin` names the text in
 /// errors (usually the file name).
 pub fn parse_warden(text: &str, origin: &str) -> Result<WardenConfig, ConfigError> {
+    if let Some(e) = warden::removed_allow(text, false) {
+        return Err(ConfigError::at(origin, text, e.span, e.kind));
+    }
     let dto: warden::WardenDto =
         toml::from_str(text).map_err(|e| ConfigError::from_toml(origin, text, &e))?;
     warden::build(dto, text, DEFAULT_INSTANCE_NAME)
@@ -123,6 +126,9 @@ pub fn parse_warden(text: &str, origin: &str) -> Result<WardenConfig, ConfigErro
 
 /// Parse and validate a lab topology; `origin` names the text in errors.
 pub fn parse_lab(text: &str, origin: &str) -> Result<Lab, ConfigError> {
+    if let Some(e) = warden::removed_allow(text, true) {
+        return Err(ConfigError::at(origin, text, e.span, e.kind));
+    }
     let dto: lab::LabDto =
         toml::from_str(text).map_err(|e| ConfigError::from_toml(origin, text, &e))?;
     lab::build(dto, text).map_err(|e| ConfigError::at(origin, text, e.span, e.kind))
@@ -300,7 +306,6 @@ mod tests {
             documents: vec![],
             workloads: vec![],
             identity_maps: vec![],
-            allows: vec![],
             policy: None,
         };
         assert_eq!(c, expected);
@@ -384,11 +389,27 @@ mod tests {
             }]
         );
         assert_eq!(
-            c.allows,
-            vec![Allow {
-                destination: 1,
-                sources: vec![AllowSource::Identity(0), AllowSource::Unauthenticated],
-            }]
+            c.policy,
+            Some(::policy::PolicySpec {
+                default_mode: ::policy::Mode::Enforce,
+                default_action: ::policy::DenyAction::Deny,
+                sets: vec![::policy::SetSpec {
+                    name: "payments".into(),
+                    mode: ::policy::Mode::Enforce,
+                    rules: vec![::policy::RuleSpec {
+                        from: vec![
+                            ::policy::Selector::Identity("spiffe://lab/ns/payments/sa/api".into()),
+                            ::policy::Selector::Unauthenticated,
+                        ],
+                        to: vec![::policy::Selector::Identity(
+                            "spiffe://lab/ns/payments/sa/db".into()
+                        )],
+                        proto: ::policy::Proto::Any,
+                        ports: vec![],
+                        action: ::policy::Action::Allow,
+                    }],
+                }],
+            })
         );
         assert_eq!(check_text(doc_block(1), "doc"), Ok(FileKind::Warden));
         assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);

@@ -19,8 +19,8 @@ use serde_spanned::Spanned;
 
 use crate::error::{line_of, ErrorKind};
 use crate::identities::{
-    self, document_toml, Allow, AllowDto, AllowSource, GbpDto, IdentityConfig, IdentityDto,
-    IdentityMap, IdentityMapDto, PeerKind, PeerKindDto, Workload, WorkloadDto,
+    self, document_toml, GbpDto, IdentityConfig, IdentityDto, IdentityMap, IdentityMapDto,
+    PeerKind, PeerKindDto, Workload, WorkloadDto,
 };
 use crate::value::{is_simple_name, CidrValue, IfName, Ipv4Value, MacValue, VniValue, SIMPLE_NAME};
 
@@ -66,13 +66,12 @@ pub struct WardenConfig {
     pub neighbors: Vec<Neighbor>,
     pub routes: Vec<RouteConfig>,
     /// `[identity]`; `None` when identity is off (no stamping, no
-    /// verification, no allow hook).
+    /// verification, no policy).
     pub identity: Option<IdentityConfig>,
     /// `[[identity.document]]`, in file order; ids are distinct.
     pub documents: Vec<IdentityDoc>,
     pub workloads: Vec<Workload>,
     pub identity_maps: Vec<IdentityMap>,
-    pub allows: Vec<Allow>,
     /// `[policy]` (needs `[identity]`); it compiled against `documents`
     /// when the config was validated.
     pub policy: Option<::policy::PolicySpec>,
@@ -263,22 +262,6 @@ impl WardenConfig {
                 self.doc_name(m.identity)
             );
         }
-        for a in &self.allows {
-            let sources: Vec<String> = a
-                .sources
-                .iter()
-                .map(|s| match s {
-                    AllowSource::Identity(i) => self.doc_name(*i),
-                    AllowSource::Unauthenticated => quote(identities::UNAUTHENTICATED),
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "\n[[allow]]\ndestination = {}\nsources = [{}]",
-                self.doc_name(a.destination),
-                sources.join(", ")
-            );
-        }
         if let Some(p) = &self.policy {
             out.push_str(&crate::policy::policy_toml(p));
         }
@@ -428,9 +411,46 @@ pub(crate) struct WardenDto {
     #[serde(default)]
     identity_map: Vec<Spanned<IdentityMapDto>>,
     #[serde(default)]
-    allow: Vec<Spanned<AllowDto>>,
-    #[serde(default)]
     policy: Option<Spanned<crate::policy::PolicyDto>>,
+}
+
+/// `[[allow]]`, the allow hook that `[policy]` replaced: looked for before
+/// the file is read for real so that it gets its own message instead of
+/// "unknown field". Ignores everything else (a file that does not parse
+/// here fails the real read with its own error).
+#[derive(Debug, Deserialize)]
+struct AllowProbe {
+    #[serde(default)]
+    allow: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabAllowProbe {
+    #[serde(default)]
+    warden: Vec<LabWardenAllowProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabWardenAllowProbe {
+    #[serde(default)]
+    config: Option<AllowProbe>,
+}
+
+/// Where `text` (a warden config, or a lab when `lab`) still has an
+/// `[[allow]]` table, as the error that says what replaced it.
+pub(crate) fn removed_allow(text: &str, lab: bool) -> Option<Invalid> {
+    let span = if lab {
+        toml::from_str::<LabAllowProbe>(text)
+            .ok()?
+            .warden
+            .into_iter()
+            .find_map(|w| w.config?.allow)?
+            .span()
+    } else {
+        toml::from_str::<AllowProbe>(text).ok()?.allow?.span()
+    };
+    let prefix = if lab { "warden.config." } else { "" };
+    Some(invalid(span, ErrorKind::AllowReplaced { prefix }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1159,10 +1179,10 @@ pub(crate) fn build(
         });
     }
 
-    // [[workload]], [[identity_map]], [[allow]]
+    // [[workload]], [[identity_map]]
     let port_name_spans: Vec<Range<usize>> =
         dto.port.iter().map(|p| p.get_ref().name.span()).collect();
-    let (workloads, identity_maps, allows) = identities::build_bindings(
+    let (workloads, identity_maps) = identities::build_bindings(
         &identities::Context {
             text,
             identity: identity.as_ref(),
@@ -1173,7 +1193,6 @@ pub(crate) fn build(
         },
         &dto.workload,
         &dto.identity_map,
-        &dto.allow,
     )?;
 
     // [policy]
@@ -1202,7 +1221,6 @@ pub(crate) fn build(
         documents,
         workloads,
         identity_maps,
-        allows,
         policy,
     })
 }
@@ -1239,7 +1257,7 @@ interface = "eth0"
         (
             "unknown top-level table",
             "[firewall]\nmode = \"x\"\n",
-            "w.toml:9:2: unknown field `firewall`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `allow`, `policy`",
+            "w.toml:9:2: unknown field `firewall`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `policy`",
         ),
         (
             "bad CIDR",

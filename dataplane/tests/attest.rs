@@ -140,9 +140,13 @@ mac = "02:00:00:00:01:21"
 ip = "10.1.0.21"
 identity = "{NAME}"
 
-[[allow]]
-destination = "{NAME}"
-sources = ["unauthenticated"]
+[[policy.set]]
+name = "api"
+
+[[policy.set.rule]]
+from = ["unauthenticated"]
+to = ["{NAME}"]
+action = "allow"
 "#
     )
 }

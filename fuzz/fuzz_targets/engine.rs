@@ -119,17 +119,32 @@ peer = "10.0.0.11"
 cidr = "10.2.0.0/24"
 identity = "batch"
 
-[[allow]]
-destination = "db"
-sources = ["api", "batch", "unauthenticated"]
+# Decided at ingress (db, api), at egress (toward batch and any other
+# remote: provisional, decided again at the reply) and at the gateway;
+# batch's TCP toward api is rejected (an RST goes back).
+[[policy.set]]
+name = "fuzz"
 
-[[allow]]
-destination = "api"
-sources = ["db", "unauthenticated"]
+[[policy.set.rule]]
+from = ["api", "batch", "unauthenticated"]
+to = ["db"]
+action = "allow"
 
-[[allow]]
-destination = "batch"
-sources = ["api", "db"]
+[[policy.set.rule]]
+from = ["db", "unauthenticated"]
+to = ["api"]
+action = "allow"
+
+[[policy.set.rule]]
+from = ["batch"]
+to = ["api"]
+proto = "tcp"
+action = "reject"
+
+[[policy.set.rule]]
+from = ["api", "db"]
+to = ["batch"]
+action = "allow"
 "#;
 
 /// Port indices, in the config's order.

@@ -143,7 +143,7 @@ impl Forgery {
     }
 }
 
-/// The identity drop reasons, and the allow hook's: the family a forgery
+/// The identity drop reasons, and the policy's: the family a forgery
 /// must land in exactly one member of.
 pub const IDENTITY_REASONS: [DropReason; 7] = [
     DropReason::IdentityMissing,

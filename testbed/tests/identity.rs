@@ -927,7 +927,8 @@ fn changed_binary_hash_is_refused_before_the_syn_reaches_db() {
     must_pass(source, 60);
     must_pass(sink, 10);
     // And w3's capture sees what w3 sends (its ping to api, refused by
-    // api's allow hook on n1), so its silence below means something.
+    // n1's policy, which n2 lets it out to decide), so its silence below
+    // means something.
     let _ = exec_in(&ns("w3"), "ping")
         .args(["-c", "2", "-W", "1", "-i", "0.2", &API.to_string()])
         .output();

@@ -1,6 +1,6 @@
 //! Identity between two engines whose underlay ports are wired to each
-//! other in memory: stamping, verification, stripping, the allow hook,
-//! announce-only packets and re-stamping, byte for byte.
+//! other in memory: stamping, verification, stripping, the policy at both
+//! ends, announce-only packets and re-stamping, byte for byte.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -28,7 +28,31 @@ struct Side {
     ip: Ipv4Addr,
     ident: &'static str,
     fdb_mac: MacAddr,
+    /// This warden's `[[policy.set.rule]]` tables.
+    rules: &'static str,
 }
+
+/// api may open flows to db. Both ends decide: node-1 as api's flows
+/// leave (db not yet known there: provisional, then again at db's reply),
+/// node-2 as they arrive.
+const API_TO_DB: &str = r#"[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+action = "allow"
+"#;
+
+/// node-2's rules: api -> db, and db's own flows toward api let out
+/// (provisionally) so that node-1, api's warden, is the one that decides
+/// them: it has no rule for db -> api and denies.
+const NODE2_RULES: &str = r#"[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+action = "allow"
+[[policy.set.rule]]
+from = ["db"]
+to = ["api"]
+action = "allow"
+"#;
 
 fn config(side: &Side, secret: &str) -> String {
     let Side {
@@ -41,6 +65,7 @@ fn config(side: &Side, secret: &str) -> String {
         ip,
         ident,
         fdb_mac,
+        rules,
     } = side;
     format!(
         r#"
@@ -84,10 +109,9 @@ port = "{port}"
 mac = "{mac}"
 ip = "{ip}"
 identity = "{ident}"
-[[allow]]
-destination = "db"
-sources = ["api"]
-"#
+[[policy.set]]
+name = "pair"
+{rules}"#
     )
 }
 
@@ -128,6 +152,7 @@ fn pair() -> Pair {
                 ip: API,
                 ident: "api",
                 fdb_mac: DB_MAC,
+                rules: API_TO_DB,
             },
             &s,
         ),
@@ -146,6 +171,7 @@ fn pair() -> Pair {
                 ip: DB,
                 ident: "db",
                 fdb_mac: API_MAC,
+                rules: NODE2_RULES,
             },
             &s,
         ),
@@ -253,6 +279,8 @@ fn syn_is_stamped_verified_stripped_and_delivered_byte_exact() {
     );
     assert_eq!(p.a.counters().identity_stamped.get(), 1);
     assert_eq!(p.b.counters().drops_total(), 0);
+    // api's warden let it out before knowing who 10.1.0.23 is.
+    assert_eq!(p.a.counters().policy.provisional.get(), 1);
     // The SYN-ACK goes back stamped with db's identity and reaches api.
     let syn_ack = tcp_frame(
         DB_EP,
@@ -265,6 +293,9 @@ fn syn_is_stamped_verified_stripped_and_delivered_byte_exact() {
     p.pump();
     assert_eq!(collect(&p.api), vec![syn_ack]);
     assert_eq!(p.b.counters().identity_stamped.get(), 1);
+    // ... and decided again when db's warden vouched for the responder.
+    assert_eq!(p.a.counters().policy.rechecked.get(), 1);
+    assert_eq!(p.a.counters().drops_total(), 0);
     // Mid-flow data passes unstamped.
     let data = tcp_frame(API_EP, DB_EP, tcp::Flags::ACK, 1001, b"hello");
     p.api.send(&data);
@@ -286,12 +317,15 @@ fn syn_is_stamped_verified_stripped_and_delivered_byte_exact() {
 #[test]
 fn denied_direction_and_unknown_flow_without_header_are_dropped() {
     let mut p = pair();
-    // db -> api is not allowed (only api -> db), and it is no reply.
+    // db -> api is not allowed by api's warden (only api -> db), and it is
+    // no reply. db's warden lets it out provisionally; api's denies it.
     let syn = tcp_frame(DB_EP, API_EP, tcp::Flags::SYN, 1, &[]);
     p.db.send(&syn);
     p.pump();
     assert!(collect(&p.api).is_empty());
     assert_eq!(Pair::drop_count(&p.a, DropReason::PolicyDenied), 1);
+    assert_eq!(Pair::drop_count(&p.b, DropReason::PolicyDenied), 0);
+    assert_eq!(p.b.counters().policy.provisional.get(), 1);
     // api's port is bound: a frame from another MAC on it (here with api's
     // address) never leaves a, so it never reaches b unstamped.
     let stray = tcp_frame(
@@ -390,9 +424,12 @@ identity = "db"
 peer = "10.0.0.11"
 cidr = "10.1.0.64/26"
 identity = "legacy"
-[[allow]]
-destination = "db"
-sources = ["batch", "legacy"]
+[[policy.set]]
+name = "db"
+[[policy.set.rule]]
+from = ["batch", "legacy"]
+to = ["db"]
+action = "allow"
 "#;
 
 fn vxlan_from_vtep(inner: &[u8], gbp: Option<u16>) -> Vec<u8> {

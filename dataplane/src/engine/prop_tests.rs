@@ -187,12 +187,16 @@ identity = "guest"
 peer = "10.0.0.11"
 cidr = "10.1.0.64/26"
 identity = "legacy"
-[[allow]]
-destination = "db"
-sources = ["api", "batch", "peerapp"]
-[[allow]]
-destination = "web"
-sources = ["api"]
+[[policy.set]]
+name = "local"
+[[policy.set.rule]]
+from = ["api", "batch", "peerapp"]
+to = ["db"]
+action = "allow"
+[[policy.set.rule]]
+from = ["api"]
+to = ["web"]
+action = "allow"
 "#
     )
 }
