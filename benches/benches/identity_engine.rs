@@ -27,7 +27,16 @@ const BURST: usize = 32;
 const API_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x21]);
 const DB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x23]);
 
-fn config(secret: &str) -> String {
+/// `filler` rules (api -> db over UDP, one port each: none matches the
+/// bench's TCP flows) come before the rule that admits them.
+fn config(secret: &str, filler: usize) -> String {
+    let mut rules = String::new();
+    for p in 0..filler {
+        rules += &format!(
+            "[[policy.set.rule]]\nfrom = [\"api\"]\nto = [\"db\"]\nproto = \"udp\"\nports = [{}]\naction = \"allow\"\n",
+            p + 1
+        );
+    }
     format!(
         r#"
 [instance]
@@ -71,9 +80,11 @@ ip = "10.1.0.23"
 identity = "db"
 [[policy.set]]
 name = "db"
-[[policy.set.rule]]
+{rules}[[policy.set.rule]]
 from = ["api"]
 to = ["db"]
+proto = "tcp"
+ports = [5432]
 action = "allow"
 "#
     )
@@ -119,15 +130,35 @@ fn segment(sport: u16, flags: u8) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("identity_engine");
+    g.throughput(Throughput::Elements(BURST as u64));
+    run(&mut g, 0, "");
+    // The same through a policy of 10,000 rules, the admitting one last.
+    run(&mut g, 9_999, "_10k_rules");
+    g.finish();
+}
+
+fn run(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    filler: usize,
+    suffix: &str,
+) {
     let secret_path =
         std::env::temp_dir().join(format!("warden-bench-ident-{}.key", std::process::id()));
     std::fs::write(&secret_path, [0x42u8; 32]).expect("write secret");
-    let cfg = config::parse_warden(&config(&secret_path.display().to_string()), "bench.toml")
-        .expect("bench config is valid");
+    let cfg = config::parse_warden(
+        &config(&secret_path.display().to_string(), filler),
+        "bench.toml",
+    )
+    .expect("bench config is valid");
     let (mut ours, wire) = MemoryPort::pair("mem0", "wire", 1024);
     ours.set_mac(WARDEN_MAC);
     let (w3, db) = MemoryPort::pair("w3", "db", 1024);
-    let counters = Arc::new(Counters::new(2, 1, 1, 1));
+    let rules = cfg
+        .policy
+        .as_ref()
+        .map_or(0, policy::PolicySpec::rule_count);
+    let counters = Arc::new(Counters::new(2, 1, 1, 1).with_rules(rules));
     let ports: Vec<Box<dyn Port>> = vec![Box::new(ours), Box::new(w3)];
     let mut eng = Engine::new(&cfg, ports, counters).expect("engine builds");
 
@@ -165,9 +196,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
 
-    let mut g = c.benchmark_group("identity_engine");
-    g.throughput(Throughput::Elements(BURST as u64));
-    g.bench_function("new_verified_flow_syn_to_workload", |b| {
+    g.bench_function(format!("new_verified_flow_syn_to_workload{suffix}"), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -196,7 +225,7 @@ fn bench(c: &mut Criterion) {
     let acks: Vec<Vec<u8>> = (0..BURST as u16)
         .map(|i| vxlan_frame(Ipv4Addr::new(10, 0, 0, 2), 100, &segment(40000 + i, 0x10)))
         .collect();
-    g.bench_function("established_segment_to_workload", |b| {
+    g.bench_function(format!("established_segment_to_workload{suffix}"), |b| {
         b.iter(|| {
             for f in &acks {
                 wire.send(f);
@@ -207,7 +236,6 @@ fn bench(c: &mut Criterion) {
             });
         })
     });
-    g.finish();
     let delivered = eng.counters().vnis[0].tx_local_packets.get();
     assert_eq!(
         eng.counters().drops_total(),
