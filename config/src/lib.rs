@@ -314,10 +314,14 @@ mod tests {
         assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
     }
 
-    /// The policy fragment, appended to the identity example.
+    /// The policy fragment, in place of the identity example's own policy.
     #[test]
     fn documented_policy_example_parses_and_round_trips() {
-        let text = format!("{}{}", doc_block(1), doc_block(3));
+        let identity = doc_block(1);
+        let identity = identity
+            .find("\n[policy]")
+            .map_or(identity, |i| &identity[..=i]);
+        let text = format!("{identity}{}", doc_block(3));
         let c = parse_warden(&text, "doc").unwrap_or_else(|e| panic!("{e}"));
         let p = c.policy.as_ref().expect("policy");
         let names: Vec<&str> = p.sets.iter().map(|s| s.name.as_str()).collect();

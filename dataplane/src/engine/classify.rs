@@ -15,8 +15,10 @@
 //!    was sent; an ICMP error is admitted only as related to the flow it
 //!    quotes, from there. A new flow gets its source identity (verified
 //!    header, GBP, address map, local binding, or unauthenticated) and the
-//!    allow hook's verdict for its destination, for switched and routed
-//!    frames alike; denied flows are counted and never inserted.
+//!    policy's decision (`decide`: ingress, egress, gateway; see
+//!    docs/policy.md), for switched and routed frames alike, kept in its
+//!    entry; denied flows are counted and never inserted, rejected ones
+//!    answered. The first reply of a provisional flow decides it again.
 
 use std::net::IpAddr;
 

@@ -10,7 +10,7 @@
 //! decap        outer headers off; peer and VNI by hash lookup
 //! rx_access    frames from local access ports
 //! classify     parse once; port security and ARP checks; the flow table
-//!              (origin-bound entries); identity (verify + strip); the allow hook
+//!              (origin-bound entries); identity (verify + strip); the policy
 //! switch       FDB learn and lookup, flooding; records where each flow went
 //! route        the L3 gateway between VNIs (then switch again)
 //! stamp        identity header on flows of local workloads toward wardens

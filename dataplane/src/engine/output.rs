@@ -1,6 +1,6 @@
-//! Stage: output. Local delivery gets its last check (a flow in transit,
+//! Stage: output. Local delivery gets its last check (a provisional flow,
 //! whose destination was not a workload known here when it was classified,
-//! reaches a local port only if the allow hook admits its source to that
+//! reaches a local port only if the policy admits its source to that
 //! port's workload; the flow's own verdict is not touched). Packets go to
 //! their port's transmit burst in vector order, an announce-only identity
 //! packet right before the packet it announces; drops are counted by
