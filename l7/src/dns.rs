@@ -616,4 +616,4 @@ impl TcpFramer {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -494,4 +494,4 @@ pub fn parse_hello<'a>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -43,7 +43,13 @@ fn response() -> Vec<u8> {
     let t = [0xc0, cname_target_at as u8];
     rr(&mut m, &t, TYPE_A, 60, &[192, 0, 2, 1]);
     rr(&mut m, &t, TYPE_A, 0x8000_0001, &[192, 0, 2, 2]);
-    rr(&mut m, &t, TYPE_AAAA, 30, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    rr(
+        &mut m,
+        &t,
+        TYPE_AAAA,
+        30,
+        &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
     let mut other = name_wire("evil.example.org");
     other.truncate(other.len());
     rr(&mut m, &other, TYPE_A, 60, &[6, 6, 6, 6]);
@@ -59,7 +65,10 @@ fn query_with_mixed_case_name() {
     assert_eq!((p.question.qtype, p.question.qclass), (1, 1));
     assert_eq!(p.header.id, 7);
     assert_eq!(p.question_end, q.len());
-    assert!(crate::pattern::name_matches(b"*.EXAMPLE.com", p.question.name));
+    assert!(crate::pattern::name_matches(
+        b"*.EXAMPLE.com",
+        p.question.name
+    ));
 }
 
 #[test]
@@ -89,12 +98,18 @@ fn counts_that_lie() {
     q.push(0);
     assert_eq!(parse_query(&q, &mut n), Err(Reason::CountMismatch));
     let q = query(1, "a.b", 1);
-    assert_eq!(parse_query(&q[..q.len() - 1], &mut n), Err(Reason::Truncated));
+    assert_eq!(
+        parse_query(&q[..q.len() - 1], &mut n),
+        Err(Reason::Truncated)
+    );
     assert_eq!(parse_query(&q[..5], &mut n), Err(Reason::Truncated));
     let mut r = response();
     r[7] = 6;
     let mut out = [Addr::UNSPECIFIED; 4];
-    assert_eq!(parse_response(&r, &mut n, &mut out), Err(Reason::CountMismatch));
+    assert_eq!(
+        parse_response(&r, &mut n, &mut out),
+        Err(Reason::CountMismatch)
+    );
 }
 
 #[test]
@@ -108,17 +123,35 @@ fn pointer_loops_and_bad_pointers() {
         m
     };
     // a label then a pointer back to its own start
-    assert_eq!(parse_query(&with(&[1, b'a', 0xc0, 12]), &mut n), Err(Reason::PointerLoop));
+    assert_eq!(
+        parse_query(&with(&[1, b'a', 0xc0, 12]), &mut n),
+        Err(Reason::PointerLoop)
+    );
     // a pointer to itself
-    assert_eq!(parse_query(&with(&[0xc0, 12]), &mut n), Err(Reason::PointerForward));
-    assert_eq!(parse_query(&with(&[0xc0, 40]), &mut n), Err(Reason::PointerOutOfBounds));
-    assert_eq!(parse_query(&with(&[0xc0, 3]), &mut n), Err(Reason::PointerOutOfBounds));
-    assert_eq!(parse_query(&with(&[1, b'a', 0xc0, 18]), &mut n), Err(Reason::PointerForward));
+    assert_eq!(
+        parse_query(&with(&[0xc0, 12]), &mut n),
+        Err(Reason::PointerForward)
+    );
+    assert_eq!(
+        parse_query(&with(&[0xc0, 40]), &mut n),
+        Err(Reason::PointerOutOfBounds)
+    );
+    assert_eq!(
+        parse_query(&with(&[0xc0, 3]), &mut n),
+        Err(Reason::PointerOutOfBounds)
+    );
+    assert_eq!(
+        parse_query(&with(&[1, b'a', 0xc0, 18]), &mut n),
+        Err(Reason::PointerForward)
+    );
     // Two names pointing at each other, in a response's answer.
     let mut r = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
     r.extend([1, b'a', 0xc0, 20, 0, 1, 0, 1]); // a pointer to the end
     let mut out = [Addr::UNSPECIFIED; 1];
-    assert_eq!(parse_response(&r, &mut n, &mut out), Err(Reason::PointerOutOfBounds));
+    assert_eq!(
+        parse_response(&r, &mut n, &mut out),
+        Err(Reason::PointerOutOfBounds)
+    );
     // Chains of backward pointers that revisit bytes already read.
     let mut m = head.to_vec();
     m.extend([1, b'x', 0]); // 12: "x"
@@ -140,16 +173,39 @@ fn label_and_name_limits() {
     q[12] = 0x80;
     assert_eq!(parse_query(&q, &mut n), Err(Reason::LabelTooLong));
     let l63 = "a".repeat(63);
-    let ok = [l63.as_str(); 3].join(".") + ".abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuv";
+    let ok =
+        [l63.as_str(); 3].join(".") + ".abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuv";
     assert!(parse_query(&query(1, &ok, 1), &mut n).is_ok());
     let at_limit = [l63.as_str(); 3].join(".") + "." + &"b".repeat(61);
     assert_eq!(name_wire(&at_limit).len(), 255);
-    assert_eq!(parse_query(&query(1, &at_limit, 1), &mut n).unwrap().question.name.len(), 253);
+    assert_eq!(
+        parse_query(&query(1, &at_limit, 1), &mut n)
+            .unwrap()
+            .question
+            .name
+            .len(),
+        253
+    );
     let too_long = [l63.as_str(); 4].join(".");
-    assert_eq!(parse_query(&query(1, &too_long, 1), &mut n), Err(Reason::NameTooLong));
-    assert_eq!(parse_query(&query(1, "a b.c", 1), &mut n), Err(Reason::InvalidLabel));
-    assert_eq!(parse_query(&query(1, "_sip._tcp.x-y", 33), &mut n).unwrap().question.name, b"_sip._tcp.x-y");
-    assert_eq!(parse_query(&query(1, "", 2), &mut n).unwrap().question.name, b"");
+    assert_eq!(
+        parse_query(&query(1, &too_long, 1), &mut n),
+        Err(Reason::NameTooLong)
+    );
+    assert_eq!(
+        parse_query(&query(1, "a b.c", 1), &mut n),
+        Err(Reason::InvalidLabel)
+    );
+    assert_eq!(
+        parse_query(&query(1, "_sip._tcp.x-y", 33), &mut n)
+            .unwrap()
+            .question
+            .name,
+        b"_sip._tcp.x-y"
+    );
+    assert_eq!(
+        parse_query(&query(1, "", 2), &mut n).unwrap().question.name,
+        b""
+    );
 }
 
 #[test]
@@ -162,7 +218,10 @@ fn direction_and_opcode() {
     q[2] |= 5 << 3; // UPDATE
     assert_eq!(parse_query(&q, &mut n), Err(Reason::Opcode));
     let mut out = [Addr::UNSPECIFIED; 1];
-    assert_eq!(parse_response(&query(1, "a", 1), &mut n, &mut out), Err(Reason::WrongDirection));
+    assert_eq!(
+        parse_response(&query(1, "a", 1), &mut n, &mut out),
+        Err(Reason::WrongDirection)
+    );
 }
 
 #[test]
@@ -175,9 +234,27 @@ fn answers_follow_the_cname_chain() {
     assert_eq!(a.cname_hops, 1);
     assert_eq!(a.count, 3);
     assert_eq!(a.dropped, 0);
-    assert_eq!(out[0], Addr { ip: "192.0.2.1".parse().unwrap(), ttl: 60 });
-    assert_eq!(out[1], Addr { ip: "192.0.2.2".parse().unwrap(), ttl: 0 });
-    assert_eq!(out[2], Addr { ip: "2001:db8::1".parse().unwrap(), ttl: 30 });
+    assert_eq!(
+        out[0],
+        Addr {
+            ip: "192.0.2.1".parse().unwrap(),
+            ttl: 60
+        }
+    );
+    assert_eq!(
+        out[1],
+        Addr {
+            ip: "192.0.2.2".parse().unwrap(),
+            ttl: 0
+        }
+    );
+    assert_eq!(
+        out[2],
+        Addr {
+            ip: "2001:db8::1".parse().unwrap(),
+            ttl: 30
+        }
+    );
     // Bounded output.
     let mut small = [Addr::UNSPECIFIED; 2];
     let a = parse_response(&r, &mut n, &mut small).unwrap();
@@ -198,7 +275,10 @@ fn cname_loop_is_bounded() {
     rr(&mut m, &name_wire("b"), TYPE_CNAME, 1, &name_wire("a"));
     let mut n = NameBuf::new();
     let mut out = [Addr::UNSPECIFIED; 1];
-    assert_eq!(parse_response(&m, &mut n, &mut out), Err(Reason::CnameChain));
+    assert_eq!(
+        parse_response(&m, &mut n, &mut out),
+        Err(Reason::CnameChain)
+    );
     // Bad rdata lengths.
     let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
     m.extend(name_wire("a"));
@@ -278,7 +358,10 @@ fn tcp_framing_across_segments() {
     assert_eq!(tcp_run(&d, &[], 512), want);
     assert_eq!(tcp_run(&d, &(1..d.len()).collect::<Vec<_>>(), 512), want);
     assert_eq!(tcp_run(&d, &[], 10), vec![Tcp::Deny(Reason::BadTcpLength)]);
-    assert_eq!(tcp_run(&[0, 0, 1], &[], 10), vec![Tcp::Deny(Reason::BadTcpLength)]);
+    assert_eq!(
+        tcp_run(&[0, 0, 1], &[], 10),
+        vec![Tcp::Deny(Reason::BadTcpLength)]
+    );
 }
 
 proptest! {

@@ -4,7 +4,13 @@ use proptest::prelude::*;
 /// An owned view of an event, for comparing runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ev {
-    Req { method: Vec<u8>, path: Vec<u8>, query: Option<Vec<u8>>, host: Option<(Vec<u8>, Option<u16>)>, body: Body },
+    Req {
+        method: Vec<u8>,
+        path: Vec<u8>,
+        query: Option<Vec<u8>>,
+        host: Option<(Vec<u8>, Option<u16>)>,
+        body: Body,
+    },
     Body(usize),
     Deny(Reason),
     Opaque,
@@ -110,7 +116,9 @@ fn request_fields_and_header_lookup() {
     let mut buf = HeadBuf::new();
     let d = b"POST /a HTTP/1.0\r\nX-Thing:  v  \r\nContent-Length: 3\r\n\r\nabc";
     let (used, ev) = s.feed(&mut buf, d);
-    let Event::Request(r) = ev else { panic!("{ev:?}") };
+    let Event::Request(r) = ev else {
+        panic!("{ev:?}")
+    };
     assert_eq!(used, d.len() - 3);
     assert_eq!(r.version, Version::Http10);
     assert_eq!(r.known_method(), Some(Method::Post));
@@ -128,7 +136,10 @@ fn request_line_in_one_byte_segments() {
     // The buffer held the partial head.
     let mut s = HttpStream::new();
     let mut buf = HeadBuf::new();
-    assert_eq!(s.feed(&mut buf, b"GET /adm"), (8, Event::NeedMore { buffered: 8 }));
+    assert_eq!(
+        s.feed(&mut buf, b"GET /adm"),
+        (8, Event::NeedMore { buffered: 8 })
+    );
     assert_eq!(buf.buffered(), 8);
 }
 
@@ -206,10 +217,15 @@ fn absolute_form() {
 fn asterisk_and_authority_forms() {
     let d = b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
     assert_eq!(one(d), vec![req("OPTIONS", "*", "a")]);
-    assert_eq!(deny_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), Some(Reason::InvalidTarget));
+    assert_eq!(
+        deny_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Some(Reason::InvalidTarget)
+    );
     let d = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
     let evs = one(d);
-    assert!(matches!(&evs[0], Ev::Req { host: Some((h, Some(443))), path, .. } if h == b"a" && path.is_empty()));
+    assert!(
+        matches!(&evs[0], Ev::Req { host: Some((h, Some(443))), path, .. } if h == b"a" && path.is_empty())
+    );
     let d = b"CONNECT b:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
     assert_eq!(deny_of(d), Some(Reason::HostMismatch));
 }
@@ -268,19 +284,31 @@ fn framing_ambiguities_are_denied() {
     ];
     for (d, want) in cases {
         assert_eq!(deny_of(d), Some(*want), "{}", String::from_utf8_lossy(d));
-        assert_eq!(bytewise(d).last(), Some(&Ev::Deny(*want)), "bytewise {}", String::from_utf8_lossy(d));
+        assert_eq!(
+            bytewise(d).last(),
+            Some(&Ev::Deny(*want)),
+            "bytewise {}",
+            String::from_utf8_lossy(d)
+        );
     }
 }
 
 #[test]
 fn transfer_encoding_chunked_is_case_insensitive_and_trimmed() {
     let d = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n";
-    assert!(matches!(one(d)[0], Ev::Req { body: Body::Chunked, .. }));
+    assert!(matches!(
+        one(d)[0],
+        Ev::Req {
+            body: Body::Chunked,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn chunked_body_with_request_line_inside_is_body() {
-    let body = b"1b\r\nGET /admin HTTP/1.1\r\nHost: \r\n5;ext=1;x\r\nhello\r\n0\r\nTrailer: x\r\n\r\n";
+    let body =
+        b"1b\r\nGET /admin HTTP/1.1\r\nHost: \r\n5;ext=1;x\r\nhello\r\n0\r\nTrailer: x\r\n\r\n";
     let mut d = b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     d.extend_from_slice(body);
     d.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -319,7 +347,12 @@ fn bad_chunked_framing_is_denied() {
     for (body, want) in cases {
         let mut d = head.to_vec();
         d.extend_from_slice(body);
-        assert_eq!(deny_of(&d), Some(*want), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            deny_of(&d),
+            Some(*want),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(bytewise(&d).last(), Some(&Ev::Deny(*want)));
     }
     let mut d = head.to_vec();
@@ -355,7 +388,10 @@ fn deny_is_sticky() {
     let mut buf = HeadBuf::new();
     let (_, ev) = s.feed(&mut buf, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
     assert_eq!(ev, Event::Deny(Reason::DuplicateHost));
-    assert_eq!(s.feed(&mut buf, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").1, Event::Deny(Reason::DuplicateHost));
+    assert_eq!(
+        s.feed(&mut buf, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").1,
+        Event::Deny(Reason::DuplicateHost)
+    );
     assert_eq!(s.denied(), Some(Reason::DuplicateHost));
 }
 
@@ -367,7 +403,10 @@ fn upgrade_needs_the_engine() {
     let (_, ev) = s.feed(&mut buf, d);
     assert!(matches!(ev, Event::Request(Request { upgrade: true, .. })));
     let mut s2 = s;
-    assert_eq!(s.feed(&mut buf, b"\x81\x05hello").1, Event::Deny(Reason::AfterUpgrade));
+    assert_eq!(
+        s.feed(&mut buf, b"\x81\x05hello").1,
+        Event::Deny(Reason::AfterUpgrade)
+    );
     s2.upgraded();
     assert_eq!(s2.feed(&mut buf, b"\x81\x05hello"), (7, Event::Opaque));
 }
@@ -375,16 +414,43 @@ fn upgrade_needs_the_engine() {
 #[test]
 fn normalize_host_cases() {
     let mut out = [0u8; HOST_MAX];
-    let mut h = |raw: &[u8], dp| normalize_host(raw, dp, &mut out).map(|h| (h.name.to_vec(), h.port));
-    assert_eq!(h(b"Example.COM.", 80), Some((b"example.com".to_vec(), None)));
-    assert_eq!(h(b"example.com:80", 80), Some((b"example.com".to_vec(), None)));
-    assert_eq!(h(b"example.com:", 80), Some((b"example.com".to_vec(), None)));
-    assert_eq!(h(b"example.com:8080", 80), Some((b"example.com".to_vec(), Some(8080))));
-    assert_eq!(h(b"example.com:443", 443), Some((b"example.com".to_vec(), None)));
+    let mut h =
+        |raw: &[u8], dp| normalize_host(raw, dp, &mut out).map(|h| (h.name.to_vec(), h.port));
+    assert_eq!(
+        h(b"Example.COM.", 80),
+        Some((b"example.com".to_vec(), None))
+    );
+    assert_eq!(
+        h(b"example.com:80", 80),
+        Some((b"example.com".to_vec(), None))
+    );
+    assert_eq!(
+        h(b"example.com:", 80),
+        Some((b"example.com".to_vec(), None))
+    );
+    assert_eq!(
+        h(b"example.com:8080", 80),
+        Some((b"example.com".to_vec(), Some(8080)))
+    );
+    assert_eq!(
+        h(b"example.com:443", 443),
+        Some((b"example.com".to_vec(), None))
+    );
     assert_eq!(h(b"[::1]:8080", 80), Some((b"[::1]".to_vec(), Some(8080))));
     assert_eq!(h(b"[FE80::1]", 80), Some((b"[fe80::1]".to_vec(), None)));
     assert_eq!(h(b"10.0.0.1", 80), Some((b"10.0.0.1".to_vec(), None)));
-    for bad in [&b""[..], b":80", b"a b", b"a:b", b"a:123456", b"[::1", b"[]", b"a%41", b"a@b", b"a:65536"] {
+    for bad in [
+        &b""[..],
+        b":80",
+        b"a b",
+        b"a:b",
+        b"a:123456",
+        b"[::1",
+        b"[]",
+        b"a%41",
+        b"a@b",
+        b"a:65536",
+    ] {
         assert_eq!(h(bad, 80), None, "{}", String::from_utf8_lossy(bad));
     }
 }

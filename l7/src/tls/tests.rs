@@ -59,7 +59,12 @@ pub(crate) fn records(msg: &[u8], frag: usize) -> Vec<u8> {
 
 #[derive(Debug, PartialEq, Eq, Clone)]
 enum Out {
-    Hello { sni: Option<Vec<u8>>, alpn: Vec<Vec<u8>>, ech: bool, used_total: usize },
+    Hello {
+        sni: Option<Vec<u8>>,
+        alpn: Vec<Vec<u8>>,
+        ech: bool,
+        used_total: usize,
+    },
     Deny(Reason),
     Pending,
 }
@@ -101,7 +106,10 @@ fn sni_of(o: &Out) -> Option<&[u8]> {
 
 #[test]
 fn sni_and_alpn_in_one_record() {
-    let m = hello(&[sni_ext(&[(0, b"Api.Example.COM")]), alpn_ext(&[b"h2", b"http/1.1"])]);
+    let m = hello(&[
+        sni_ext(&[(0, b"Api.Example.COM")]),
+        alpn_ext(&[b"h2", b"http/1.1"]),
+    ]);
     let d = records(&m, 16384);
     let o = run(&d, &[]);
     assert_eq!(
@@ -156,7 +164,10 @@ fn what_follows_the_hello_is_not_consumed_then_done() {
 fn names_and_ech() {
     let m = hello(&[alpn_ext(&[b"h2"])]);
     let mut b = [0u8; 256];
-    assert_eq!(parse_hello(&m, &mut b).unwrap().server_name(), Err(Reason::NoSni));
+    assert_eq!(
+        parse_hello(&m, &mut b).unwrap().server_name(),
+        Err(Reason::NoSni)
+    );
     let m = hello(&[sni_ext(&[(0, b"public.example")]), (0xfe0d, vec![0; 40])]);
     let h = parse_hello(&m, &mut b).unwrap();
     assert!(h.ech);
@@ -199,17 +210,35 @@ fn malformed_hellos() {
 
 #[test]
 fn record_layer_denials() {
-    assert_eq!(run(b"GET / HTTP/1.1\r\n", &[]), Out::Deny(Reason::NotHandshake));
+    assert_eq!(
+        run(b"GET / HTTP/1.1\r\n", &[]),
+        Out::Deny(Reason::NotHandshake)
+    );
     assert_eq!(run(&[22, 2, 0], &[]), Out::Deny(Reason::BadRecordVersion));
     assert_eq!(run(&[22, 3, 5], &[]), Out::Deny(Reason::BadRecordVersion));
-    assert_eq!(run(&[22, 3, 1, 0, 0], &[]), Out::Deny(Reason::BadRecordLength));
-    assert_eq!(run(&[22, 3, 1, 0x40, 1], &[]), Out::Deny(Reason::BadRecordLength));
-    assert_eq!(run(&[22, 3, 1, 0, 4, 2, 0, 0, 0], &[]), Out::Deny(Reason::NotClientHello));
+    assert_eq!(
+        run(&[22, 3, 1, 0, 0], &[]),
+        Out::Deny(Reason::BadRecordLength)
+    );
+    assert_eq!(
+        run(&[22, 3, 1, 0x40, 1], &[]),
+        Out::Deny(Reason::BadRecordLength)
+    );
+    assert_eq!(
+        run(&[22, 3, 1, 0, 4, 2, 0, 0, 0], &[]),
+        Out::Deny(Reason::NotClientHello)
+    );
     // A hello that claims more than HELLO_MAX.
-    assert_eq!(run(&[22, 3, 1, 0, 4, 1, 0, 0x40, 0], &[]), Out::Deny(Reason::TooLarge));
+    assert_eq!(
+        run(&[22, 3, 1, 0, 4, 1, 0, 0x40, 0], &[]),
+        Out::Deny(Reason::TooLarge)
+    );
     assert_eq!(run(&[22, 3, 1, 0, 4, 1, 0, 0x3f, 0xfc], &[]), Out::Pending);
     // An alert record before any hello.
-    assert_eq!(run(&[21, 3, 1, 0, 2, 2, 40], &[]), Out::Deny(Reason::NotHandshake));
+    assert_eq!(
+        run(&[21, 3, 1, 0, 2, 2, 40], &[]),
+        Out::Deny(Reason::NotHandshake)
+    );
 }
 
 #[test]
