@@ -914,7 +914,7 @@ fn parse_head<'a>(
             normalize_path(p, path_buf).map_err(|_| Reason::InvalidTarget)?,
             split.query,
         ),
-        None => (&split.asterisk_or_empty[..], None),
+        None => (split.asterisk_or_empty, None),
     };
     let mut host = None;
     let mut scratch = [0u8; HOST_MAX];
