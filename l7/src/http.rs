@@ -419,6 +419,12 @@ impl Scan {
     /// The index just past the head's final LF, if it is in `bytes`.
     fn run(&mut self, bytes: &[u8]) -> Result<Option<usize>, Reason> {
         for (i, &b) in bytes.iter().enumerate() {
+            if b > b'\r' && self.prev != b'\r' {
+                // The common case: an ordinary byte inside a line.
+                self.line_len = self.line_len.saturating_add(1);
+                self.prev = b;
+                continue;
+            }
             if self.prev == b'\r' && b != b'\n' {
                 return Err(Reason::BareCr);
             }
@@ -767,9 +773,34 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// A 256-entry byte class, built at compile time.
+const fn class(set: &[u8], alnum: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    if alnum {
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            if b.is_ascii_alphanumeric() {
+                t[c] = true;
+            }
+            c += 1;
+        }
+    }
+    t
+}
+
+const TCHAR: [bool; 256] = class(b"!#$%&'*+-.^_`|~", true);
+const UNRESERVED: [bool; 256] = class(b"-._~", true);
+const TARGET: [bool; 256] = class(b"-._~!$&'()*+,;=:@/?%[]", true);
+
 /// RFC 9110 tchar.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[b as usize]
 }
 
 /// Field value characters: VCHAR, SP, HTAB, obs-text.
@@ -779,13 +810,13 @@ fn is_field_vchar(b: u8) -> bool {
 
 /// RFC 3986 unreserved.
 fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+    UNRESERVED[b as usize]
 }
 
 /// Characters allowed in a request target (before percent-escape checks):
 /// unreserved, sub-delims, `:` `@` `/` `?` `%`, and `[` `]` (IP literals).
 fn is_target_char(b: u8) -> bool {
-    is_unreserved(b) || b"!$&'()*+,;=:@/?%[]".contains(&b)
+    TARGET[b as usize]
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -799,14 +830,15 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 }
 
 /// CRLF-separated lines of a head, up to (not including) the empty line.
+/// The scanner has proved every CR is followed by LF.
 struct Lines<'a>(&'a [u8]);
 
 impl<'a> Iterator for Lines<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        let cr = self.0.windows(2).position(|w| w == b"\r\n")?;
+        let cr = self.0.iter().position(|&b| b == b'\r')?;
         let line = &self.0[..cr];
-        self.0 = &self.0[cr + 2..];
+        self.0 = self.0.get(cr + 2..).unwrap_or(&[]);
         if line.is_empty() {
             self.0 = &[];
             return None;

@@ -40,15 +40,18 @@
 //!
 //! # Parsers: chosen and rejected
 //!
-//! All four parsers are hand-written. `httparse` was measured against the
-//! hand-written HTTP head parser (see `benches/benches/l7.rs` and the
-//! branch's report): it is fast and allocation-free, but it accepts what
-//! this crate must refuse (bare LF line ends, any token as a version-less
-//! request is an error without a reason, obs-fold reported as a generic
-//! header-name error, bytes >= 0x80 in targets), so the framing and
-//! smuggling rules would have needed a second pass over the same bytes
-//! anyway. `tls-parser` returns `Vec`s of extensions (allocation per
-//! ClientHello) and has no notion of a ClientHello spread over records;
+//! All four parsers are hand-written; `benches/benches/l7.rs` measures
+//! them against the crates. `httparse` (SIMD, allocation-free) tokenises a
+//! 130-byte curl head in ~60-90 ns where this crate's full path (scan,
+//! parse, framing rules, path and host normalisation, rule match) takes
+//! ~400-600 ns, but httparse accepts what this crate must refuse (bare LF
+//! line ends; bytes >= 0x80 in targets; obs-fold and HTTP/0.9 only as
+//! generic errors) and does none of the framing, so the smuggling rules
+//! would need a second pass over the same bytes anyway: strictness and one
+//! exact reason per deny were chosen over the tokeniser's speed (a
+//! SIMD-style scan is the known next step). `tls-parser` returns `Vec`s of extensions (allocation per
+//! ClientHello), has no notion of a ClientHello spread over records, and
+//! took ~510 ns for a 517-byte hello against ~70 ns here;
 //! `hickory-proto` and `simple-dns` allocate per message, and `dns-parser`
 //! is unmaintained.
 
