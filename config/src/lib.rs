@@ -77,6 +77,7 @@ mod error;
 mod identities;
 mod lab;
 mod policy;
+mod validate;
 mod value;
 mod warden;
 
