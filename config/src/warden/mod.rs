@@ -1,10 +1,17 @@
 //! The warden instance config: TOML DTOs, the validated runtime types and
 //! the builder between them.
 //!
-//! The DTOs mirror the file one to one and reject unknown fields; the
-//! builder checks everything that needs more than one value (references,
-//! uniqueness, subnets) and fills in defaults, so the engine only ever sees
-//! a [`WardenConfig`] that is consistent.
+//! The DTOs (`dto`) mirror the file one to one and reject unknown fields;
+//! the builder checks everything that needs more than one value
+//! (references, uniqueness, subnets) and fills in defaults, so the engine
+//! only ever sees a [`WardenConfig`] that is consistent.
+//!
+//! [`build`] is a sequence of validators, one per table: `instance`
+//! (`[instance]`, `[underlay]`), `ports`, `vnis`, `peers`, `fdb`,
+//! `neighbors`, `routes`, then `identities` (`[identity]`, warden peers,
+//! `[[workload]]`, `[[identity_map]]`) and `policy` from the crate. The
+//! validators after `[[port]]` and `[[vni]]` resolve references through
+//! `context::Tables`.
 
 mod context;
 mod dto;
