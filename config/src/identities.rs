@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use identity::{IdentityDoc, IdentityId, WardenId};
@@ -19,8 +20,8 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::error::{line_of, ErrorKind};
+use crate::validate::{invalid, one_of, quote, Invalid, Seen};
 use crate::value::{is_simple_name, CidrValue, Ipv4Value, MacValue, Sha256Value, SIMPLE_NAME};
-use crate::warden::{invalid, one_of, quote, Invalid, PeerConfig, PeerDto, PortConfig, Seen};
 
 /// Default key epoch length.
 pub const DEFAULT_EPOCH_SECS: u32 = 3600;
@@ -430,15 +431,25 @@ fn secret_path(s: &Spanned<String>) -> Result<PathBuf, Invalid> {
     }
 }
 
+/// The identity fields of one `[[peer]]`, borrowed from its DTO (which
+/// the warden config owns).
+pub(crate) struct PeerFields<'a> {
+    pub kind: Option<&'a Spanned<PeerKindDto>>,
+    pub warden_id: Option<&'a Spanned<String>>,
+    pub secret_file: Option<&'a Spanned<String>>,
+    pub identities: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub gbp: Option<&'a Spanned<Vec<Spanned<GbpDto>>>>,
+}
+
 /// The `kind` of peer `p` (at `address`) and its identity fields.
 pub(crate) fn peer_kind(
-    p: &PeerDto,
+    p: &PeerFields<'_>,
     address: Ipv4Addr,
     identity: Option<&IdentityConfig>,
     docs: &Docs<'_>,
     text: &str,
 ) -> Result<PeerKind, Invalid> {
-    let kind = p.kind.as_ref().map_or(PeerKindDto::Vtep, |k| *k.get_ref());
+    let kind = p.kind.map_or(PeerKindDto::Vtep, |k| *k.get_ref());
     let not_for = |span, field, kind, other| {
         Err(invalid(
             span,
@@ -447,17 +458,17 @@ pub(crate) fn peer_kind(
     };
     match kind {
         PeerKindDto::Vtep => {
-            if let Some(w) = &p.warden_id {
+            if let Some(w) = p.warden_id {
                 return not_for(w.span(), "warden_id", "vtep", "warden");
             }
-            if let Some(s) = &p.secret_file {
+            if let Some(s) = p.secret_file {
                 return not_for(s.span(), "secret_file", "vtep", "warden");
             }
-            if let Some(i) = &p.identities {
+            if let Some(i) = p.identities {
                 return not_for(i.span(), "identities", "vtep", "warden");
             }
             let mut gbp = Vec::new();
-            if let Some(list) = &p.gbp {
+            if let Some(list) = p.gbp {
                 if identity.is_none() {
                     return Err(invalid(
                         list.span(),
@@ -486,7 +497,7 @@ pub(crate) fn peer_kind(
             Ok(PeerKind::Vtep { gbp })
         }
         PeerKindDto::Warden => {
-            let kind_span = p.kind.as_ref().map_or(0..0, Spanned::span);
+            let kind_span = p.kind.map_or(0..0, Spanned::span);
             let Some(ours) = identity else {
                 return Err(invalid(
                     kind_span,
@@ -495,22 +506,22 @@ pub(crate) fn peer_kind(
                     },
                 ));
             };
-            if let Some(g) = &p.gbp {
+            if let Some(g) = p.gbp {
                 return not_for(g.span(), "gbp", "warden", "vtep");
             }
-            let Some(w) = &p.warden_id else {
+            let Some(w) = p.warden_id else {
                 return Err(invalid(
                     kind_span,
                     ErrorKind::MissingWardenId { peer: address },
                 ));
             };
             let warden_id = simple_name(w, "peer warden_id")?;
-            let secret_file = p.secret_file.as_ref().map(secret_path).transpose()?;
+            let secret_file = p.secret_file.map(secret_path).transpose()?;
             if secret_file.is_none() && ours.secret_file.is_none() {
                 return Err(invalid(kind_span, ErrorKind::NoSecret { peer: address }));
             }
             let mut identities = Vec::new();
-            if let Some(list) = &p.identities {
+            if let Some(list) = p.identities {
                 let mut seen = Seen::new(text, "identity");
                 for name in list.get_ref() {
                     let i = docs.find(name, "peer identity")?;
@@ -531,11 +542,11 @@ pub(crate) fn peer_kind(
 
 /// Warden ids must be unique among this warden and its peers: two peers
 /// with one id would share keys, and a peer with ours would be us. Their
-/// numeric ids (what keys are derived from) must differ too.
-pub(crate) fn check_warden_ids(
-    identity: Option<&Spanned<IdentityDto>>,
-    dto: &[Spanned<PeerDto>],
-    peers: &[PeerConfig],
+/// numeric ids (what keys are derived from) must differ too. `peers` gives
+/// each peer's kind and the span of its `warden_id`, in file order.
+pub(crate) fn check_warden_ids<'a>(
+    identity: Option<&'a Spanned<IdentityDto>>,
+    peers: impl IntoIterator<Item = (&'a PeerKind, Option<Range<usize>>)>,
     text: &str,
 ) -> Result<(), Invalid> {
     let mut seen = Seen::new(text, "warden_id");
@@ -550,10 +561,8 @@ pub(crate) fn check_warden_ids(
             w.span().start,
         ));
     }
-    for (p, d) in peers.iter().zip(dto) {
-        if let (PeerKind::Warden { warden_id, .. }, Some(span)) =
-            (&p.kind, d.get_ref().warden_id.as_ref().map(Spanned::span))
-        {
+    for (kind, span) in peers {
+        if let (PeerKind::Warden { warden_id, .. }, Some(span)) = (kind, span) {
             seen.insert(warden_id.as_str(), span.clone(), || {
                 format!("`{warden_id}`")
             })?;
@@ -575,15 +584,24 @@ pub(crate) fn check_warden_ids(
     Ok(())
 }
 
+/// What [`build_bindings`] needs to know of one `[[port]]`.
+pub(crate) struct PortFacts<'a> {
+    pub name: &'a str,
+    /// Span of its `name` value.
+    pub name_span: Range<usize>,
+    /// It is an access port (it has a `vni`).
+    pub access: bool,
+}
+
 /// What [`build_bindings`] looks things up in.
 pub(crate) struct Context<'a> {
     pub text: &'a str,
     pub identity: Option<&'a IdentityConfig>,
     pub docs: &'a Docs<'a>,
-    pub ports: &'a [PortConfig],
-    /// Span of each port's `name` value, by port index.
-    pub port_name_spans: &'a [std::ops::Range<usize>],
-    pub peers: &'a [PeerConfig],
+    /// The ports, by port index.
+    pub ports: &'a [PortFacts<'a>],
+    /// The `[[peer]]` addresses, in file order.
+    pub peer_addresses: &'a [Ipv4Addr],
 }
 
 /// What [`build_bindings`] produces: workloads and identity maps.
@@ -606,7 +624,7 @@ pub(crate) fn build_bindings(
         }
         return Ok((Vec::new(), Vec::new()));
     }
-    let port_names: Vec<&str> = cx.ports.iter().map(|p| p.name.as_str()).collect();
+    let port_names: Vec<&str> = cx.ports.iter().map(|p| p.name).collect();
 
     let mut by_mac = Seen::new(cx.text, "workload");
     let mut by_ip = Seen::new(cx.text, "workload ip");
@@ -624,7 +642,7 @@ pub(crate) fn build_bindings(
                 },
             ));
         };
-        if cx.ports.get(port).and_then(|p| p.access_vni).is_none() {
+        if !cx.ports.get(port).is_some_and(|p| p.access) {
             return Err(invalid(
                 w.port.span(),
                 ErrorKind::NotAccessPort {
@@ -666,11 +684,11 @@ pub(crate) fn build_bindings(
         });
     }
     for (i, p) in cx.ports.iter().enumerate() {
-        if p.access_vni.is_some() && !workloads.iter().any(|w| w.port == i) {
+        if p.access && !workloads.iter().any(|w| w.port == i) {
             return Err(invalid(
-                cx.port_name_spans.get(i).cloned().unwrap_or(0..0),
+                p.name_span.clone(),
                 ErrorKind::UnboundWorkload {
-                    port: p.name.clone(),
+                    port: p.name.to_owned(),
                 },
             ));
         }
@@ -681,8 +699,8 @@ pub(crate) fn build_bindings(
     for m in identity_map {
         let m = m.get_ref();
         let peer = m.peer.get_ref().0;
-        if !cx.peers.iter().any(|p| p.address == peer) {
-            let known: Vec<String> = cx.peers.iter().map(|p| p.address.to_string()).collect();
+        if !cx.peer_addresses.contains(&peer) {
+            let known: Vec<String> = cx.peer_addresses.iter().map(Ipv4Addr::to_string).collect();
             let known: Vec<&str> = known.iter().map(String::as_str).collect();
             return Err(invalid(
                 m.peer.span(),

@@ -22,10 +22,11 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::error::ErrorKind;
+use crate::validate::{invalid, is_network_or_broadcast, one_of, Invalid, Seen};
 use crate::value::{
     ifname_problem, is_simple_name, CidrValue, IfName, Ipv4Value, MacValue, VniValue, SIMPLE_NAME,
 };
-use crate::warden::{self, invalid, one_of, Backend, Invalid, Seen, WardenConfig, WardenDto};
+use crate::warden::{self, Backend, WardenConfig, WardenDto};
 
 /// Default number of echo requests of a ping check.
 pub const DEFAULT_PING_COUNT: u32 = 3;
@@ -691,7 +692,7 @@ pub(crate) fn build(dto: LabDto, text: &str) -> Result<Lab, Invalid> {
                 (None, Some(p)) => peer_link(&dto.host, &host_names, host_name, if_name, p)?,
             };
             if let Some(a) = &i.address {
-                if warden::is_network_or_broadcast(a.get_ref().0) {
+                if is_network_or_broadcast(a.get_ref().0) {
                     return Err(invalid(
                         a.span(),
                         ErrorKind::NotHostAddress {

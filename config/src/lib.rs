@@ -72,11 +72,41 @@
 //!      `name`, `backend`, `interface`, `netns`, `vni`"
 //! );
 //! ```
+//!
+//! ## Modules
+//!
+//! Every module imports only modules below it, so the graph has no cycle
+//! (unit tests also call the crate root's `parse_*`):
+//!
+//! ```text
+//!   lib         parse_*, load_*, check_*, the public re-exports
+//!    |
+//!   lab         lab topology; each [[warden]] config through warden::build
+//!    |
+//!   warden/     mod.rs: runtime types, to_toml, build (one call per table)
+//!    |  \       dto.rs; instance.rs (+ underlay), ports.rs, vnis.rs,
+//!    |   \      peers.rs, fdb.rs, neighbors.rs, routes.rs; context.rs
+//!    |  policy  [policy]: rule language, compiled against the documents
+//!    |   /
+//!   identities  [identity], documents, peer kinds, workloads, identity maps
+//!    |
+//!   validate    Invalid, Seen, one_of, quote, is_network_or_broadcast
+//!    |
+//!   error, value  (leaves)
+//! ```
+//!
+//! Edges: lab -> warden, validate; warden -> policy, identities, validate;
+//! policy -> identities, validate; identities -> validate; validate ->
+//! error; everything may use the leaves `error` and `value`. `identities` and
+//! `policy` know nothing of the warden config's types: `warden` hands them
+//! what they resolve against (the documents, a peer's identity fields, port
+//! names and access flags, peer addresses).
 
 mod error;
 mod identities;
 mod lab;
 mod policy;
+mod validate;
 mod value;
 mod warden;
 

@@ -40,8 +40,8 @@ use serde_spanned::Spanned;
 
 use crate::error::{line_of, ErrorKind};
 use crate::identities::{docs_names, key, UNAUTHENTICATED};
+use crate::validate::{invalid, one_of, quote, Invalid, Seen};
 use crate::value::{is_simple_name, CidrValue, SIMPLE_NAME};
-use crate::warden::{invalid, one_of, quote, Invalid, Seen};
 
 // ---------------------------------------------------------------------------
 // DTOs

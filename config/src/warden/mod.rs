@@ -1,15 +1,29 @@
 //! The warden instance config: TOML DTOs, the validated runtime types and
 //! the builder between them.
 //!
-//! The DTOs mirror the file one to one and reject unknown fields; the
-//! builder checks everything that needs more than one value (references,
-//! uniqueness, subnets) and fills in defaults, so the engine only ever sees
-//! a [`WardenConfig`] that is consistent.
+//! The DTOs (`dto`) mirror the file one to one and reject unknown fields;
+//! the builder checks everything that needs more than one value
+//! (references, uniqueness, subnets) and fills in defaults, so the engine
+//! only ever sees a [`WardenConfig`] that is consistent.
+//!
+//! [`build`] is a sequence of validators, one per table: `instance`
+//! (`[instance]`, `[underlay]`), `ports`, `vnis`, `peers`, `fdb`,
+//! `neighbors`, `routes`, then `identities` (`[identity]`, warden peers,
+//! `[[workload]]`, `[[identity_map]]`) and `policy` from the crate. The
+//! validators after `[[port]]` and `[[vni]]` resolve references through
+//! `context::Tables`.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+mod context;
+mod dto;
+mod fdb;
+mod instance;
+mod neighbors;
+mod peers;
+mod ports;
+mod routes;
+mod vnis;
+
 use std::net::Ipv4Addr;
-use std::ops::Range;
 use std::path::PathBuf;
 
 use identity::{IdentityDoc, IdentityId};
@@ -17,12 +31,12 @@ use overlay::{Ipv4Cidr, MacAddr, Vni};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use crate::error::{line_of, ErrorKind};
 use crate::identities::{
-    self, document_toml, GbpDto, IdentityConfig, IdentityDto, IdentityMap, IdentityMapDto,
-    PeerKind, PeerKindDto, Workload, WorkloadDto,
+    self, document_toml, IdentityConfig, IdentityMap, PeerKind, PortFacts, Workload,
 };
-use crate::value::{is_simple_name, CidrValue, IfName, Ipv4Value, MacValue, VniValue, SIMPLE_NAME};
+use crate::validate::{quote, Invalid};
+use context::Tables;
+pub(crate) use dto::{removed_allow, WardenDto};
 
 /// Instance name when `[instance] name` is absent (outside a lab).
 pub const DEFAULT_INSTANCE_NAME: &str = "warden";
@@ -274,11 +288,6 @@ impl WardenConfig {
     }
 }
 
-/// `s` as a TOML basic string, escaped.
-pub(crate) fn quote(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
-}
-
 /// Identity of this instance on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -383,834 +392,72 @@ pub struct RouteConfig {
 }
 
 // ---------------------------------------------------------------------------
-// DTOs: the file as written
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WardenDto {
-    #[serde(default)]
-    instance: Option<InstanceDto>,
-    underlay: Spanned<UnderlayDto>,
-    #[serde(default)]
-    identity: Option<Spanned<IdentityDto>>,
-    #[serde(default)]
-    port: Vec<Spanned<PortDto>>,
-    #[serde(default)]
-    peer: Vec<Spanned<PeerDto>>,
-    #[serde(default)]
-    vni: Vec<Spanned<VniDto>>,
-    #[serde(default)]
-    fdb: Vec<Spanned<FdbDto>>,
-    #[serde(default)]
-    neighbor: Vec<Spanned<NeighborDto>>,
-    #[serde(default)]
-    route: Vec<Spanned<RouteDto>>,
-    #[serde(default)]
-    workload: Vec<Spanned<WorkloadDto>>,
-    #[serde(default)]
-    identity_map: Vec<Spanned<IdentityMapDto>>,
-    #[serde(default)]
-    policy: Option<Spanned<crate::policy::PolicyDto>>,
-}
-
-/// `[[allow]]`, the allow hook that `[policy]` replaced: looked for before
-/// the file is read for real so that it gets its own message instead of
-/// "unknown field". Ignores everything else (a file that does not parse
-/// here fails the real read with its own error).
-#[derive(Debug, Deserialize)]
-struct AllowProbe {
-    #[serde(default)]
-    allow: Option<Spanned<serde::de::IgnoredAny>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LabAllowProbe {
-    #[serde(default)]
-    warden: Vec<LabWardenAllowProbe>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LabWardenAllowProbe {
-    #[serde(default)]
-    config: Option<AllowProbe>,
-}
-
-/// Where `text` (a warden config, or a lab when `lab`) still has an
-/// `[[allow]]` table, as the error that says what replaced it.
-pub(crate) fn removed_allow(text: &str, lab: bool) -> Option<Invalid> {
-    let span = if lab {
-        toml::from_str::<LabAllowProbe>(text)
-            .ok()?
-            .warden
-            .into_iter()
-            .find_map(|w| w.config?.allow)?
-            .span()
-    } else {
-        toml::from_str::<AllowProbe>(text).ok()?.allow?.span()
-    };
-    let prefix = if lab { "warden.config." } else { "" };
-    Some(invalid(span, ErrorKind::AllowReplaced { prefix }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstanceDto {
-    name: Option<Spanned<String>>,
-    control_socket: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnderlayDto {
-    port: Spanned<String>,
-    address: Spanned<CidrValue>,
-    gateway: Option<Spanned<Ipv4Value>>,
-    udp_port: Option<Spanned<u16>>,
-    mtu: Option<Spanned<u16>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortDto {
-    name: Spanned<String>,
-    backend: Backend,
-    interface: Spanned<IfName>,
-    netns: Option<Spanned<String>>,
-    vni: Option<Spanned<VniValue>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PeerDto {
-    address: Spanned<Ipv4Value>,
-    #[serde(default)]
-    vnis: Vec<Spanned<VniValue>>,
-    name: Option<String>,
-    pub(crate) kind: Option<Spanned<PeerKindDto>>,
-    pub(crate) warden_id: Option<Spanned<String>>,
-    pub(crate) secret_file: Option<Spanned<String>>,
-    pub(crate) identities: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(crate) gbp: Option<Spanned<Vec<Spanned<GbpDto>>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VniDto {
-    id: Spanned<VniValue>,
-    name: Option<String>,
-    gateway: Option<Spanned<CidrValue>>,
-    gateway_mac: Option<Spanned<MacValue>>,
-    mac_aging_secs: Option<Spanned<u32>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FdbDto {
-    vni: Spanned<VniValue>,
-    mac: Spanned<MacValue>,
-    peer: Option<Spanned<Ipv4Value>>,
-    port: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NeighborDto {
-    vni: Spanned<VniValue>,
-    ip: Spanned<Ipv4Value>,
-    mac: Spanned<MacValue>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteDto {
-    destination: Spanned<CidrValue>,
-    vni: Spanned<VniValue>,
-    via: Option<Spanned<Ipv4Value>>,
-}
-
-/// Facts about the ports that the lab validator needs to point at.
-#[derive(Debug, Clone)]
-pub(crate) struct PortSpans {
-    /// Span of each port's `interface` value, by port index.
-    pub interface: Vec<Range<usize>>,
-    /// Span of each port's `netns` value, by port index.
-    pub netns: Vec<Option<Range<usize>>>,
-    /// Span of `[instance] control_socket` (or `name`) when the file sets one.
-    pub control_socket: Option<Range<usize>>,
-}
-
-impl WardenDto {
-    /// Spans the lab validator reports against.
-    pub(crate) fn spans(&self) -> PortSpans {
-        PortSpans {
-            interface: self
-                .port
-                .iter()
-                .map(|p| p.get_ref().interface.span())
-                .collect(),
-            netns: self
-                .port
-                .iter()
-                .map(|p| p.get_ref().netns.as_ref().map(Spanned::span))
-                .collect(),
-            control_socket: self
-                .instance
-                .as_ref()
-                .and_then(|i| i.control_socket.as_ref().or(i.name.as_ref()))
-                .map(Spanned::span),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The validating builder
 // ---------------------------------------------------------------------------
 
-/// A validation failure: what and where (byte span in the source).
-#[derive(Debug)]
-pub(crate) struct Invalid {
-    pub span: Range<usize>,
-    pub kind: ErrorKind,
-}
-
-pub(crate) fn invalid(span: Range<usize>, kind: ErrorKind) -> Invalid {
-    Invalid { span, kind }
-}
-
-/// Remembers where each key was first seen, to report duplicates with the
-/// line of the first declaration.
-pub(crate) struct Seen<'t, K> {
-    text: &'t str,
-    what: &'static str,
-    first: HashMap<K, usize>,
-}
-
-impl<'t, K: Eq + Hash> Seen<'t, K> {
-    pub(crate) fn new(text: &'t str, what: &'static str) -> Self {
-        Seen {
-            text,
-            what,
-            first: HashMap::new(),
-        }
-    }
-    /// Record `key` at `span`; an error if it was seen before.
-    /// `shown` is how the key appears in the message.
-    pub(crate) fn insert(
-        &mut self,
-        key: K,
-        span: Range<usize>,
-        shown: impl FnOnce() -> String,
-    ) -> Result<(), Invalid> {
-        if let Some(&first) = self.first.get(&key) {
-            return Err(invalid(
-                span,
-                ErrorKind::Duplicate {
-                    what: self.what,
-                    value: shown(),
-                    first_line: line_of(self.text, first),
-                },
-            ));
-        }
-        self.first.insert(key, span.start);
-        Ok(())
-    }
-}
-
-/// `true` when `cidr` is its subnet's network or broadcast address (only
-/// meaningful for prefixes up to /30; /31 and /32 have no such addresses).
-pub(crate) fn is_network_or_broadcast(cidr: Ipv4Cidr) -> bool {
-    if cidr.prefix_len() >= 31 {
-        return false;
-    }
-    let a = u32::from(cidr.address());
-    let host = a & !cidr.mask();
-    host == 0 || host == !cidr.mask()
-}
-
-/// `true` when the two subnets share at least one address.
-fn overlaps(a: Ipv4Cidr, b: Ipv4Cidr) -> bool {
-    a.contains(b.network().address()) || b.contains(a.network().address())
-}
-
-/// The message tail listing what a reference may name.
-pub(crate) fn one_of(what: &str, names: &[&str]) -> String {
-    if names.is_empty() {
-        format!("one of the {what} (none is declared)")
-    } else {
-        let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-        format!("one of the {what}: {}", list.join(", "))
-    }
-}
-
-/// A namespace reference: a simple name or an absolute path.
-fn valid_netns(s: &str) -> bool {
-    is_simple_name(s) || (s.starts_with('/') && s.len() > 1 && !s.contains('\0'))
-}
-
 /// Validate `dto` (parsed from `text`) into a [`WardenConfig`];
 /// `default_name` is the instance name when the file sets none.
+///
+/// One validator per table, in this order (the first error wins, so the
+/// order is part of the behaviour): each gets what it resolves references
+/// against, the declared ports and VNIs through [`Tables`].
 pub(crate) fn build(
     dto: WardenDto,
     text: &str,
     default_name: &str,
 ) -> Result<WardenConfig, Invalid> {
-    // [instance]
-    let (name, control_socket) = match dto.instance {
-        Some(InstanceDto {
-            name,
-            control_socket,
-        }) => {
-            let name = match name {
-                Some(n) => {
-                    if !is_simple_name(n.get_ref()) {
-                        return Err(invalid(
-                            n.span(),
-                            ErrorKind::InvalidName {
-                                what: "instance name",
-                                name: n.into_inner(),
-                                expected: SIMPLE_NAME,
-                            },
-                        ));
-                    }
-                    n.into_inner()
-                }
-                None => default_name.to_owned(),
-            };
-            let socket = match control_socket {
-                Some(s) if s.get_ref().is_empty() => {
-                    return Err(invalid(
-                        s.span(),
-                        ErrorKind::InvalidName {
-                            what: "control socket path",
-                            name: String::new(),
-                            expected: "a file path such as \"/run/warden/gw.sock\"",
-                        },
-                    ))
-                }
-                Some(s) => PathBuf::from(s.into_inner()),
-                None => default_control_socket(&name),
-            };
-            (name, socket)
-        }
-        None => (
-            default_name.to_owned(),
-            default_control_socket(default_name),
-        ),
-    };
+    let instance = instance::build_instance(dto.instance, default_name)?;
+    ports::check_names(&dto.port, text)?;
+    let vnis = vnis::build(&dto.vni, text)?;
+    let ports = ports::build(&dto.port, &vnis)?;
+    let tables = Tables::new(text, &ports, &vnis);
+    let underlay = instance::build_underlay(dto.underlay.get_ref(), &tables)?;
+    ports::check_roles(&ports, &dto.port, underlay.port)?;
 
-    // [[port]]: names and the interfaces they bind.
-    let mut names = Seen::new(text, "port name");
-    let mut bindings = Seen::new(text, "port interface");
-    for p in &dto.port {
-        let p = p.get_ref();
-        let name = p.name.get_ref();
-        if !is_simple_name(name) {
-            return Err(invalid(
-                p.name.span(),
-                ErrorKind::InvalidName {
-                    what: "port name",
-                    name: name.clone(),
-                    expected: SIMPLE_NAME,
-                },
-            ));
-        }
-        names.insert(name.as_str(), p.name.span(), || format!("`{name}`"))?;
-        if let Some(ns) = &p.netns {
-            if !valid_netns(ns.get_ref()) {
-                return Err(invalid(
-                    ns.span(),
-                    ErrorKind::InvalidName {
-                        what: "netns",
-                        name: ns.get_ref().clone(),
-                        expected:
-                            "a namespace name (1 to 64 of A-Z a-z 0-9 _ . -) or an absolute path",
-                    },
-                ));
-            }
-        }
-        let netns = p.netns.as_ref().map(|n| n.get_ref().as_str());
-        let ifname = p.interface.get_ref().0.as_str();
-        bindings.insert((netns, ifname), p.interface.span(), || match netns {
-            Some(ns) => format!("`{ifname}` in netns `{ns}`"),
-            None => format!("`{ifname}`"),
-        })?;
-    }
-    let port_names: Vec<&str> = dto
-        .port
-        .iter()
-        .map(|p| p.get_ref().name.get_ref().as_str())
-        .collect();
-    let find_port = |name: &Spanned<String>, what: &'static str| -> Result<usize, Invalid> {
-        port_names
-            .iter()
-            .position(|n| n == name.get_ref())
-            .ok_or_else(|| {
-                invalid(
-                    name.span(),
-                    ErrorKind::UnknownReference {
-                        what,
-                        name: name.get_ref().clone(),
-                        expected: one_of("[[port]] names", &port_names),
-                    },
-                )
-            })
-    };
-
-    // [[vni]]
-    let mut vni_ids = Seen::new(text, "VNI");
-    let mut vnis = Vec::with_capacity(dto.vni.len());
-    // (vni, gateway, span start of its `gateway`) for the overlap check.
-    let mut subnets: Vec<(Vni, Ipv4Cidr, usize)> = Vec::new();
-    for v in &dto.vni {
-        let v = v.get_ref();
-        let id = v.id.get_ref().0;
-        vni_ids.insert(id, v.id.span(), || id.to_string())?;
-        let gateway = match &v.gateway {
-            Some(g) => {
-                let cidr = g.get_ref().0;
-                if is_network_or_broadcast(cidr) {
-                    return Err(invalid(
-                        g.span(),
-                        ErrorKind::NotHostAddress {
-                            what: "vni gateway",
-                            cidr,
-                        },
-                    ));
-                }
-                if let Some(&(other_vni, other_subnet, at)) =
-                    subnets.iter().find(|(_, s, _)| overlaps(*s, cidr))
-                {
-                    return Err(invalid(
-                        g.span(),
-                        ErrorKind::OverlappingSubnets {
-                            vni: id,
-                            subnet: cidr.network(),
-                            other_vni,
-                            other_subnet: other_subnet.network(),
-                            other_line: line_of(text, at),
-                        },
-                    ));
-                }
-                subnets.push((id, cidr, g.span().start));
-                Some(cidr)
-            }
-            None => None,
-        };
-        let gateway_mac = match &v.gateway_mac {
-            Some(m) => {
-                let mac = m.get_ref().0;
-                if !mac.is_unicast() {
-                    return Err(invalid(
-                        m.span(),
-                        ErrorKind::NotUnicastMac {
-                            what: "gateway_mac",
-                            mac,
-                        },
-                    ));
-                }
-                mac
-            }
-            None => default_gateway_mac(id),
-        };
-        let mac_aging_secs = match &v.mac_aging_secs {
-            Some(a) if *a.get_ref() == 0 => {
-                return Err(invalid(
-                    a.span(),
-                    ErrorKind::OutOfRange {
-                        what: "mac_aging_secs",
-                        value: 0,
-                        min: 1,
-                        max: u64::from(u32::MAX),
-                    },
-                ))
-            }
-            Some(a) => *a.get_ref(),
-            None => DEFAULT_MAC_AGING_SECS,
-        };
-        vnis.push(VniConfig {
-            id,
-            name: v.name.clone(),
-            gateway,
-            gateway_mac,
-            mac_aging_secs,
-        });
-    }
-    let declared = |v: &Spanned<VniValue>, context: &'static str| -> Result<&VniConfig, Invalid> {
-        let id = v.get_ref().0;
-        vnis.iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| invalid(v.span(), ErrorKind::UndeclaredVni { context, vni: id }))
-    };
-    let with_gateway =
-        |v: &Spanned<VniValue>, context: &'static str| -> Result<Ipv4Cidr, Invalid> {
-            let c = declared(v, context)?;
-            c.gateway.ok_or_else(|| {
-                invalid(
-                    v.span(),
-                    ErrorKind::VniWithoutGateway { context, vni: c.id },
-                )
-            })
-        };
-
-    // Access VNIs of the ports.
-    let mut ports = Vec::with_capacity(dto.port.len());
-    for p in &dto.port {
-        let p = p.get_ref();
-        let access_vni = match &p.vni {
-            Some(v) => Some(declared(v, "access port")?.id),
-            None => None,
-        };
-        ports.push(PortConfig {
-            name: p.name.get_ref().clone(),
-            backend: p.backend,
-            interface: p.interface.get_ref().0.clone(),
-            netns: p.netns.as_ref().map(|n| n.get_ref().clone()),
-            access_vni,
-        });
-    }
-
-    // [underlay]
-    let u = dto.underlay.get_ref();
-    let uport = find_port(&u.port, "underlay port")?;
-    if let Some(vni) = ports.get(uport).and_then(|p| p.access_vni) {
-        return Err(invalid(
-            u.port.span(),
-            ErrorKind::UnderlayPortIsAccess {
-                port: u.port.get_ref().clone(),
-                vni,
-            },
-        ));
-    }
-    let address = u.address.get_ref().0;
-    if is_network_or_broadcast(address) {
-        return Err(invalid(
-            u.address.span(),
-            ErrorKind::NotHostAddress {
-                what: "underlay address",
-                cidr: address,
-            },
-        ));
-    }
-    let gateway = match &u.gateway {
-        Some(g) => {
-            let ip = g.get_ref().0;
-            if !address.contains(ip) {
-                return Err(invalid(
-                    g.span(),
-                    ErrorKind::OutsideSubnet {
-                        what: "underlay gateway",
-                        address: ip,
-                        subnet: address.network(),
-                    },
-                ));
-            }
-            if ip == address.address() {
-                return Err(invalid(
-                    g.span(),
-                    ErrorKind::SameAddress {
-                        what: "underlay gateway",
-                        address: ip,
-                        other: "underlay address",
-                    },
-                ));
-            }
-            Some(ip)
-        }
-        None => None,
-    };
-    let udp_port = match &u.udp_port {
-        Some(p) if *p.get_ref() == 0 => {
-            return Err(invalid(
-                p.span(),
-                ErrorKind::OutOfRange {
-                    what: "udp_port",
-                    value: 0,
-                    min: 1,
-                    max: u64::from(u16::MAX),
-                },
-            ))
-        }
-        Some(p) => *p.get_ref(),
-        None => DEFAULT_UDP_PORT,
-    };
-    let mtu = match &u.mtu {
-        Some(m) if !(MIN_MTU..=MAX_MTU).contains(m.get_ref()) => {
-            return Err(invalid(
-                m.span(),
-                ErrorKind::OutOfRange {
-                    what: "mtu",
-                    value: u64::from(*m.get_ref()),
-                    min: u64::from(MIN_MTU),
-                    max: u64::from(MAX_MTU),
-                },
-            ))
-        }
-        Some(m) => *m.get_ref(),
-        None => DEFAULT_MTU,
-    };
-
-    // Every port has a role: the underlay or an access port.
-    for (i, (p, dto_p)) in ports.iter().zip(&dto.port).enumerate() {
-        if i != uport && p.access_vni.is_none() {
-            return Err(invalid(
-                dto_p.span(),
-                ErrorKind::PortWithoutRole {
-                    port: p.name.clone(),
-                },
-            ));
-        }
-    }
-
-    // [identity] and its documents.
     let (identity, documents) = identities::build_identity(dto.identity.as_ref(), text)?;
     let docs = identities::docs(&documents);
+    let peers = peers::build(&dto.peer, &tables, &underlay, identity.as_ref(), &docs)?;
+    identities::check_warden_ids(
+        dto.identity.as_ref(),
+        peers.iter().zip(&dto.peer).map(|(p, d)| {
+            let span = d.get_ref().warden_id.as_ref().map(Spanned::span);
+            (&p.kind, span)
+        }),
+        text,
+    )?;
 
-    // [[peer]]
-    let mut peer_addrs = Seen::new(text, "peer address");
-    let mut peers = Vec::with_capacity(dto.peer.len());
-    for p in &dto.peer {
-        let p = p.get_ref();
-        let ip = p.address.get_ref().0;
-        peer_addrs.insert(ip, p.address.span(), || ip.to_string())?;
-        if ip == address.address() {
-            return Err(invalid(
-                p.address.span(),
-                ErrorKind::SameAddress {
-                    what: "peer address",
-                    address: ip,
-                    other: "the underlay address",
-                },
-            ));
-        }
-        if ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() {
-            return Err(invalid(
-                p.address.span(),
-                ErrorKind::NotUnicastIp {
-                    what: "peer address",
-                    address: ip,
-                },
-            ));
-        }
-        if gateway.is_none() && !address.contains(ip) {
-            return Err(invalid(
-                p.address.span(),
-                ErrorKind::PeerUnreachable {
-                    peer: ip,
-                    subnet: address.network(),
-                },
-            ));
-        }
-        let mut carried = Seen::new(text, "VNI");
-        let mut peer_vnis = Vec::with_capacity(p.vnis.len());
-        for v in &p.vnis {
-            let id = declared(v, "peer")?.id;
-            carried.insert(id, v.span(), || format!("{id} in peer vnis"))?;
-            peer_vnis.push(id);
-        }
-        let kind = identities::peer_kind(p, ip, identity.as_ref(), &docs, text)?;
-        peers.push(PeerConfig {
-            name: p.name.clone(),
-            address: ip,
-            vnis: peer_vnis,
-            kind,
-        });
-    }
-    identities::check_warden_ids(dto.identity.as_ref(), &dto.peer, &peers, text)?;
+    let fdb = fdb::build(&dto.fdb, &tables, &peers)?;
+    let neighbors = neighbors::build(&dto.neighbor, &tables)?;
+    let routes = routes::build(&dto.route, &tables)?;
 
-    // [[fdb]]
-    let mut fdb_keys = Seen::new(text, "fdb entry");
-    let mut fdb = Vec::with_capacity(dto.fdb.len());
-    for f in &dto.fdb {
-        let span = f.span();
-        let f = f.get_ref();
-        let vni = declared(&f.vni, "fdb")?.id;
-        let mac = f.mac.get_ref().0;
-        if !mac.is_unicast() {
-            return Err(invalid(
-                f.mac.span(),
-                ErrorKind::NotUnicastMac {
-                    what: "fdb mac",
-                    mac,
-                },
-            ));
-        }
-        fdb_keys.insert((vni, mac), f.mac.span(), || format!("VNI {vni} MAC {mac}"))?;
-        let target = match (&f.peer, &f.port) {
-            (None, None) => {
-                return Err(invalid(
-                    span,
-                    ErrorKind::FdbTarget {
-                        found: "neither `peer` nor `port`",
-                    },
-                ))
-            }
-            (Some(_), Some(port)) => {
-                return Err(invalid(
-                    port.span(),
-                    ErrorKind::FdbTarget {
-                        found: "both `peer` and `port`",
-                    },
-                ))
-            }
-            (Some(peer), None) => {
-                let ip = peer.get_ref().0;
-                let Some(p) = peers.iter().find(|p| p.address == ip) else {
-                    let known: Vec<String> = peers.iter().map(|p| p.address.to_string()).collect();
-                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                    return Err(invalid(
-                        peer.span(),
-                        ErrorKind::UnknownReference {
-                            what: "fdb peer",
-                            name: ip.to_string(),
-                            expected: one_of("[[peer]] addresses", &known),
-                        },
-                    ));
-                };
-                if !p.vnis.contains(&vni) {
-                    return Err(invalid(
-                        peer.span(),
-                        ErrorKind::PeerNotInVni { peer: ip, vni },
-                    ));
-                }
-                FdbTarget::Peer(ip)
-            }
-            (None, Some(port)) => {
-                let i = find_port(port, "fdb port")?;
-                if ports.get(i).and_then(|p| p.access_vni) != Some(vni) {
-                    return Err(invalid(
-                        port.span(),
-                        ErrorKind::PortNotInVni {
-                            port: port.get_ref().clone(),
-                            vni,
-                        },
-                    ));
-                }
-                FdbTarget::Port(i)
-            }
-        };
-        fdb.push(FdbEntry { vni, mac, target });
-    }
-
-    // [[neighbor]]
-    let mut neighbor_keys = Seen::new(text, "neighbor");
-    let mut neighbors = Vec::with_capacity(dto.neighbor.len());
-    for n in &dto.neighbor {
-        let n = n.get_ref();
-        let subnet = with_gateway(&n.vni, "neighbor")?;
-        let vni = n.vni.get_ref().0;
-        let ip = n.ip.get_ref().0;
-        if !subnet.contains(ip) {
-            return Err(invalid(
-                n.ip.span(),
-                ErrorKind::OutsideSubnet {
-                    what: "neighbor ip",
-                    address: ip,
-                    subnet: subnet.network(),
-                },
-            ));
-        }
-        if ip == subnet.address() {
-            return Err(invalid(
-                n.ip.span(),
-                ErrorKind::SameAddress {
-                    what: "neighbor ip",
-                    address: ip,
-                    other: "the VNI's gateway address",
-                },
-            ));
-        }
-        neighbor_keys.insert((vni, ip), n.ip.span(), || format!("VNI {vni} ip {ip}"))?;
-        let mac = n.mac.get_ref().0;
-        if !mac.is_unicast() {
-            return Err(invalid(
-                n.mac.span(),
-                ErrorKind::NotUnicastMac {
-                    what: "neighbor mac",
-                    mac,
-                },
-            ));
-        }
-        neighbors.push(Neighbor { vni, ip, mac });
-    }
-
-    // [[route]]
-    let mut route_keys = Seen::new(text, "route destination");
-    let mut routes = Vec::with_capacity(dto.route.len());
-    for r in &dto.route {
-        let r = r.get_ref();
-        let destination = r.destination.get_ref().0.network();
-        route_keys.insert(destination, r.destination.span(), || {
-            destination.to_string()
-        })?;
-        let subnet = with_gateway(&r.vni, "route egress")?;
-        let vni = r.vni.get_ref().0;
-        let via = match &r.via {
-            Some(v) => {
-                let ip = v.get_ref().0;
-                if !subnet.contains(ip) {
-                    return Err(invalid(
-                        v.span(),
-                        ErrorKind::OutsideSubnet {
-                            what: "route via",
-                            address: ip,
-                            subnet: subnet.network(),
-                        },
-                    ));
-                }
-                if ip == subnet.address() {
-                    return Err(invalid(
-                        v.span(),
-                        ErrorKind::SameAddress {
-                            what: "route via",
-                            address: ip,
-                            other: "the egress VNI's own gateway address",
-                        },
-                    ));
-                }
-                Some(ip)
-            }
-            None => None,
-        };
-        routes.push(RouteConfig {
-            destination,
-            vni,
-            via,
-        });
-    }
-
-    // [[workload]], [[identity_map]]
-    let port_name_spans: Vec<Range<usize>> =
-        dto.port.iter().map(|p| p.get_ref().name.span()).collect();
+    let port_facts: Vec<PortFacts<'_>> = ports
+        .iter()
+        .zip(&dto.port)
+        .map(|(p, d)| PortFacts {
+            name: &p.name,
+            name_span: d.get_ref().name.span(),
+            access: p.access_vni.is_some(),
+        })
+        .collect();
+    let peer_addresses: Vec<Ipv4Addr> = peers.iter().map(|p| p.address).collect();
     let (workloads, identity_maps) = identities::build_bindings(
         &identities::Context {
             text,
             identity: identity.as_ref(),
             docs: &docs,
-            ports: &ports,
-            port_name_spans: &port_name_spans,
-            peers: &peers,
+            ports: &port_facts,
+            peer_addresses: &peer_addresses,
         },
         &dto.workload,
         &dto.identity_map,
     )?;
 
-    // [policy]
     let policy =
         crate::policy::build_policy(dto.policy.as_ref(), identity.is_some(), &documents, text)?;
 
     Ok(WardenConfig {
-        instance: Instance {
-            name,
-            control_socket,
-        },
-        underlay: Underlay {
-            port: uport,
-            address,
-            gateway,
-            udp_port,
-            mtu,
-        },
+        instance,
+        underlay,
         ports,
         peers,
         vnis,
