@@ -115,6 +115,8 @@ fn rules(n: u32, docs: &[IdentityDoc]) -> PolicySpec {
                 } else {
                     Action::Allow
                 },
+                app: None,
+                l7: None,
             }
         })
         .collect();
@@ -174,6 +176,7 @@ fn flow_for(i: u32, spec: &PolicySpec, docs: &[IdentityDoc]) -> FlowQuery {
         dst: ep(Subject::Identity(dst as u32), [10, 252, 0, 1]),
         proto: if r.proto == Proto::Udp { 17 } else { 6 },
         dst_port: r.ports.first().map_or(443, |p| p.lo),
+        dst_fqdns: 0,
     }
 }
 

@@ -53,6 +53,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod clause;
 pub mod compile;
 pub mod learn;
 pub mod model;
@@ -60,6 +61,9 @@ pub mod reference;
 pub mod select;
 mod shadow;
 
+pub use clause::{
+    DnsMatch, HttpMatch, Inspect, L7At, L7Clause, L7Field, L7Problem, L7Request, TlsMatch,
+};
 pub use compile::{compile, CompileError, CompiledPolicy, SelectorAt, Side};
 pub use learn::{propose, LearnedFlow, Peer};
 pub use model::{

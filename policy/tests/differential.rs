@@ -264,6 +264,8 @@ fn build_spec(
                             proto: r.proto,
                             ports,
                             action: r.action,
+                            app: None,
+                            l7: None,
                         }
                     })
                     .collect(),
@@ -287,6 +289,7 @@ fn run_case(
             dst: endpoint(&q.dst, docs.len()),
             proto: q.proto,
             dst_port: PORTS.get(q.port).copied().unwrap_or(8080),
+            dst_fqdns: 0,
         })
         .collect();
     let mut removed = 0;

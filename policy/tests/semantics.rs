@@ -43,13 +43,7 @@ const API: u32 = 1;
 const DB: u32 = 2;
 
 fn rule(from: Vec<Selector>, to: Vec<Selector>, action: Action) -> RuleSpec {
-    RuleSpec {
-        from,
-        to,
-        proto: Proto::Any,
-        ports: vec![],
-        action,
-    }
+    RuleSpec::new(from, to, Proto::Any, vec![], action)
 }
 
 fn tcp(mut r: RuleSpec, ports: &[(u16, u16)]) -> RuleSpec {
@@ -94,6 +88,7 @@ fn flow(src: Endpoint, dst: Endpoint, proto: u8, port: u16) -> FlowQuery {
         dst,
         proto,
         dst_port: port,
+        dst_fqdns: 0,
     }
 }
 
@@ -147,7 +142,8 @@ fn no_match_is_the_default_in_the_default_mode() {
             action: Action::Deny,
             mode: Mode::Enforce,
             rule: None,
-            provisional: false
+            provisional: false,
+            l7: false,
         }
     );
     s.default_action = DenyAction::Reject;
