@@ -1263,6 +1263,121 @@ app = "ssh"
     }
 
     #[test]
+    fn learned_l7_proposal_admits_exactly_the_requests_seen() {
+        use policy::{L7Request, LearnedL7};
+        let c = parse_warden(BASE, "p.toml").unwrap();
+        let docs = &c.documents;
+        let f = |proto, port, l7| LearnedFlow {
+            src: Peer::Identity(0),
+            dst: Peer::Identity(1),
+            proto,
+            port,
+            l7: Some(l7),
+        };
+        let http = |m: &str, p: &str| LearnedL7::Http {
+            method: m.into(),
+            path: p.into(),
+        };
+        let flows = [
+            f(6, 80, http("GET", "/orders/1")),
+            f(6, 80, http("GET", "/orders/2")),
+            f(6, 80, http("POST", "/orders")),
+            f(6, 80, http("get", "/x")),
+            f(
+                6,
+                443,
+                LearnedL7::Tls {
+                    server_name: "api.example.com".into(),
+                },
+            ),
+            f(
+                17,
+                53,
+                LearnedL7::Dns {
+                    name: "db.svc.cluster.local".into(),
+                },
+            ),
+            // Recorded at L4 too: the port stays L7-only.
+            LearnedFlow {
+                l7: None,
+                ..f(6, 80, http("GET", "/"))
+            },
+            LearnedFlow {
+                l7: None,
+                ..f(6, 9000, http("GET", "/"))
+            },
+        ];
+        let proposal = policy::propose(&flows, docs, "learned");
+        assert!(proposal.contains("# not admitted:"), "{proposal}");
+        let head = &BASE[..BASE.find("[[policy.set]]").unwrap()];
+        let text = format!("{head}{proposal}");
+        let c = parse_warden(&text, "learned.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let spec = c.policy.unwrap();
+        let compiled = policy::compile(&spec, docs).unwrap();
+        let q = |proto, dst_port| FlowQuery {
+            src: Endpoint {
+                subject: Subject::Identity(0),
+                addr: None,
+            },
+            dst: Endpoint {
+                subject: Subject::Identity(1),
+                addr: None,
+            },
+            proto,
+            dst_port,
+            dst_fqdns: 0,
+        };
+        let ask = |proto, port, req: L7Request<'_>| {
+            let fq = q(proto, port);
+            let d = compiled.lookup(&fq);
+            assert!(d.l7, "{d:?}\n{proposal}");
+            compiled.request(&fq, d.rule.unwrap(), &req).action
+        };
+        let get = |m: &'static str, p: &'static str| L7Request::Http {
+            method: m.as_bytes(),
+            path: p.as_bytes(),
+            host: None,
+        };
+        let alpn = l7::tls::Alpn::from_wire(b"").unwrap();
+        let tls = |n: &'static str| L7Request::Tls {
+            sni: Some(n.as_bytes()),
+            alpn,
+            ech: false,
+        };
+        for (proto, port, req) in [
+            (6, 80, get("GET", "/orders/1")),
+            (6, 80, get("GET", "/orders/2")),
+            (6, 80, get("POST", "/orders")),
+            (6, 443, tls("api.example.com")),
+            (
+                17,
+                53,
+                L7Request::Dns {
+                    name: b"db.svc.cluster.local",
+                },
+            ),
+        ] {
+            assert_eq!(ask(proto, port, req), Action::Allow, "{req:?}\n{proposal}");
+        }
+        for (proto, port, req) in [
+            (6, 80, get("GET", "/orders/3")),
+            (6, 80, get("POST", "/orders/1")),
+            (6, 80, get("GET", "/")),
+            (6, 443, tls("www.example.com")),
+            (
+                17,
+                53,
+                L7Request::Dns {
+                    name: b"other.svc.cluster.local",
+                },
+            ),
+        ] {
+            assert_eq!(ask(proto, port, req), Action::Deny, "{req:?}\n{proposal}");
+        }
+        assert_eq!(compiled.lookup(&q(6, 9000)).action, Action::Allow);
+    }
+
+    #[test]
     fn selectors_written_back_keep_their_meaning() {
         let odd = Selector::Identity("a*b".into());
         assert_eq!(selector_toml(&odd), "{ identity = \"a*b\" }");
