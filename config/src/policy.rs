@@ -280,7 +280,7 @@ struct RuleSpans {
     /// and the spans of its three (or fewer) lists' items.
     app: Option<Range<usize>>,
     clause: Option<Range<usize>>,
-    entries: Vec<(Range<usize>, [Vec<Range<usize>>; 3])>,
+    entries: EntrySpans,
 }
 
 fn mode(m: Option<ModeDto>) -> Mode {
@@ -311,21 +311,20 @@ fn spans(v: &[Spanned<String>]) -> Vec<Range<usize>> {
     v.iter().map(Spanned::span).collect()
 }
 
+/// Per clause entry: its span and its lists' item spans.
 type EntrySpans = Vec<(Range<usize>, [Vec<Range<usize>>; 3])>;
+
+/// A rule's `app`, clause, the clause's span and its entries' spans.
+type RuleL7Parts = (
+    Option<l7::detect::Proto>,
+    Option<L7Clause>,
+    Option<Range<usize>>,
+    EntrySpans,
+);
 
 /// A rule's `app` and clause, with their spans; an error when it has more
 /// than one of `http`, `tls`, `dns`.
-fn rule_l7(
-    r: &RuleDto,
-) -> Result<
-    (
-        Option<l7::detect::Proto>,
-        Option<L7Clause>,
-        Option<Range<usize>>,
-        EntrySpans,
-    ),
-    Invalid,
-> {
+fn rule_l7(r: &RuleDto) -> Result<RuleL7Parts, Invalid> {
     use l7::detect::Proto as App;
     let app = r.app.as_ref().map(|a| match a.get_ref() {
         AppDto::Http => App::Http,

@@ -467,8 +467,11 @@ struct HttpEntry {
     methods: MethodSet,
     /// (glob, bytes); empty: any.
     paths: Box<[(bool, Box<[u8]>)]>,
-    hosts: Box<[(Box<[u8]>, Option<u16>)]>,
+    hosts: Box<[HostEntry]>,
 }
+
+/// A host name pattern and its port (`None`: any).
+type HostEntry = (Box<[u8]>, Option<u16>);
 
 #[derive(Debug, Clone)]
 struct TlsEntry {
