@@ -239,6 +239,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("policy_request");
     for l7_rules in [1usize, 16] {
         let mut spec = rules(10_000, &docs);
+        let q = FlowQuery {
+            dst_port: 80,
+            ..flow_for(3, &spec, &docs)
+        };
         let front: Vec<RuleSpec> = (0..l7_rules)
             .map(|i| RuleSpec {
                 app: None,
@@ -269,10 +273,6 @@ fn bench(c: &mut Criterion) {
             },
         );
         let compiled = compile(&spec, &docs).expect("compiles");
-        let q = FlowQuery {
-            dst_port: 80,
-            ..flow_for(3, &spec, &docs)
-        };
         let d = compiled.lookup(&q);
         assert!(d.l7, "{d:?}");
         let from = d.rule.expect("rule");
