@@ -20,8 +20,8 @@ use std::net::Ipv4Addr;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use identity::IdentityDoc;
 use policy::{
-    compile, Action, Endpoint, FlowQuery, Mode, PolicySpec, PortRange, Proto, RuleSpec, Selector,
-    SetSpec, Subject,
+    compile, Action, Endpoint, FlowQuery, HttpMatch, L7Clause, L7Request, Mode, PolicySpec,
+    PortRange, Proto, RuleSpec, Selector, SetSpec, Subject,
 };
 
 const NAMESPACES: u32 = 50;
@@ -115,6 +115,8 @@ fn rules(n: u32, docs: &[IdentityDoc]) -> PolicySpec {
                 } else {
                     Action::Allow
                 },
+                app: None,
+                l7: None,
             }
         })
         .collect();
@@ -163,7 +165,9 @@ fn flow_for(i: u32, spec: &PolicySpec, docs: &[IdentityDoc]) -> FlowQuery {
             let a = u32::from(c.address()) & c.mask();
             ep(Subject::Unauthenticated, (a + 1).to_be_bytes())
         }
-        Selector::Unauthenticated => ep(Subject::Unauthenticated, [10, 251, 0, 1]),
+        Selector::Unauthenticated | Selector::Fqdn(_) => {
+            ep(Subject::Unauthenticated, [10, 251, 0, 1])
+        }
     };
     let dst = match &r.to[0] {
         Selector::Identity(n) => docs.iter().position(|d| d.name == *n).unwrap_or(0),
@@ -174,6 +178,7 @@ fn flow_for(i: u32, spec: &PolicySpec, docs: &[IdentityDoc]) -> FlowQuery {
         dst: ep(Subject::Identity(dst as u32), [10, 252, 0, 1]),
         proto: if r.proto == Proto::Udp { 17 } else { 6 },
         dst_port: r.ports.first().map_or(443, |p| p.lo),
+        dst_fqdns: 0,
     }
 }
 
@@ -222,6 +227,69 @@ fn bench(c: &mut Criterion) {
             );
             g.bench_function(format!("{n}_rules/{what}"), |b| {
                 b.iter(|| compiled.lookup(black_box(&q)))
+            });
+        }
+    }
+    g.finish();
+
+    // Requests of an inspected flow: `l7` HTTP rules (4 entries each) on
+    // port 80 in front of the 10,000 L4 rules; a request the last L7 rule
+    // allows walks all of them, one none allows falls through to the
+    // default.
+    let mut g = c.benchmark_group("policy_request");
+    for l7_rules in [1usize, 16] {
+        let mut spec = rules(10_000, &docs);
+        let q = FlowQuery {
+            dst_port: 80,
+            ..flow_for(3, &spec, &docs)
+        };
+        let front: Vec<RuleSpec> = (0..l7_rules)
+            .map(|i| RuleSpec {
+                app: None,
+                l7: Some(L7Clause::Http(
+                    (0..4)
+                        .map(|e| HttpMatch {
+                            methods: vec!["GET".into(), "HEAD".into()],
+                            paths: vec![format!("/svc{i}/e{e}"), format!("/svc{i}/e{e}/**")],
+                            hosts: vec!["orders.svc".into()],
+                        })
+                        .collect(),
+                )),
+                ..RuleSpec::new(
+                    vec![],
+                    vec![],
+                    Proto::Tcp,
+                    vec![PortRange::single(80)],
+                    Action::Allow,
+                )
+            })
+            .collect();
+        spec.sets.insert(
+            0,
+            SetSpec {
+                name: "l7".into(),
+                mode: Mode::Enforce,
+                rules: front,
+            },
+        );
+        let compiled = compile(&spec, &docs).expect("compiles");
+        let d = compiled.lookup(&q);
+        assert!(d.l7, "{d:?}");
+        let from = d.rule.expect("rule");
+        let last = format!("/svc{}/e3/items/7", l7_rules - 1);
+        for (what, path) in [("allowed_last", last.as_str()), ("none_allows", "/admin")] {
+            let req = L7Request::Http {
+                method: b"GET",
+                path: path.as_bytes(),
+                host: Some((b"orders.svc", None)),
+            };
+            let r = compiled.request(&q, from, &req);
+            eprintln!(
+                "policy_request {l7_rules} L7 rules, {what}: {:?} by {:?}",
+                r.action, r.rule
+            );
+            g.bench_function(format!("{l7_rules}_l7_rules/{what}"), |b| {
+                b.iter(|| compiled.request(black_box(&q), from, black_box(&req)))
             });
         }
     }

@@ -329,6 +329,13 @@ pub enum ErrorKind {
     /// A policy whose compiled form would exceed a bound.
     #[error("{0}")]
     PolicyTooLarge(String),
+    /// A rule's `app` or L7 clause (`http`, `tls`, `dns`) that is wrong:
+    /// the whole message, with what was expected.
+    #[error("{0}")]
+    PolicyL7(String),
+    /// An FQDN selector that is wrong (on a source, a bad pattern, too many).
+    #[error("{0}")]
+    PolicyFqdn(String),
     /// A VXLAN device whose `local` is not its underlay device's address.
     #[error("vxlan `{vxlan}` has local = {local}, but its device `{device}` has address {address}, expected local = {expected}")]
     VxlanLocal {

@@ -1177,6 +1177,8 @@ interface = "eth0"
                 policy::PortRange { lo: 5353, hi: 5354 },
             ],
             action: policy::Action::Deny,
+            app: None,
+            l7: None,
         };
         assert_eq!(
             c.policy,

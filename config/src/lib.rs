@@ -441,6 +441,8 @@ mod tests {
                         proto: ::policy::Proto::Any,
                         ports: vec![],
                         action: ::policy::Action::Allow,
+                        app: None,
+                        l7: None,
                     }],
                 }],
             })

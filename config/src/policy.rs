@@ -15,6 +15,17 @@
 //! proto = "tcp"                # tcp | udp | icmp | any; default any
 //! ports = [8080, "9000-9100"]
 //! action = "allow"             # allow | deny | reject
+//!
+//! [[policy.set.rule]]           # an L7 rule: only with action = "allow"
+//! from = ["spiffe://lab/ns/web/*"]
+//! to = ["spiffe://lab/ns/payments/sa/api", { fqdn = "*.example.com" }]
+//! proto = "tcp"
+//! ports = [8080]
+//! action = "allow"
+//! app = "http"                 # http | tls | dns | ssh: the detected protocol
+//! http = [ { methods = ["GET", "HEAD"], paths = ["/orders", "/orders/**"], hosts = ["orders.svc"] } ]
+//! # or tls = [ { server_names = ["*.example.com"], alpn = ["h2"] } ]
+//! # or dns = [ { names = ["api.example.com"] } ]
 //! ```
 //!
 //! The DTOs here only read the text; what the rules mean, and most of what
@@ -31,8 +42,8 @@ use std::ops::Range;
 
 use identity::IdentityDoc;
 use policy::{
-    Action, CompileError, DenyAction, Mode, PolicySpec, PortRange, Proto, RuleLoc, RuleSpec,
-    Selector, SetSpec, Side,
+    Action, CompileError, DenyAction, DnsMatch, HttpMatch, L7At, L7Clause, L7Field, L7Problem,
+    Mode, PolicySpec, PortRange, Proto, RuleLoc, RuleSpec, Selector, SetSpec, Side, TlsMatch,
 };
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -108,6 +119,46 @@ struct RuleDto {
     #[serde(default)]
     ports: Vec<Spanned<PortDto>>,
     action: ActionDto,
+    app: Option<Spanned<AppDto>>,
+    http: Option<Spanned<Vec<Spanned<HttpDto>>>>,
+    tls: Option<Spanned<Vec<Spanned<TlsDto>>>>,
+    dns: Option<Spanned<Vec<Spanned<DnsDto>>>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AppDto {
+    Http,
+    Tls,
+    Dns,
+    Ssh,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpDto {
+    #[serde(default)]
+    methods: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsDto {
+    #[serde(default)]
+    server_names: Vec<Spanned<String>>,
+    #[serde(default)]
+    alpn: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsDto {
+    #[serde(default)]
+    names: Vec<Spanned<String>>,
 }
 
 /// A selector as written: a string (exact name, glob, `unauthenticated`)
@@ -119,9 +170,10 @@ enum SelectorDto {
     Labels(BTreeMap<String, String>),
     Cidr(overlay::Ipv4Cidr),
     Identity(String),
+    Fqdn(String),
 }
 
-const SELECTOR_EXPECTED: &str = "an identity name, a glob, \"unauthenticated\", { labels = { KEY = \"VALUE\", ... } }, { cidr = \"ADDRESS/PREFIX\" } or { identity = \"NAME\" }";
+const SELECTOR_EXPECTED: &str = "an identity name, a glob, \"unauthenticated\", { labels = { KEY = \"VALUE\", ... } }, { cidr = \"ADDRESS/PREFIX\" }, { identity = \"NAME\" } or { fqdn = \"NAME\" }";
 
 impl<'de> Deserialize<'de> for SelectorDto {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -144,9 +196,10 @@ impl<'de> Deserialize<'de> for SelectorDto {
                     "labels" => SelectorDto::Labels(map.next_value()?),
                     "cidr" => SelectorDto::Cidr(map.next_value::<CidrValue>()?.0),
                     "identity" => SelectorDto::Identity(map.next_value()?),
+                    "fqdn" => SelectorDto::Fqdn(map.next_value()?),
                     other => {
                         return Err(de::Error::custom(format_args!(
-                        "unknown selector key `{other}`, expected `labels`, `cidr` or `identity`"
+                        "unknown selector key `{other}`, expected `labels`, `cidr`, `identity` or `fqdn`"
                     )))
                     }
                 };
@@ -223,6 +276,11 @@ struct RuleSpans {
     from: Vec<Range<usize>>,
     to: Vec<Range<usize>>,
     ports: Vec<Range<usize>>,
+    /// `app`'s value, the clause's value, and per clause entry its span
+    /// and the spans of its three (or fewer) lists' items.
+    app: Option<Range<usize>>,
+    clause: Option<Range<usize>>,
+    entries: EntrySpans,
 }
 
 fn mode(m: Option<ModeDto>) -> Mode {
@@ -241,7 +299,131 @@ fn selector(s: &SelectorDto) -> Selector {
         SelectorDto::Labels(l) => Selector::Labels(l.clone()),
         // Network form, as everywhere else in the config.
         SelectorDto::Cidr(c) => Selector::Cidr(c.network()),
+        SelectorDto::Fqdn(n) => Selector::Fqdn(n.clone()),
     }
+}
+
+fn strings(v: &[Spanned<String>]) -> Vec<String> {
+    v.iter().map(|x| x.get_ref().clone()).collect()
+}
+
+fn spans(v: &[Spanned<String>]) -> Vec<Range<usize>> {
+    v.iter().map(Spanned::span).collect()
+}
+
+/// Per clause entry: its span and its lists' item spans.
+type EntrySpans = Vec<(Range<usize>, [Vec<Range<usize>>; 3])>;
+
+/// A rule's `app`, clause, the clause's span and its entries' spans.
+type RuleL7Parts = (
+    Option<l7::detect::Proto>,
+    Option<L7Clause>,
+    Option<Range<usize>>,
+    EntrySpans,
+);
+
+/// A rule's `app` and clause, with their spans; an error when it has more
+/// than one of `http`, `tls`, `dns`.
+fn rule_l7(r: &RuleDto) -> Result<RuleL7Parts, Invalid> {
+    use l7::detect::Proto as App;
+    let app = r.app.as_ref().map(|a| match a.get_ref() {
+        AppDto::Http => App::Http,
+        AppDto::Tls => App::Tls,
+        AppDto::Dns => App::Dns,
+        AppDto::Ssh => App::Ssh,
+    });
+    let given: Vec<(&str, Range<usize>)> = [
+        r.http.as_ref().map(|c| ("http", c.span())),
+        r.tls.as_ref().map(|c| ("tls", c.span())),
+        r.dns.as_ref().map(|c| ("dns", c.span())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let [(first, _), (second, at), ..] = given.as_slice() {
+        return Err(invalid(
+            at.clone(),
+            ErrorKind::PolicyL7(format!(
+                "a rule with both `{first}` and `{second}`, expected at most one of `http`, `tls`, `dns` per rule (write another rule)"
+            )),
+        ));
+    }
+    let clause_span = given.first().map(|(_, s)| s.clone());
+    let (clause, entries) = if let Some(c) = &r.http {
+        (
+            Some(L7Clause::Http(
+                c.get_ref()
+                    .iter()
+                    .map(|e| {
+                        let e = e.get_ref();
+                        HttpMatch {
+                            methods: strings(&e.methods),
+                            paths: strings(&e.paths),
+                            hosts: strings(&e.hosts),
+                        }
+                    })
+                    .collect(),
+            )),
+            c.get_ref()
+                .iter()
+                .map(|e| {
+                    let d = e.get_ref();
+                    (
+                        e.span(),
+                        [spans(&d.methods), spans(&d.paths), spans(&d.hosts)],
+                    )
+                })
+                .collect(),
+        )
+    } else if let Some(c) = &r.tls {
+        (
+            Some(L7Clause::Tls(
+                c.get_ref()
+                    .iter()
+                    .map(|e| {
+                        let e = e.get_ref();
+                        TlsMatch {
+                            server_names: strings(&e.server_names),
+                            alpn: strings(&e.alpn),
+                        }
+                    })
+                    .collect(),
+            )),
+            c.get_ref()
+                .iter()
+                .map(|e| {
+                    let d = e.get_ref();
+                    (
+                        e.span(),
+                        [spans(&d.server_names), spans(&d.alpn), Vec::new()],
+                    )
+                })
+                .collect(),
+        )
+    } else if let Some(c) = &r.dns {
+        (
+            Some(L7Clause::Dns(
+                c.get_ref()
+                    .iter()
+                    .map(|e| DnsMatch {
+                        names: strings(&e.get_ref().names),
+                    })
+                    .collect(),
+            )),
+            c.get_ref()
+                .iter()
+                .map(|e| {
+                    (
+                        e.span(),
+                        [spans(&e.get_ref().names), Vec::new(), Vec::new()],
+                    )
+                })
+                .collect(),
+        )
+    } else {
+        (None, Vec::new())
+    };
+    Ok((app, clause, clause_span, entries))
 }
 
 /// `[policy]`, checked and compiled against `documents` (compiled only to
@@ -284,6 +466,7 @@ pub(crate) fn build_policy(
         for r in &s.rule {
             let span = r.span();
             let r = r.get_ref();
+            let (app, l7, clause_span, entries) = rule_l7(r)?;
             rules.push(RuleSpec {
                 from: r.from.iter().map(|x| selector(x.get_ref())).collect(),
                 to: r.to.iter().map(|x| selector(x.get_ref())).collect(),
@@ -299,12 +482,17 @@ pub(crate) fn build_policy(
                     ActionDto::Deny => Action::Deny,
                     ActionDto::Reject => Action::Reject,
                 },
+                app,
+                l7,
             });
             rule_spans.push(RuleSpans {
                 rule: span,
                 from: r.from.iter().map(Spanned::span).collect(),
                 to: r.to.iter().map(Spanned::span).collect(),
                 ports: r.ports.iter().map(Spanned::span).collect(),
+                app: r.app.as_ref().map(Spanned::span),
+                clause: clause_span,
+                entries,
             });
         }
         sets.push(SetSpec {
@@ -416,7 +604,94 @@ fn locate(
                 ErrorKind::PolicyShadowed { by },
             )
         }
+        CompileError::FqdnOnSource { at } => invalid(
+            sel_span(at),
+            ErrorKind::PolicyFqdn(
+                "an fqdn selector in `from`, expected fqdn selectors only in `to` (addresses are learned for destinations)".into(),
+            ),
+        ),
+        CompileError::BadFqdn { at, fqdn } => invalid(
+            sel_span(at),
+            ErrorKind::PolicyFqdn(format!(
+                "invalid fqdn {fqdn:?}, expected a lowercase name or `*.suffix` such as \"*.example.com\""
+            )),
+        ),
+        CompileError::TooManyFqdns { at } => invalid(
+            sel_span(at),
+            ErrorKind::PolicyFqdn(format!(
+                "more than {} distinct fqdn patterns, expected at most {}",
+                policy::compile::MAX_FQDNS,
+                policy::compile::MAX_FQDNS
+            )),
+        ),
+        CompileError::L7 {
+            rule: l,
+            at,
+            problem,
+        } => {
+            let r = rule(*l);
+            let span = r.and_then(|r| l7_span(r, at)).unwrap_or_else(|| whole.clone());
+            invalid(span, ErrorKind::PolicyL7(l7_message(problem)))
+        }
         CompileError::TooLarge { .. } => invalid(whole, ErrorKind::PolicyTooLarge(e.to_string())),
+    }
+}
+
+/// The text an L7 error is about.
+fn l7_span(r: &RuleSpans, at: &L7At) -> Option<Range<usize>> {
+    let entry = |i: usize| r.entries.get(i);
+    let item = |list: usize| {
+        entry(at.entry)
+            .and_then(|(_, lists)| lists[list].get(at.index))
+            .cloned()
+    };
+    match at.field {
+        L7Field::App => r.app.clone().or_else(|| r.clause.clone()),
+        L7Field::Clause => r.clause.clone().or_else(|| r.app.clone()),
+        L7Field::Entry => entry(at.entry).map(|(s, _)| s.clone()),
+        L7Field::Methods | L7Field::ServerNames | L7Field::Names => item(0),
+        L7Field::Paths | L7Field::Alpn => item(1),
+        L7Field::Hosts => item(2),
+    }
+}
+
+/// An L7 problem as a config message, with what was expected.
+fn l7_message(p: &L7Problem) -> String {
+    match p {
+        L7Problem::NotAllow => "an L7 clause or `app` on a deny or reject rule, expected action = \"allow\" (L7 rules are allow-lists: a later rule or the default decides what they do not allow)".into(),
+        L7Problem::AppMismatch { app, clause } => format!(
+            "app = \"{}\" with a `{}` clause, expected app = \"{}\" or no app",
+            app.as_str(),
+            clause.as_str(),
+            clause.as_str()
+        ),
+        L7Problem::WrongProto { app, proto } => format!(
+            "{} on proto = \"{}\", expected {}",
+            app.as_str(),
+            proto.as_str(),
+            if *app == l7::detect::Proto::Dns {
+                "proto = \"udp\", \"tcp\" or \"any\""
+            } else {
+                "proto = \"tcp\""
+            }
+        ),
+        L7Problem::EmptyClause => "an empty clause allows nothing, expected at least one entry".into(),
+        L7Problem::EmptyEntry => "an entry without conditions, expected at least one non-empty list in it (or `app` alone for any request of the protocol)".into(),
+        L7Problem::UnknownMethod(m) => format!(
+            "unknown HTTP method {m:?}, expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH (exact case)"
+        ),
+        L7Problem::BadPath { path, problem } => format!(
+            "invalid path pattern {path:?}: {problem}, expected /exact, a glob /a/*/b, or /prefix/** in normal form"
+        ),
+        L7Problem::BadName { name } => format!(
+            "invalid name pattern {name:?}, expected a lowercase name or `*.suffix` such as \"*.example.com\""
+        ),
+        L7Problem::BadHost { host, problem } => format!(
+            "invalid host {host:?}: {problem}, expected NAME or NAME:PORT, NAME lowercase or `*.suffix`"
+        ),
+        L7Problem::BadAlpn { alpn } => format!(
+            "invalid ALPN protocol id {alpn:?}, expected 1 to 255 bytes such as \"h2\" or \"http/1.1\""
+        ),
     }
 }
 
@@ -440,7 +715,51 @@ pub(crate) fn selector_toml(s: &Selector) -> String {
         }
         Selector::Unauthenticated => quote(UNAUTHENTICATED),
         Selector::Cidr(c) => format!("{{ cidr = \"{c}\" }}"),
+        Selector::Fqdn(n) => format!("{{ fqdn = {} }}", quote(n)),
     }
+}
+
+/// A list of strings as TOML.
+fn string_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| quote(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// An L7 clause as `http = [...]`, `tls = [...]` or `dns = [...]`.
+pub(crate) fn clause_toml(c: &L7Clause) -> String {
+    let table = |fields: &[(&str, &Vec<String>)]| {
+        let parts: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k} = {}", string_list(v)))
+            .collect();
+        format!("{{ {} }}", parts.join(", "))
+    };
+    let (key, entries): (&str, Vec<String>) = match c {
+        L7Clause::Http(v) => (
+            "http",
+            v.iter()
+                .map(|e| {
+                    table(&[
+                        ("methods", &e.methods),
+                        ("paths", &e.paths),
+                        ("hosts", &e.hosts),
+                    ])
+                })
+                .collect(),
+        ),
+        L7Clause::Tls(v) => (
+            "tls",
+            v.iter()
+                .map(|e| table(&[("server_names", &e.server_names), ("alpn", &e.alpn)]))
+                .collect(),
+        ),
+        L7Clause::Dns(v) => (
+            "dns",
+            v.iter().map(|e| table(&[("names", &e.names)])).collect(),
+        ),
+    };
+    format!("{key} = [{}]", entries.join(", "))
 }
 
 /// `[policy]` and its sets as TOML (starting with a blank line), every
@@ -486,6 +805,12 @@ pub(crate) fn policy_toml(p: &PolicySpec) -> String {
                 let _ = writeln!(out, "ports = [{}]", ports.join(", "));
             }
             let _ = writeln!(out, "action = \"{}\"", r.action.as_str());
+            if let Some(a) = r.app {
+                let _ = writeln!(out, "app = \"{}\"", a.as_str());
+            }
+            if let Some(c) = &r.l7 {
+                let _ = writeln!(out, "{}", clause_toml(c));
+            }
         }
     }
     out
@@ -660,7 +985,7 @@ action = "allow"
             "unknown selector key",
             "{ cidr = \"10.9.0.0/16\" }",
             "{ host = \"10.9.0.0\" }",
-            "p.toml:33:83: unknown selector key `host`, expected `labels`, `cidr` or `identity`",
+            "p.toml:33:83: unknown selector key `host`, expected `labels`, `cidr`, `identity` or `fqdn`",
         ),
         (
             "selector table with two keys",
@@ -702,9 +1027,47 @@ action = "allow"
             "unknown field in a rule",
             "action = \"allow\"",
             "action = \"allow\"\nport = 80",
-            "p.toml:38:1: unknown field `port`, expected one of `from`, `to`, `proto`, `ports`, `action`",
+            "p.toml:38:1: unknown field `port`, expected one of `from`, `to`, `proto`, `ports`, `action`, `app`, `http`, `tls`, `dns`",
         ),
     ];
+
+    const TCP_RULE: &str = "proto = \"tcp\"\nports = [8080, \"9000-9100\"]\naction = \"allow\"";
+    const ALLOW: &str = "action = \"allow\"";
+
+    /// L7 clauses and FQDN selectors: (what, replace, with, expected).
+    const L7_CASES: &[(&str, &str, &str, &str)] = &[
+        ("clause on a deny rule", ALLOW, "action = \"deny\"\nhttp = [{ methods = [\"GET\"] }]", "p.toml:38:8: an L7 clause or `app` on a deny or reject rule, expected action = \"allow\" (L7 rules are allow-lists: a later rule or the default decides what they do not allow)"),
+        ("app on a reject rule", ALLOW, "action = \"reject\"\napp = \"http\"", "p.toml:38:7: an L7 clause or `app` on a deny or reject rule, expected action = \"allow\" (L7 rules are allow-lists: a later rule or the default decides what they do not allow)"),
+        ("two clauses", ALLOW, "action = \"allow\"\nhttp = [{ methods = [\"GET\"] }]\ntls = [{ server_names = [\"a.b\"] }]", "p.toml:39:7: a rule with both `http` and `tls`, expected at most one of `http`, `tls`, `dns` per rule (write another rule)"),
+        ("app contradicts the clause", ALLOW, "action = \"allow\"\napp = \"tls\"\nhttp = [{ methods = [\"GET\"] }]", "p.toml:38:7: app = \"tls\" with a `http` clause, expected app = \"http\" or no app"),
+        ("http on udp", TCP_RULE, "proto = \"udp\"\nports = [8080]\naction = \"allow\"\nhttp = [{ methods = [\"GET\"] }]", "p.toml:38:8: http on proto = \"udp\", expected proto = \"tcp\""),
+        ("tls on any", TCP_RULE, "action = \"allow\"\ntls = [{ server_names = [\"a.example.com\"] }]", "p.toml:36:7: tls on proto = \"any\", expected proto = \"tcp\""),
+        ("ssh on udp", TCP_RULE, "proto = \"udp\"\naction = \"allow\"\napp = \"ssh\"", "p.toml:37:7: ssh on proto = \"udp\", expected proto = \"tcp\""),
+        ("dns on icmp", TCP_RULE, "proto = \"icmp\"\naction = \"allow\"\ndns = [{ names = [\"a.example.com\"] }]", "p.toml:37:7: dns on proto = \"icmp\", expected proto = \"udp\", \"tcp\" or \"any\""),
+        ("unknown method", ALLOW, "action = \"allow\"\nhttp = [{ methods = [\"GET\", \"get\"] }]", "p.toml:38:29: unknown HTTP method \"get\", expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH (exact case)"),
+        ("path with dot segments", ALLOW, "action = \"allow\"\nhttp = [{ paths = [\"/api/../x\"] }]", "p.toml:38:20: invalid path pattern \"/api/../x\": not in normal form (no `.` or `..` segments, `//`, or needless %-escapes), expected /exact, a glob /a/*/b, or /prefix/** in normal form"),
+        ("relative path", ALLOW, "action = \"allow\"\nhttp = [{ paths = [\"api\"] }]", "p.toml:38:20: invalid path pattern \"api\": does not start with `/`, expected /exact, a glob /a/*/b, or /prefix/** in normal form"),
+        ("misplaced **", ALLOW, "action = \"allow\"\nhttp = [{ paths = [\"/a/**/b\"] }]", "p.toml:38:20: invalid path pattern \"/a/**/b\": `**` is only allowed as the whole last segment, expected /exact, a glob /a/*/b, or /prefix/** in normal form"),
+        ("server name not lowercase", ALLOW, "action = \"allow\"\ntls = [{ server_names = [\"*.Example.com\"] }]", "p.toml:38:26: invalid name pattern \"*.Example.com\", expected a lowercase name or `*.suffix` such as \"*.example.com\""),
+        ("dns name with a star inside", ALLOW, "action = \"allow\"\ndns = [{ names = [\"a.*.com\"] }]", "p.toml:38:19: invalid name pattern \"a.*.com\", expected a lowercase name or `*.suffix` such as \"*.example.com\""),
+        ("host port out of range", ALLOW, "action = \"allow\"\nhttp = [{ hosts = [\"a.svc:99999\"] }]", "p.toml:38:20: invalid host \"a.svc:99999\": the port is not 1..=65535, expected NAME or NAME:PORT, NAME lowercase or `*.suffix`"),
+        ("host with a bad name", ALLOW, "action = \"allow\"\nhttp = [{ hosts = [\"a svc:80\"] }]", "p.toml:38:20: invalid host \"a svc:80\": the name is not a lowercase name or `*.suffix`, expected NAME or NAME:PORT, NAME lowercase or `*.suffix`"),
+        ("empty alpn", ALLOW, "action = \"allow\"\ntls = [{ alpn = [\"\"] }]", "p.toml:38:18: invalid ALPN protocol id \"\", expected 1 to 255 bytes such as \"h2\" or \"http/1.1\""),
+        ("empty clause", ALLOW, "action = \"allow\"\nhttp = []", "p.toml:38:8: an empty clause allows nothing, expected at least one entry"),
+        ("entry without conditions", ALLOW, "action = \"allow\"\nhttp = [{ methods = [\"GET\"] }, {}]", "p.toml:38:32: an entry without conditions, expected at least one non-empty list in it (or `app` alone for any request of the protocol)"),
+        ("dns entry without names", ALLOW, "action = \"allow\"\ndns = [{ names = [] }]", "p.toml:38:8: an entry without conditions, expected at least one non-empty list in it (or `app` alone for any request of the protocol)"),
+        ("unknown field in an entry", ALLOW, "action = \"allow\"\nhttp = [{ method = [\"GET\"] }]", "p.toml:38:11: unknown field `method`, expected one of `methods`, `paths`, `hosts`"),
+        ("unknown app", ALLOW, "action = \"allow\"\napp = \"ftp\"", "p.toml:38:7: unknown variant `ftp`, expected one of `http`, `tls`, `dns`, `ssh`"),
+        ("fqdn on the source", "from = [\"spiffe", "from = [{ fqdn = \"a.example.com\" }, \"spiffe", "p.toml:33:9: an fqdn selector in `from`, expected fqdn selectors only in `to` (addresses are learned for destinations)"),
+        ("bad fqdn", "to = [\"spiffe://lab/ns/payments/sa/api\"]", "to = [{ fqdn = \"A.example.com\" }]", "p.toml:34:7: invalid fqdn \"A.example.com\", expected a lowercase name or `*.suffix` such as \"*.example.com\""),
+    ];
+
+    #[test]
+    fn each_l7_error_points_at_its_value() {
+        for (what, old, new, expected) in L7_CASES {
+            assert_eq!(err(&edit(old, new)), *expected, "case: {what}");
+        }
+    }
 
     #[test]
     fn each_error_points_at_its_value() {
@@ -753,6 +1116,266 @@ action = "allow"
         assert_eq!(c2.policy, c.policy);
     }
 
+    const L7_SET: &str = r#"
+[[policy.set]]
+name = "l7"
+
+[[policy.set.rule]]
+from = ["spiffe://lab/ns/web/sa/api"]
+to = ["spiffe://lab/ns/payments/sa/api"]
+proto = "tcp"
+ports = [80]
+action = "allow"
+app = "http"
+http = [ { methods = ["GET", "HEAD"], paths = ["/orders", "/orders/**", "/items/*/price"], hosts = ["orders.svc", "*.orders.svc:8080"] },
+         { methods = ["POST"], paths = ["/orders"] } ]
+
+[[policy.set.rule]]
+from = ["spiffe://lab/ns/web/sa/api"]
+to = [{ fqdn = "*.example.com" }, { fqdn = "api.example.com" }]
+proto = "tcp"
+ports = [443]
+action = "allow"
+tls = [ { server_names = ["*.example.com"], alpn = ["h2", "http/1.1"] } ]
+
+[[policy.set.rule]]
+from = ["spiffe://lab/ns/web/sa/api"]
+proto = "udp"
+ports = [53]
+action = "allow"
+dns = [ { names = ["api.example.com", "*.svc.cluster.local"] } ]
+
+[[policy.set.rule]]
+from = ["spiffe://lab/ns/web/sa/api"]
+to = ["spiffe://lab/ns/payments/sa/db"]
+proto = "tcp"
+ports = [22]
+action = "allow"
+app = "ssh"
+"#;
+
+    #[test]
+    fn l7_rules_parse_compile_and_round_trip() {
+        use l7::detect::Proto as App;
+        use policy::{DnsMatch, L7Request};
+        let text = format!("{BASE}{L7_SET}");
+        let c = parse_warden(&text, "p.toml").unwrap_or_else(|e| panic!("{e}"));
+        let p = c.policy.clone().unwrap();
+        let rules = &p.sets[1].rules;
+        assert_eq!(rules[0].app, Some(App::Http));
+        let Some(L7Clause::Http(h)) = &rules[0].l7 else {
+            panic!("{:?}", rules[0].l7)
+        };
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].hosts, ["orders.svc", "*.orders.svc:8080"]);
+        assert_eq!(h[1].methods, ["POST"]);
+        assert_eq!(
+            rules[1].to,
+            [
+                Selector::Fqdn("*.example.com".into()),
+                Selector::Fqdn("api.example.com".into())
+            ]
+        );
+        assert_eq!(
+            rules[2].l7,
+            Some(L7Clause::Dns(vec![DnsMatch {
+                names: vec!["api.example.com".into(), "*.svc.cluster.local".into()]
+            }]))
+        );
+        assert_eq!((rules[3].app, &rules[3].l7), (Some(App::Ssh), &None));
+        let out = c.to_toml();
+        assert!(
+            out.contains("app = \"http\"\nhttp = [{ methods = [\"GET\", \"HEAD\"]"),
+            "{out}"
+        );
+        assert_eq!(parse_warden(&out, "out").unwrap(), c, "{out}");
+
+        // The compiled policy answers requests as written.
+        let compiled = policy::compile(&p, &c.documents).unwrap();
+        assert_eq!(
+            compiled.fqdn_patterns(),
+            ["*.example.com", "api.example.com"]
+        );
+        let at = |i: u32| Endpoint {
+            subject: Subject::Identity(i),
+            addr: Some(Ipv4Addr::new(10, 1, 0, i as u8 + 1)),
+        };
+        let q = FlowQuery {
+            src: at(0),
+            dst: at(1),
+            proto: 6,
+            dst_port: 80,
+            dst_fqdns: 0,
+        };
+        let d = compiled.lookup(&q);
+        assert!(d.l7 && d.action == Action::Allow, "{d:?}");
+        let r0 = d.rule.unwrap();
+        let get =
+            |m: &'static str, path: &'static str, host: Option<(&'static str, Option<u16>)>| {
+                compiled
+                    .request(
+                        &q,
+                        r0,
+                        &L7Request::Http {
+                            method: m.as_bytes(),
+                            path: path.as_bytes(),
+                            host: host.map(|(n, p)| (n.as_bytes(), p)),
+                        },
+                    )
+                    .action
+            };
+        assert_eq!(
+            get("GET", "/orders/7", Some(("orders.svc", None))),
+            Action::Allow
+        );
+        assert_eq!(
+            get("HEAD", "/items/3/price", Some(("a.orders.svc", Some(8080)))),
+            Action::Allow
+        );
+        assert_eq!(
+            get("GET", "/items/3/price", Some(("a.orders.svc", None))),
+            Action::Deny
+        );
+        assert_eq!(
+            get("GET", "/admin", Some(("orders.svc", None))),
+            Action::Deny
+        );
+        assert_eq!(get("POST", "/orders", None), Action::Allow);
+        assert_eq!(get("POST", "/orders/1", None), Action::Deny);
+        // TLS toward a learned name only.
+        let tls_q = FlowQuery {
+            dst: Endpoint {
+                subject: Subject::Unauthenticated,
+                addr: Some(Ipv4Addr::new(93, 184, 216, 34)),
+            },
+            dst_port: 443,
+            ..q
+        };
+        assert_eq!(compiled.lookup(&tls_q).rule, None);
+        let learned = FlowQuery {
+            dst_fqdns: 0b01,
+            ..tls_q
+        };
+        let d = compiled.lookup(&learned);
+        assert!(d.l7, "{d:?}");
+        assert!(compiled.inspect(&learned, d.rule.unwrap()).parses(App::Tls));
+    }
+
+    #[test]
+    fn learned_l7_proposal_admits_exactly_the_requests_seen() {
+        use policy::{L7Request, LearnedL7};
+        let c = parse_warden(BASE, "p.toml").unwrap();
+        let docs = &c.documents;
+        let f = |proto, port, l7| LearnedFlow {
+            src: Peer::Identity(0),
+            dst: Peer::Identity(1),
+            proto,
+            port,
+            l7: Some(l7),
+        };
+        let http = |m: &str, p: &str| LearnedL7::Http {
+            method: m.into(),
+            path: p.into(),
+        };
+        let flows = [
+            f(6, 80, http("GET", "/orders/1")),
+            f(6, 80, http("GET", "/orders/2")),
+            f(6, 80, http("POST", "/orders")),
+            f(6, 80, http("get", "/x")),
+            f(
+                6,
+                443,
+                LearnedL7::Tls {
+                    server_name: "api.example.com".into(),
+                },
+            ),
+            f(
+                17,
+                53,
+                LearnedL7::Dns {
+                    name: "db.svc.cluster.local".into(),
+                },
+            ),
+            // Recorded at L4 too: the port stays L7-only.
+            LearnedFlow {
+                l7: None,
+                ..f(6, 80, http("GET", "/"))
+            },
+            LearnedFlow {
+                l7: None,
+                ..f(6, 9000, http("GET", "/"))
+            },
+        ];
+        let proposal = policy::propose(&flows, docs, "learned");
+        assert!(proposal.contains("# not admitted:"), "{proposal}");
+        let head = &BASE[..BASE.find("[[policy.set]]").unwrap()];
+        let text = format!("{head}{proposal}");
+        let c = parse_warden(&text, "learned.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let spec = c.policy.unwrap();
+        let compiled = policy::compile(&spec, docs).unwrap();
+        let q = |proto, dst_port| FlowQuery {
+            src: Endpoint {
+                subject: Subject::Identity(0),
+                addr: None,
+            },
+            dst: Endpoint {
+                subject: Subject::Identity(1),
+                addr: None,
+            },
+            proto,
+            dst_port,
+            dst_fqdns: 0,
+        };
+        let ask = |proto, port, req: L7Request<'_>| {
+            let fq = q(proto, port);
+            let d = compiled.lookup(&fq);
+            assert!(d.l7, "{d:?}\n{proposal}");
+            compiled.request(&fq, d.rule.unwrap(), &req).action
+        };
+        let get = |m: &'static str, p: &'static str| L7Request::Http {
+            method: m.as_bytes(),
+            path: p.as_bytes(),
+            host: None,
+        };
+        let alpn = l7::tls::Alpn::from_wire(b"").unwrap();
+        let tls = |n: &'static str| L7Request::Tls {
+            sni: Some(n.as_bytes()),
+            alpn,
+            ech: false,
+        };
+        for (proto, port, req) in [
+            (6, 80, get("GET", "/orders/1")),
+            (6, 80, get("GET", "/orders/2")),
+            (6, 80, get("POST", "/orders")),
+            (6, 443, tls("api.example.com")),
+            (
+                17,
+                53,
+                L7Request::Dns {
+                    name: b"db.svc.cluster.local",
+                },
+            ),
+        ] {
+            assert_eq!(ask(proto, port, req), Action::Allow, "{req:?}\n{proposal}");
+        }
+        for (proto, port, req) in [
+            (6, 80, get("GET", "/orders/3")),
+            (6, 80, get("POST", "/orders/1")),
+            (6, 80, get("GET", "/")),
+            (6, 443, tls("www.example.com")),
+            (
+                17,
+                53,
+                L7Request::Dns {
+                    name: b"other.svc.cluster.local",
+                },
+            ),
+        ] {
+            assert_eq!(ask(proto, port, req), Action::Deny, "{req:?}\n{proposal}");
+        }
+        assert_eq!(compiled.lookup(&q(6, 9000)).action, Action::Allow);
+    }
+
     #[test]
     fn selectors_written_back_keep_their_meaning() {
         let odd = Selector::Identity("a*b".into());
@@ -790,6 +1413,7 @@ action = "allow"
             dst,
             proto,
             dst_port,
+            dst_fqdns: 0,
         };
         let seen = [
             q(at(0), at(1), 6, 8080),

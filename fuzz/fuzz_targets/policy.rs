@@ -106,6 +106,7 @@ fuzz_target!(|data: &[u8]| {
             },
             proto: protos[pick(i, 4, protos.len())],
             dst_port: ports[pick(i, 5, ports.len())],
+            dst_fqdns: 0,
         };
         assert_eq!(
             compiled.lookup(&q),

@@ -108,6 +108,21 @@ impl fmt::Display for Reason {
 pub struct Alpn<'a>(&'a [u8]);
 
 impl<'a> Alpn<'a> {
+    /// A `protocol_name_list` in wire form (each name a length byte and
+    /// 1 to 255 bytes), as a ClientHello carries it; `None` when the
+    /// lengths do not add up or a name is empty. For callers that build
+    /// the list themselves (tests, the policy crate's fuzzing).
+    pub fn from_wire(list: &'a [u8]) -> Option<Alpn<'a>> {
+        let mut rest = list;
+        while let Some((&n, tail)) = rest.split_first() {
+            if n == 0 || tail.len() < n as usize {
+                return None;
+            }
+            rest = &tail[n as usize..];
+        }
+        Some(Alpn(list))
+    }
+
     /// The protocol names, in the client's order.
     pub fn iter(&self) -> AlpnIter<'a> {
         AlpnIter(self.0)

@@ -53,6 +53,7 @@ use std::net::Ipv4Addr;
 use identity::IdentityDoc;
 use overlay::Ipv4Cidr;
 
+use crate::clause::{name_ok, Inspect, L7At, L7Problem, L7Request, RuleL7};
 use crate::model::{
     Action, Decision, FlowQuery, Mode, PolicySpec, PortRange, Proto, RuleId, RuleLoc, RuleSpec,
     Selector, Subject, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
@@ -69,6 +70,8 @@ pub const MAX_COMPILED_BYTES: usize = 256 << 20;
 /// keeps one bit per class on the stack.
 pub const MAX_DST_CLASSES: usize = MAX_DST_WORDS * 64;
 const MAX_DST_WORDS: usize = 128;
+/// Most distinct FQDN patterns: one bit each in [`FlowQuery::dst_fqdns`].
+pub const MAX_FQDNS: usize = 64;
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -130,6 +133,20 @@ pub enum CompileError {
     /// A rule that can never decide a flow: every flow it matches is
     /// matched by the earlier rules `by` first.
     Shadowed { rule: RuleLoc, by: Vec<RuleLoc> },
+    /// A rule's `app` or L7 clause is wrong (see [`L7Problem`]).
+    L7 {
+        rule: RuleLoc,
+        at: L7At,
+        problem: L7Problem,
+    },
+    /// An FQDN selector in a `from` list: only destinations are learned
+    /// from DNS answers.
+    FqdnOnSource { at: SelectorAt },
+    /// An FQDN pattern that is not a lowercase name or `*.suffix`.
+    BadFqdn { at: SelectorAt, fqdn: String },
+    /// The first selector naming a distinct FQDN pattern past
+    /// [`MAX_FQDNS`].
+    TooManyFqdns { at: SelectorAt },
     /// The compiled form would exceed a bound.
     TooLarge {
         what: &'static str,
@@ -144,7 +161,11 @@ impl CompileError {
         match self {
             CompileError::UnknownIdentity { at, .. }
             | CompileError::BadGlob { at, .. }
-            | CompileError::MatchesNothing { at } => Some(at.rule),
+            | CompileError::MatchesNothing { at }
+            | CompileError::FqdnOnSource { at }
+            | CompileError::BadFqdn { at, .. }
+            | CompileError::TooManyFqdns { at } => Some(at.rule),
+            CompileError::L7 { rule, .. } => Some(*rule),
             CompileError::InvertedPorts { rule, .. }
             | CompileError::PortsWithoutPortProto { rule, .. }
             | CompileError::Shadowed { rule, .. } => Some(*rule),
@@ -196,6 +217,22 @@ impl fmt::Display for CompileError {
                     loc(f, *b)?;
                 }
                 Ok(())
+            }
+            CompileError::L7 { rule, problem, .. } => {
+                loc(f, *rule)?;
+                write!(f, ": {problem}")
+            }
+            CompileError::FqdnOnSource { at } => {
+                sel(f, at)?;
+                f.write_str("an FQDN selector can only be a destination")
+            }
+            CompileError::BadFqdn { at, fqdn } => {
+                sel(f, at)?;
+                write!(f, "bad FQDN pattern {fqdn:?}")
+            }
+            CompileError::TooManyFqdns { at } => {
+                sel(f, at)?;
+                write!(f, "more than {MAX_FQDNS} distinct FQDN patterns")
             }
             CompileError::TooLarge { what, size, limit } => write!(
                 f,
@@ -253,6 +290,14 @@ pub struct CompiledPolicy {
     dst_classes: usize,
     dst_class_words: usize,
     to_classes: Vec<u64>,
+    /// The distinct destination classes (vector ids), for requests of
+    /// flows with an unknown destination.
+    dst_class_ids: Vec<u32>,
+    /// Per rule: its compiled L7 part, `None` for an L4 rule.
+    l7: Vec<Option<RuleL7>>,
+    /// FQDN pattern `k` and the vector of rules whose `to` names it.
+    fqdn_patterns: Vec<String>,
+    fqdn_vecs: Vec<u32>,
 }
 
 /// One resolved selector list.
@@ -264,6 +309,8 @@ struct Resolved {
     docs: Vec<u32>,
     unauth: bool,
     cidrs: Vec<Ipv4Cidr>,
+    /// FQDN patterns named (bit per pattern).
+    fqdns: u64,
 }
 
 /// Builds deduplicated bit vectors.
@@ -331,14 +378,33 @@ pub fn compile(spec: &PolicySpec, docs: &[IdentityDoc]) -> Result<CompiledPolicy
     let mut locs: Vec<RuleLoc> = Vec::with_capacity(n_rules);
     let mut actions = Vec::with_capacity(n_rules);
     let mut modes = Vec::with_capacity(n_rules);
+    let mut l7 = Vec::with_capacity(n_rules);
+    let mut fqdn_patterns: Vec<String> = Vec::new();
     for (_, rl, set, rule) in spec.rules() {
         check_ports(rule, rl)?;
-        let from = resolve(&rule.from, Side::From, rl, docs, &by_name, &mut cache)?;
-        let to = resolve(&rule.to, Side::To, rl, docs, &by_name, &mut cache)?;
+        crate::clause::check(
+            rule.app,
+            rule.l7.as_ref(),
+            rule.action == Action::Allow,
+            rule.proto,
+        )
+        .map_err(|(at, problem)| CompileError::L7 {
+            rule: rl,
+            at,
+            problem,
+        })?;
+        let ctx = Ctx {
+            rule: rl,
+            docs,
+            by_name: &by_name,
+        };
+        let from = resolve(&rule.from, Side::From, &ctx, &mut cache, &mut fqdn_patterns)?;
+        let to = resolve(&rule.to, Side::To, &ctx, &mut cache, &mut fqdn_patterns)?;
         rules.push((from, to));
         locs.push(rl);
         actions.push(rule.action);
         modes.push(set.mode);
+        l7.push(RuleL7::new(rule.app, rule.l7.as_ref()));
     }
 
     let mut int = Interner {
@@ -386,6 +452,16 @@ pub fn compile(spec: &PolicySpec, docs: &[IdentityDoc]) -> Result<CompiledPolicy
         }
     }
     let to_any = int.intern(&to_any_bits)?;
+    let mut fqdn_vecs = Vec::with_capacity(fqdn_patterns.len());
+    for k in 0..fqdn_patterns.len() {
+        let mut bits = vec![0u64; words];
+        for (r, (_, to)) in rules.iter().enumerate() {
+            if to.fqdns & (1 << k) != 0 {
+                set_bit(&mut bits, r);
+            }
+        }
+        fqdn_vecs.push(int.intern(&bits)?);
+    }
 
     // Addresses: intervals split at every CIDR boundary of either side.
     let mut points: Vec<u64> = vec![0];
@@ -541,6 +617,10 @@ pub fn compile(spec: &PolicySpec, docs: &[IdentityDoc]) -> Result<CompiledPolicy
         dst_classes,
         dst_class_words,
         to_classes,
+        dst_class_ids: class_ids,
+        l7,
+        fqdn_patterns,
+        fqdn_vecs,
     };
     crate::shadow::check(
         &compiled,
@@ -604,14 +684,21 @@ fn check_ports(rule: &RuleSpec, rl: RuleLoc) -> Result<(), CompileError> {
     Ok(())
 }
 
+/// What [`resolve`] needs besides the list.
+struct Ctx<'a> {
+    rule: RuleLoc,
+    docs: &'a [IdentityDoc],
+    by_name: &'a HashMap<&'a str, u32>,
+}
+
 fn resolve<'s>(
     list: &'s [Selector],
     side: Side,
-    rule: RuleLoc,
-    docs: &[IdentityDoc],
-    by_name: &HashMap<&str, u32>,
+    ctx: &Ctx<'_>,
     cache: &mut HashMap<&'s Selector, Vec<u32>>,
+    fqdns: &mut Vec<String>,
 ) -> Result<Resolved, CompileError> {
+    let (rule, docs, by_name) = (ctx.rule, ctx.docs, ctx.by_name);
     let mut out = Resolved {
         any: list.is_empty(),
         ..Resolved::default()
@@ -621,6 +708,28 @@ fn resolve<'s>(
         match sel {
             Selector::Unauthenticated => out.unauth = true,
             Selector::Cidr(c) => out.cidrs.push(*c),
+            Selector::Fqdn(p) => {
+                if side == Side::From {
+                    return Err(CompileError::FqdnOnSource { at });
+                }
+                if !name_ok(p) {
+                    return Err(CompileError::BadFqdn {
+                        at,
+                        fqdn: p.clone(),
+                    });
+                }
+                let k = match fqdns.iter().position(|x| x == p) {
+                    Some(k) => k,
+                    None => {
+                        fqdns.push(p.clone());
+                        fqdns.len() - 1
+                    }
+                };
+                if k >= MAX_FQDNS {
+                    return Err(CompileError::TooManyFqdns { at });
+                }
+                out.fqdns |= 1 << k;
+            }
             Selector::Identity(name) => match by_name.get(name.as_str()) {
                 Some(&d) => out.docs.push(d),
                 None => {
@@ -673,10 +782,14 @@ fn rules_for_shadow(
                 &from.docs,
                 from.unauth,
                 &from.cidrs,
+                from.fqdns,
                 n_docs,
             ),
-            to: crate::shadow::EndpointSet::new(to.any, &to.docs, to.unauth, &to.cidrs, n_docs),
+            to: crate::shadow::EndpointSet::new(
+                to.any, &to.docs, to.unauth, &to.cidrs, to.fqdns, n_docs,
+            ),
             ports: crate::shadow::PortSet::new(rule.proto, &rule.ports),
+            l7: rule.is_l7(),
         })
         .collect()
 }
@@ -687,27 +800,101 @@ fn rules_for_shadow(
 
 impl CompiledPolicy {
     /// The decision for `q`: the same as [`crate::reference::evaluate`].
-    /// No allocation, no locks.
+    /// No allocation, no locks. With `l7` set, the flow is inspected: see
+    /// [`CompiledPolicy::inspect`] and [`CompiledPolicy::request`].
     pub fn lookup(&self, q: &FlowQuery) -> Decision {
-        let ss = self.src_subject(q.src.subject);
-        let sa = self.addr_class(&self.src_addr, q.src.addr);
-        let p = self.port_class(q.proto, q.dst_port);
-        let da = self.addr_class(&self.dst_addr, q.dst.addr);
+        let [ss, sa, ds, da, p] = self.classes_of(q);
+        let fq = self.fq_mask(q);
         if q.dst.subject == Subject::Unknown {
-            return self.unknown_dst(ss, sa, da, p);
+            return self.unknown_dst(ss, sa, da, p, fq);
         }
-        let ds = match q.dst.subject {
-            Subject::Identity(i) => self
-                .dst_doc
-                .get(i as usize)
-                .copied()
-                .unwrap_or(self.dst_unauth),
-            _ => self.dst_unauth,
-        };
-        match self.first(ss, sa, ds, da, p) {
+        match self.walk([ss, sa, ds, da, p], fq, 0, |_| true) {
             Some(r) => self.decision(r, false),
             None => self.default,
         }
+    }
+
+    /// The decision for request `req` of an inspected flow `q` whose
+    /// lookup named rule `from`: the same as
+    /// [`crate::reference::request`]. The rules matching the flow at L4
+    /// are walked in order from `from`: an L7 rule whose `app` and clause
+    /// match the request decides (`l7` set); one that does not is skipped;
+    /// the first L4 rule decides; else the default. No allocation. With
+    /// an unknown destination it walks once per possible destination
+    /// class (as `lookup` aggregates them), so it costs more.
+    pub fn request(&self, q: &FlowQuery, from: RuleId, req: &L7Request<'_>) -> Decision {
+        let [ss, sa, ds, da, p] = self.classes_of(q);
+        let fq = self.fq_mask(q);
+        let from = from.0 as usize;
+        let pick = |r: usize| self.l7[r].as_ref().is_none_or(|l| l.matches(req));
+        if q.dst.subject != Subject::Unknown {
+            return match self.walk([ss, sa, ds, da, p], fq, from, pick) {
+                Some(r) => self.decision(r, false),
+                None => self.default,
+            };
+        }
+        let mut allow: Option<usize> = None;
+        let mut other: Option<usize> = None;
+        let mut default = false;
+        for &c in &self.dst_class_ids {
+            match self.walk([ss, sa, c, da, p], fq, from, pick) {
+                Some(r) if self.actions[r] == Action::Allow => {
+                    allow = Some(allow.map_or(r, |a| a.min(r)));
+                }
+                Some(r) => other = Some(other.map_or(r, |o| o.min(r))),
+                None => default = true,
+            }
+        }
+        match allow.or(other) {
+            Some(r) => self.decision(r, true),
+            None => {
+                debug_assert!(default);
+                Decision {
+                    provisional: true,
+                    ..self.default
+                }
+            }
+        }
+    }
+
+    /// The parsers flow `q` needs when its lookup named L7 rule `from`:
+    /// the clause kinds of the L7 rules that can decide its requests (those
+    /// matching the flow at L4 from `from` up to the first L4 rule; for an
+    /// unknown destination, over every possible destination). Empty for
+    /// an L4 rule.
+    pub fn inspect(&self, q: &FlowQuery, from: RuleId) -> Inspect {
+        let [ss, sa, ds, da, p] = self.classes_of(q);
+        let fq = self.fq_mask(q);
+        let mut out = Inspect::default();
+        let mut scan = |ds: u32| {
+            self.walk([ss, sa, ds, da, p], fq, from.0 as usize, |r| {
+                match &self.l7[r] {
+                    Some(l) => {
+                        out.add(l.parser());
+                        false
+                    }
+                    None => true,
+                }
+            });
+        };
+        if q.dst.subject == Subject::Unknown {
+            self.dst_class_ids.iter().for_each(|&c| scan(c));
+        } else {
+            scan(ds);
+        }
+        out
+    }
+
+    /// The FQDN patterns, numbered: bit `k` of [`FlowQuery::dst_fqdns`]
+    /// stands for `fqdn_patterns()[k]` (exact or `*.suffix`, lowercase;
+    /// match a DNS answer's name with [`l7::pattern::name_matches`]).
+    pub fn fqdn_patterns(&self) -> &[String] {
+        &self.fqdn_patterns
+    }
+
+    /// Whether rule `r` is an L7 rule.
+    pub fn is_l7(&self, r: RuleId) -> bool {
+        self.l7.get(r.0 as usize).is_some_and(Option::is_some)
     }
 
     /// Number of rules.
@@ -728,7 +915,32 @@ impl CompiledPolicy {
             mode: self.modes[r],
             rule: Some(RuleId(r as u32)),
             provisional,
+            l7: self.l7[r].is_some(),
         }
+    }
+
+    /// The query's FQDN bits that name a pattern.
+    fn fq_mask(&self, q: &FlowQuery) -> u64 {
+        let n = self.fqdn_vecs.len();
+        if n >= 64 {
+            q.dst_fqdns
+        } else {
+            q.dst_fqdns & ((1u64 << n) - 1)
+        }
+    }
+
+    /// OR of word `w` of the FQDN vectors in `mask` (summary or body).
+    #[inline]
+    fn fq_word(&self, mask: u64, w: usize, summary: bool) -> u64 {
+        let mut m = mask;
+        let mut x = 0;
+        while m != 0 {
+            let k = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let (s, b) = self.vector(self.fqdn_vecs[k]);
+            x |= if summary { s[w] } else { b[w] };
+        }
+        x
     }
 
     fn src_subject(&self, s: Subject) -> u32 {
@@ -766,21 +978,50 @@ impl CompiledPolicy {
         v.split_at(self.sum_words)
     }
 
-    /// Lowest rule in `(ss | sa) & (ds | da) & p`.
-    pub(crate) fn first(&self, ss: u32, sa: u32, ds: u32, da: u32, p: u32) -> Option<usize> {
+    /// The rules from `from` on in `(ss | sa) & (ds | da | fqdns) & p`, in
+    /// order, until `pick` takes one.
+    #[inline]
+    fn walk(
+        &self,
+        [ss, sa, ds, da, p]: [u32; 5],
+        fq: u64,
+        from: usize,
+        mut pick: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
         let (s1, b1) = self.vector(ss);
         let (s2, b2) = self.vector(sa);
         let (s3, b3) = self.vector(ds);
         let (s4, b4) = self.vector(da);
         let (s5, b5) = self.vector(p);
-        for j in 0..self.sum_words {
-            let mut cand = (s1[j] | s2[j]) & (s3[j] | s4[j]) & s5[j];
+        let w0 = from / 64;
+        for j in w0 / 64..self.sum_words {
+            let f = if fq == 0 {
+                0
+            } else {
+                self.fq_word(fq, j, true)
+            };
+            let mut cand = (s1[j] | s2[j]) & (s3[j] | s4[j] | f) & s5[j];
+            if j == w0 / 64 {
+                cand &= u64::MAX << (w0 % 64);
+            }
             while cand != 0 {
                 let w = j * 64 + cand.trailing_zeros() as usize;
                 cand &= cand - 1;
-                let m = (b1[w] | b2[w]) & (b3[w] | b4[w]) & b5[w];
-                if m != 0 {
-                    return Some(w * 64 + m.trailing_zeros() as usize);
+                let f = if fq == 0 {
+                    0
+                } else {
+                    self.fq_word(fq, w, false)
+                };
+                let mut m = (b1[w] | b2[w]) & (b3[w] | b4[w] | f) & b5[w];
+                if w == w0 {
+                    m &= u64::MAX << (from % 64);
+                }
+                while m != 0 {
+                    let r = w * 64 + m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    if pick(r) {
+                        return Some(r);
+                    }
                 }
             }
         }
@@ -788,7 +1029,7 @@ impl CompiledPolicy {
     }
 
     /// The aggregate over every possible destination subject (module docs).
-    fn unknown_dst(&self, ss: u32, sa: u32, da: u32, p: u32) -> Decision {
+    fn unknown_dst(&self, ss: u32, sa: u32, da: u32, p: u32, fq: u64) -> Decision {
         let mut remaining = [0u64; MAX_DST_WORDS];
         let rw = self.dst_class_words;
         for (k, w) in remaining.iter_mut().take(rw).enumerate() {
@@ -811,7 +1052,14 @@ impl CompiledPolicy {
                 let w = j * 64 + cand.trailing_zeros() as usize;
                 cand &= cand - 1;
                 let mut m = (b1[w] | b2[w]) & b5[w];
-                let every = b3[w] | b4[w];
+                // Rules matching every destination: any destination, the
+                // address, or a learned name (whatever the subject).
+                let f = if fq == 0 {
+                    0
+                } else {
+                    self.fq_word(fq, w, false)
+                };
+                let every = b3[w] | b4[w] | f;
                 while m != 0 {
                     let r = w * 64 + m.trailing_zeros() as usize;
                     let bit = m & m.wrapping_neg();
@@ -852,7 +1100,7 @@ impl CompiledPolicy {
         }
     }
 
-    /// The class ids of a sample query, for the shadow check.
+    /// The class ids of a query (the destination subject's as if known).
     pub(crate) fn classes_of(&self, q: &FlowQuery) -> [u32; 5] {
         let ds = match q.dst.subject {
             Subject::Identity(i) => self
@@ -872,21 +1120,28 @@ impl CompiledPolicy {
     }
 
     /// The rules below `limit` whose vectors contain all of `classes`
-    /// (`(c0 | c1) & (c2 | c3) & c4`; a `None` field is not constrained).
-    pub(crate) fn rules_matching(&self, classes: [Option<u32>; 5], limit: usize) -> Vec<usize> {
+    /// (`(c0 | c1) & (c2 | c3 | fqdns) & c4`; a `None` field is not
+    /// constrained, and `fq` only counts when the destination is).
+    pub(crate) fn rules_matching(
+        &self,
+        classes: [Option<u32>; 5],
+        fq: u64,
+        limit: usize,
+    ) -> Vec<usize> {
         let mut out = Vec::new();
         for w in 0..self.words {
             let get = |c: Option<u32>| c.map_or(u64::MAX, |c| self.vector(c).1[w]);
-            let side = |a: Option<u32>, b: Option<u32>| match (a, b) {
+            let side = |a: Option<u32>, b: Option<u32>, extra: u64| match (a, b) {
                 (None, None) => u64::MAX,
                 _ => {
                     let x = a.map_or(0, |c| self.vector(c).1[w]);
                     let y = b.map_or(0, |c| self.vector(c).1[w]);
-                    x | y
+                    x | y | extra
                 }
             };
+            let f = self.fq_word(fq, w, false);
             let mut m =
-                side(classes[0], classes[1]) & side(classes[2], classes[3]) & get(classes[4]);
+                side(classes[0], classes[1], 0) & side(classes[2], classes[3], f) & get(classes[4]);
             while m != 0 {
                 let r = w * 64 + m.trailing_zeros() as usize;
                 m &= m - 1;

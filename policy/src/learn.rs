@@ -6,6 +6,18 @@
 //! one, by `/32` address where nothing vouched for an endpoint) and, with
 //! the default deny, nothing else. An operator reviews it, pastes it
 //! before the learn set, and switches the learn set off.
+//!
+//! Flows recorded with L7 attributes ([`LearnedL7`]) propose L7 rules:
+//! per (source, destination, protocol, port) and kind, one rule whose
+//! clause lists what was seen, **exactly**: an `http` entry per method
+//! with the exact paths requested with it, the TLS server names, the DNS
+//! names. Exact paths keep the proposal an honest record (a prefix would
+//! admit requests nobody made); the operator widens them by hand (for
+//! example to `/orders/**`). Such a port is left out of the L4 rule of the
+//! same pair, since an L4 allow on it would let every request through.
+//! Attributes that no clause can name (a method that is not a known
+//! token, a path not in normal form, a name that is not a DNS name) are
+//! listed as comments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -13,6 +25,7 @@ use std::net::Ipv4Addr;
 
 use identity::IdentityDoc;
 
+use crate::clause::{check_path, name_ok};
 use crate::model::{FlowQuery, Subject, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::select::is_glob;
 
@@ -27,7 +40,7 @@ pub enum Peer {
 }
 
 /// A flow seen in learn mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LearnedFlow {
     pub src: Peer,
     pub dst: Peer,
@@ -35,6 +48,16 @@ pub struct LearnedFlow {
     pub proto: u8,
     /// Destination port (ignored unless TCP or UDP).
     pub port: u16,
+    /// A request seen on the flow, if it was inspected.
+    pub l7: Option<LearnedL7>,
+}
+
+/// What an inspected flow's request said (as the parsers normalised it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LearnedL7 {
+    Http { method: String, path: String },
+    Tls { server_name: String },
+    Dns { name: String },
 }
 
 impl LearnedFlow {
@@ -50,6 +73,7 @@ impl LearnedFlow {
             dst: peer(q.dst.subject, q.dst.addr)?,
             proto: q.proto,
             port: q.dst_port,
+            l7: None,
         })
     }
 }
@@ -123,6 +147,11 @@ pub fn propose(flows: &[LearnedFlow], docs: &[IdentityDoc], set_name: &str) -> S
     // (from, to, proto name) -> ports (empty for icmp)
     let mut rules: BTreeMap<(String, String, &'static str), BTreeSet<u16>> = BTreeMap::new();
     let mut skipped: BTreeSet<String> = BTreeSet::new();
+    // (from, to, proto, port) -> http method -> paths; server names; DNS names.
+    type Key = (String, String, &'static str, u16);
+    let mut http: BTreeMap<Key, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut tls: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+    let mut dns: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
     for f in flows {
         let (Some(from), Some(to)) = (selector(f.src, docs), selector(f.dst, docs)) else {
             skipped.insert(format!(
@@ -142,9 +171,51 @@ pub fn propose(flows: &[LearnedFlow], docs: &[IdentityDoc], set_name: &str) -> S
                 continue;
             }
         };
+        if let (Some(l7), "tcp" | "udp") = (&f.l7, proto) {
+            let key = (from.clone(), to.clone(), proto, f.port);
+            let note = |what: &str| format!("from {from} to {to} {proto} port {}: {what}", f.port);
+            match l7 {
+                LearnedL7::Http { method, path } if proto == "tcp" => {
+                    if l7::http::Method::from_bytes(method.as_bytes()).is_none() {
+                        skipped.insert(note(&format!(
+                            "HTTP method {method:?} is not a known token"
+                        )));
+                    } else if check_path(path).is_some() {
+                        skipped.insert(note(&format!(
+                            "HTTP path {path:?} cannot be written as a rule"
+                        )));
+                    } else {
+                        http.entry(key)
+                            .or_default()
+                            .entry(method.clone())
+                            .or_default()
+                            .insert(path.clone());
+                    }
+                }
+                LearnedL7::Tls { server_name } if proto == "tcp" && name_ok(server_name) => {
+                    tls.entry(key).or_default().insert(server_name.clone());
+                }
+                LearnedL7::Dns { name } if name_ok(name) => {
+                    dns.entry(key).or_default().insert(name.clone());
+                }
+                other => {
+                    skipped.insert(note(&format!("{other:?} cannot be written as a rule")));
+                }
+            }
+            continue;
+        }
         let ports = rules.entry((from, to, proto)).or_default();
         if proto != "icmp" {
             ports.insert(f.port);
+        }
+    }
+    // A port with L7 rules is not also allowed at L4.
+    for (from, to, proto, port) in http.keys().chain(tls.keys()).chain(dns.keys()) {
+        if let Some(ports) = rules.get_mut(&(from.clone(), to.clone(), *proto)) {
+            ports.remove(port);
+            if ports.is_empty() {
+                rules.remove(&(from.clone(), to.clone(), *proto));
+            }
         }
     }
     let mut out = String::new();
@@ -155,6 +226,41 @@ pub fn propose(flows: &[LearnedFlow], docs: &[IdentityDoc], set_name: &str) -> S
     );
     for line in &skipped {
         let _ = writeln!(out, "# not admitted: {}", line.replace('\n', " "));
+    }
+    let list =
+        |v: &mut dyn Iterator<Item = &String>| v.map(|s| quote(s)).collect::<Vec<_>>().join(", ");
+    let l7_rule = |out: &mut String, (from, to, proto, port): &Key, clause: String| {
+        let _ = writeln!(
+            out,
+            "\n[[policy.set.rule]]\nfrom = [{from}]\nto = [{to}]\nproto = \"{proto}\"\nports = [{port}]\naction = \"allow\"\n{clause}"
+        );
+    };
+    for (key, methods) in &http {
+        let entries: Vec<String> = methods
+            .iter()
+            .map(|(m, paths)| {
+                format!(
+                    "{{ methods = [{}], paths = [{}] }}",
+                    quote(m),
+                    list(&mut paths.iter())
+                )
+            })
+            .collect();
+        l7_rule(&mut out, key, format!("http = [{}]", entries.join(", ")));
+    }
+    for (key, names) in &tls {
+        l7_rule(
+            &mut out,
+            key,
+            format!("tls = [{{ server_names = [{}] }}]", list(&mut names.iter())),
+        );
+    }
+    for (key, names) in &dns {
+        l7_rule(
+            &mut out,
+            key,
+            format!("dns = [{{ names = [{}] }}]", list(&mut names.iter())),
+        );
     }
     for ((from, to, proto), ports) in &rules {
         let _ = writeln!(
@@ -188,6 +294,7 @@ mod tests {
             dst,
             proto,
             port,
+            l7: None,
         };
         let a = Peer::Identity(1);
         let b = Peer::Identity(0);

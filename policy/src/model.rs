@@ -44,6 +44,23 @@ impl PolicySpec {
             .map(|(i, (loc, set, rule))| (RuleId(i as u32), loc, set, rule))
     }
 
+    /// The distinct FQDN patterns of the `to` selectors, in order of
+    /// first appearance (rules in file order, selectors in order): pattern
+    /// `k` is bit `k` of [`FlowQuery::dst_fqdns`].
+    pub fn fqdn_patterns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (_, _, _, r) in self.rules() {
+            for s in &r.to {
+                if let Selector::Fqdn(p) = s {
+                    if !out.contains(p) {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Number of rules over all sets.
     pub fn rule_count(&self) -> usize {
         self.sets.iter().map(|s| s.rules.len()).sum()
@@ -111,6 +128,39 @@ pub struct RuleSpec {
     /// Destination ports; only with `Tcp` or `Udp`; empty: all ports.
     pub ports: Vec<PortRange>,
     pub action: Action,
+    /// The application protocol the flow must speak (detected from its
+    /// first bytes); with or without a clause, only on allow rules.
+    pub app: Option<l7::detect::Proto>,
+    /// The requests the rule allows; only on allow rules.
+    pub l7: Option<crate::clause::L7Clause>,
+}
+
+impl RuleSpec {
+    /// An L4 rule: no `app`, no clause.
+    pub fn new(
+        from: Vec<Selector>,
+        to: Vec<Selector>,
+        proto: Proto,
+        ports: Vec<PortRange>,
+        action: Action,
+    ) -> RuleSpec {
+        RuleSpec {
+            from,
+            to,
+            proto,
+            ports,
+            action,
+            app: None,
+            l7: None,
+        }
+    }
+
+    /// Whether the rule is an L7 rule (it has `app` or a clause): it
+    /// decides the requests of the flows it is first to match, not the
+    /// flows themselves.
+    pub fn is_l7(&self) -> bool {
+        self.app.is_some() || self.l7.is_some()
+    }
 }
 
 /// Which endpoints a selector stands for.
@@ -127,6 +177,11 @@ pub enum Selector {
     Unauthenticated,
     /// Endpoints whose IPv4 address is inside, whatever their identity.
     Cidr(Ipv4Cidr),
+    /// Destinations whose address the engine learned from DNS answers
+    /// for a name matching this pattern (exact or `*.suffix`, lowercase);
+    /// `to` only. The query says which patterns apply
+    /// ([`FlowQuery::dst_fqdns`]).
+    Fqdn(String),
 }
 
 /// The protocol a rule matches.
@@ -264,6 +319,11 @@ pub struct FlowQuery {
     pub proto: u8,
     /// Destination port; only looked at for TCP and UDP.
     pub dst_port: u16,
+    /// Bit `k` set when the engine learned the destination address from a
+    /// DNS answer (let through for this source) for a name matching FQDN
+    /// pattern `k` ([`crate::CompiledPolicy::fqdn_patterns`]). Bits past
+    /// the last pattern are ignored.
+    pub dst_fqdns: u64,
 }
 
 /// The answer for a flow; `Copy` and 12 bytes, so the engine keeps it in
@@ -279,6 +339,12 @@ pub struct Decision {
     /// ([`Subject::Unknown`]): the engine should ask again once the
     /// destination's warden has vouched for it.
     pub provisional: bool,
+    /// From [`crate::CompiledPolicy::lookup`]: the deciding rule is an L7
+    /// rule, so the flow is inspected and each of its requests is decided
+    /// by [`crate::CompiledPolicy::request`] (starting at `rule`); the
+    /// flow's own action is that rule's allow. From `request`: the
+    /// request was allowed by an L7 rule's clause.
+    pub l7: bool,
 }
 
 /// What the engine does with a packet.
@@ -340,6 +406,7 @@ mod tests {
             mode,
             rule: None,
             provisional: false,
+            l7: false,
         };
         let e = d(Action::Reject, Mode::Enforce).effective();
         assert_eq!(
@@ -370,13 +437,7 @@ mod tests {
 
     #[test]
     fn rule_ids_count_over_sets_in_file_order() {
-        let rule = RuleSpec {
-            from: vec![],
-            to: vec![],
-            proto: Proto::Any,
-            ports: vec![],
-            action: Action::Allow,
-        };
+        let rule = RuleSpec::new(vec![], vec![], Proto::Any, vec![], Action::Allow);
         let set = |n: usize| SetSpec {
             name: format!("s{n}"),
             mode: Mode::Enforce,

@@ -85,7 +85,7 @@ pub fn matches_doc(sel: &Selector, doc: &IdentityDoc) -> bool {
         Selector::Identity(n) => doc.name == *n,
         Selector::Glob(g) => glob_match(g, &doc.name),
         Selector::Labels(want) => want.iter().all(|(k, v)| doc.labels.get(k) == Some(v)),
-        Selector::Unauthenticated | Selector::Cidr(_) => false,
+        Selector::Unauthenticated | Selector::Cidr(_) | Selector::Fqdn(_) => false,
     }
 }
 

@@ -20,6 +20,13 @@
 //! Not detected: a rule covered only by a combination that splits more
 //! than one dimension at once. Such a rule compiles and is simply never
 //! the answer.
+//!
+//! L7 rules cover nothing (they do not decide every flow they match, only
+//! the requests their clause allows), so they are never counted as
+//! covering; an L7 rule is still reported when earlier L4 rules cover it.
+//! FQDN selectors stand for destinations known only at run time: a list
+//! covers another's FQDN patterns only by naming them too (or by matching
+//! every subject, which every destination is).
 
 use std::net::Ipv4Addr;
 
@@ -37,6 +44,8 @@ pub(crate) struct EndpointSet {
     n_subjects: usize,
     /// Inclusive, sorted, merged.
     addrs: Vec<(u32, u32)>,
+    /// FQDN patterns named.
+    fqdns: u64,
 }
 
 impl EndpointSet {
@@ -45,6 +54,7 @@ impl EndpointSet {
         docs: &[u32],
         unauth: bool,
         cidrs: &[Ipv4Cidr],
+        fqdns: u64,
         n_docs: usize,
     ) -> Self {
         let n_subjects = n_docs + 1;
@@ -75,6 +85,7 @@ impl EndpointSet {
             subjects,
             n_subjects,
             addrs,
+            fqdns,
         }
     }
 
@@ -93,7 +104,8 @@ impl EndpointSet {
                 .iter()
                 .zip(&self.subjects)
                 .all(|(a, b)| a & !b == 0)
-                && ranges_cover(&self.addrs, &r.addrs))
+                && ranges_cover(&self.addrs, &r.addrs)
+                && r.fqdns & !self.fqdns == 0)
     }
 
     fn union(&mut self, o: &EndpointSet) {
@@ -103,6 +115,7 @@ impl EndpointSet {
         let mut all = std::mem::take(&mut self.addrs);
         all.extend_from_slice(&o.addrs);
         self.addrs = merge(all);
+        self.fqdns |= o.fqdns;
     }
 
     fn empty_like(&self) -> EndpointSet {
@@ -110,11 +123,13 @@ impl EndpointSet {
             subjects: vec![0; self.subjects.len()],
             n_subjects: self.n_subjects,
             addrs: Vec::new(),
+            fqdns: 0,
         }
     }
 
-    /// An endpoint inside the set.
-    fn sample(&self) -> Endpoint {
+    /// An endpoint inside the set, and the FQDN bits it is learned under
+    /// (only when the set has neither subjects nor addresses).
+    fn sample(&self) -> (Endpoint, u64) {
         let first = self
             .subjects
             .iter()
@@ -122,18 +137,31 @@ impl EndpointSet {
             .find(|(_, w)| **w != 0)
             .map(|(i, w)| i * 64 + w.trailing_zeros() as usize);
         match first {
-            Some(s) => Endpoint {
-                subject: if s + 1 == self.n_subjects {
-                    Subject::Unauthenticated
-                } else {
-                    Subject::Identity(s as u32)
+            Some(s) => (
+                Endpoint {
+                    subject: if s + 1 == self.n_subjects {
+                        Subject::Unauthenticated
+                    } else {
+                        Subject::Identity(s as u32)
+                    },
+                    addr: None,
                 },
-                addr: None,
-            },
-            None => Endpoint {
-                subject: Subject::Unauthenticated,
-                addr: self.addrs.first().map(|&(lo, _)| Ipv4Addr::from(lo)),
-            },
+                0,
+            ),
+            None if !self.addrs.is_empty() || self.fqdns == 0 => (
+                Endpoint {
+                    subject: Subject::Unauthenticated,
+                    addr: self.addrs.first().map(|&(lo, _)| Ipv4Addr::from(lo)),
+                },
+                0,
+            ),
+            None => (
+                Endpoint {
+                    subject: Subject::Unauthenticated,
+                    addr: None,
+                },
+                self.fqdns & self.fqdns.wrapping_neg(),
+            ),
         }
     }
 }
@@ -223,6 +251,8 @@ pub(crate) struct Region {
     pub from: EndpointSet,
     pub to: EndpointSet,
     pub ports: PortSet,
+    /// An L7 rule: covers nothing.
+    pub l7: bool,
 }
 
 /// Sort and merge inclusive ranges (adjacent ones too).
@@ -257,21 +287,23 @@ pub(crate) fn check(
         if i == 0 {
             continue;
         }
-        let src = r.from.sample();
-        let dst = r.to.sample();
+        let (src, _) = r.from.sample();
+        let (dst, fq) = r.to.sample();
         let (proto, dst_port) = r.ports.sample();
         let [ss, sa, ds, da, p] = c.classes_of(&FlowQuery {
             src,
             dst,
             proto,
             dst_port,
+            dst_fqdns: fq,
         });
         let shadowed = |by: Vec<usize>| CompileError::Shadowed {
             rule: locs[i],
             by: by.iter().map(|&q| locs[q]).collect(),
         };
-        let all = c.rules_matching([Some(ss), Some(sa), Some(ds), Some(da), Some(p)], i);
-        if let Some(&q) = all.iter().find(|&&q| {
+        let l4 = |q: &usize| !regions[*q].l7;
+        let all = c.rules_matching([Some(ss), Some(sa), Some(ds), Some(da), Some(p)], fq, i);
+        if let Some(&q) = all.iter().filter(|q| l4(q)).find(|&&q| {
             let o = &regions[q];
             o.from.covers(&r.from) && o.to.covers(&r.to) && o.ports.covers(&r.ports)
         }) {
@@ -279,8 +311,9 @@ pub(crate) fn check(
         }
         // Split over sources.
         let qs: Vec<usize> = c
-            .rules_matching([None, None, Some(ds), Some(da), Some(p)], i)
+            .rules_matching([None, None, Some(ds), Some(da), Some(p)], fq, i)
             .into_iter()
+            .filter(l4)
             .filter(|&q| regions[q].to.covers(&r.to) && regions[q].ports.covers(&r.ports))
             .collect();
         let mut u = r.from.empty_like();
@@ -290,8 +323,9 @@ pub(crate) fn check(
         }
         // Split over destinations.
         let qs: Vec<usize> = c
-            .rules_matching([Some(ss), Some(sa), None, None, Some(p)], i)
+            .rules_matching([Some(ss), Some(sa), None, None, Some(p)], 0, i)
             .into_iter()
+            .filter(l4)
             .filter(|&q| regions[q].from.covers(&r.from) && regions[q].ports.covers(&r.ports))
             .collect();
         let mut u = r.to.empty_like();
@@ -301,8 +335,9 @@ pub(crate) fn check(
         }
         // Split over protocols and ports.
         let qs: Vec<usize> = c
-            .rules_matching([Some(ss), Some(sa), Some(ds), Some(da), None], i)
+            .rules_matching([Some(ss), Some(sa), Some(ds), Some(da), None], fq, i)
             .into_iter()
+            .filter(l4)
             .filter(|&q| regions[q].from.covers(&r.from) && regions[q].to.covers(&r.to))
             .collect();
         let mut u = PortSet::default();
@@ -334,11 +369,11 @@ mod tests {
     fn endpoint_sets_cover_as_cross_products() {
         let c: Ipv4Cidr = "10.0.0.0/8".parse().unwrap();
         let small: Ipv4Cidr = "10.1.0.0/16".parse().unwrap();
-        let any = EndpointSet::new(true, &[], false, &[], 3);
-        let docs = EndpointSet::new(false, &[0, 1], false, &[], 3);
-        let net = EndpointSet::new(false, &[], false, &[c], 3);
-        let subnet = EndpointSet::new(false, &[], false, &[small], 3);
-        let mixed = EndpointSet::new(false, &[0], false, &[small], 3);
+        let any = EndpointSet::new(true, &[], false, &[], 0, 3);
+        let docs = EndpointSet::new(false, &[0, 1], false, &[], 0, 3);
+        let net = EndpointSet::new(false, &[], false, &[c], 0, 3);
+        let subnet = EndpointSet::new(false, &[], false, &[small], 0, 3);
+        let mixed = EndpointSet::new(false, &[0], false, &[small], 0, 3);
         assert!(any.covers(&docs) && any.covers(&net));
         assert!(!docs.covers(&any) && !net.covers(&any));
         assert!(net.covers(&subnet) && !subnet.covers(&net));
@@ -350,7 +385,7 @@ mod tests {
         u.union(&net);
         assert!(u.covers(&mixed));
         // All documents plus unauthenticated is every subject.
-        let everyone = EndpointSet::new(false, &[0, 1, 2], true, &[], 3);
+        let everyone = EndpointSet::new(false, &[0, 1, 2], true, &[], 0, 3);
         assert!(everyone.covers(&any));
     }
 }

@@ -13,13 +13,24 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// How often the interesting paths were taken: requests allowed by a
+/// clause; requests of an inspected flow that no clause allowed; lookups
+/// decided through a learned FQDN.
+static CLAUSE_ALLOWED: AtomicUsize = AtomicUsize::new(0);
+static FELL_THROUGH: AtomicUsize = AtomicUsize::new(0);
+static BY_FQDN: AtomicUsize = AtomicUsize::new(0);
 
 use identity::IdentityDoc;
+use l7::detect::Proto as App;
+use l7::tls::Alpn;
 use overlay::Ipv4Cidr;
-use policy::reference::evaluate;
+use policy::reference::{evaluate, request};
 use policy::{
-    compile, Action, CompileError, DenyAction, Endpoint, FlowQuery, Mode, PolicySpec, PortRange,
-    Proto, RuleSpec, Selector, SetSpec, Subject,
+    compile, Action, CompileError, DenyAction, DnsMatch, Endpoint, FlowQuery, HttpMatch, L7Clause,
+    L7Request, Mode, PolicySpec, PortRange, Proto, RuleId, RuleSpec, Selector, SetSpec, Subject,
+    TlsMatch,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -41,6 +52,36 @@ const CIDRS: [&str; 8] = [
     "255.255.255.255/32",
 ];
 const PORTS: [u16; 9] = [0, 1, 79, 80, 81, 443, 1000, 65534, 65535];
+/// FQDN patterns `to` selectors pick from.
+const FQDNS: [&str; 3] = ["x.example.com", "*.example.com", "*.svc"];
+
+// L7 clause pools (rule side) and request pools (query side), chosen so
+// that entries and requests overlap in every way: exact and wildcard
+// names, globs and `**`, hosts with and without ports, ALPN offers.
+const METHODS: [&str; 3] = ["GET", "POST", "HEAD"];
+const PATHS: [&str; 5] = ["/a", "/a/**", "/a/*/c", "/**", "/b"];
+const HOSTS: [&str; 3] = ["x.svc", "*.svc", "x.svc:8080"];
+const NAMES: [&str; 3] = ["x.example.com", "*.example.com", "a.svc"];
+const ALPNS: [&str; 2] = ["h2", "http/1.1"];
+const Q_METHODS: [&[u8]; 4] = [b"GET", b"POST", b"get", b"PUT"];
+const Q_PATHS: [&[u8]; 8] = [b"/a", b"/a/b", b"/a/b/c", b"/b", b"/", b"", b"*", b"/ab"];
+const Q_HOSTS: [Option<(&[u8], Option<u16>)>; 5] = [
+    None,
+    Some((b"x.svc", None)),
+    Some((b"y.svc", Some(8080))),
+    Some((b"x.svc", Some(8080))),
+    Some((b"svc", None)),
+];
+const Q_NAMES: [&[u8]; 6] = [
+    b"x.example.com",
+    b"X.Example.COM",
+    b"example.com",
+    b"a.svc",
+    b"b.a.svc",
+    b"a.b.example.com",
+];
+const Q_ALPN: [&[u8]; 3] = [b"", b"\x02h2", b"\x08http/1.1\x02h3"];
+const APPS_DETECTED: [App; 5] = [App::Http, App::Tls, App::Dns, App::Ssh, App::Unknown];
 
 fn docs() -> impl Strategy<Value = Vec<IdentityDoc>> {
     prop::collection::vec(
@@ -87,6 +128,8 @@ enum RawSel {
     Labels(usize, u8),
     Unauth,
     Cidr(usize),
+    /// An FQDN pattern (destinations only; a source keeps `Unauth`).
+    Fqdn(usize),
 }
 
 fn raw_sel() -> impl Strategy<Value = RawSel> {
@@ -96,6 +139,7 @@ fn raw_sel() -> impl Strategy<Value = RawSel> {
         2 => (0..8usize, 0..4u8).prop_map(|(d, k)| RawSel::Labels(d, k)),
         1 => Just(RawSel::Unauth),
         2 => (0..CIDRS.len()).prop_map(RawSel::Cidr),
+        1 => (0..FQDNS.len()).prop_map(RawSel::Fqdn),
     ]
 }
 
@@ -123,6 +167,7 @@ fn build_sel(s: &RawSel, docs: &[IdentityDoc]) -> Selector {
         ),
         RawSel::Unauth => Selector::Unauthenticated,
         RawSel::Cidr(i) => Selector::Cidr(CIDRS[i].parse().unwrap()),
+        RawSel::Fqdn(i) => Selector::Fqdn(FQDNS[i].to_string()),
     }
 }
 
@@ -133,6 +178,66 @@ struct RawRule {
     proto: Proto,
     ports: Vec<(usize, usize)>,
     action: Action,
+    /// 0 none, 1 app only, 2 http, 3 tls, 4 dns; the app: 0 none, else
+    /// the clause's (or for app only, one of the detected protocols).
+    l7: (u8, u8, Vec<(u8, u8, u8)>),
+}
+
+/// Picks from `pool` by the bits of `mask`.
+fn pick(pool: &[&str], mask: u8) -> Vec<String> {
+    pool.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+fn build_l7(raw: &(u8, u8, Vec<(u8, u8, u8)>)) -> (Option<App>, Option<L7Clause>) {
+    let (kind, app, entries) = raw;
+    // Entries with no condition are refused at compile time: give each one.
+    let nonempty = |v: Vec<String>, pool: &[&str]| {
+        if v.is_empty() {
+            vec![pool[0].to_string()]
+        } else {
+            v
+        }
+    };
+    let clause = match kind {
+        2 => Some(L7Clause::Http(
+            entries
+                .iter()
+                .map(|&(m, p, h)| HttpMatch {
+                    methods: pick(&METHODS, m),
+                    paths: nonempty(pick(&PATHS, p), &PATHS),
+                    hosts: pick(&HOSTS, h),
+                })
+                .collect(),
+        )),
+        3 => Some(L7Clause::Tls(
+            entries
+                .iter()
+                .map(|&(n, a, _)| TlsMatch {
+                    server_names: nonempty(pick(&NAMES, n), &NAMES),
+                    alpn: pick(&ALPNS, a),
+                })
+                .collect(),
+        )),
+        4 => Some(L7Clause::Dns(
+            entries
+                .iter()
+                .map(|&(n, _, _)| DnsMatch {
+                    names: nonempty(pick(&NAMES, n), &NAMES),
+                })
+                .collect(),
+        )),
+        _ => None,
+    };
+    let app = match (kind, &clause) {
+        (1, _) => Some(APPS_DETECTED[*app as usize % 4]),
+        (_, Some(c)) if *app % 2 == 1 => Some(c.app()),
+        _ => None,
+    };
+    (app, clause)
 }
 
 fn raw_rule() -> impl Strategy<Value = RawRule> {
@@ -151,13 +256,19 @@ fn raw_rule() -> impl Strategy<Value = RawRule> {
             Just(Action::Deny),
             Just(Action::Reject)
         ],
+        (
+            prop_oneof![3 => Just(0u8), 1 => Just(1), 1 => Just(2), 1 => Just(3), 1 => Just(4)],
+            0..4u8,
+            prop::collection::vec((0..32u8, 0..32u8, 0..8u8), 1..3),
+        ),
     )
-        .prop_map(|(from, to, proto, ports, action)| RawRule {
+        .prop_map(|(from, to, proto, ports, action, l7)| RawRule {
             from,
             to,
             proto,
             ports,
             action,
+            l7,
         })
 }
 
@@ -171,6 +282,9 @@ struct RawQuery {
     dst: (u8, usize, Option<(usize, u8)>),
     proto: u8,
     port: usize,
+    fqdns: u64,
+    /// Requests to ask for: (kind, a, b, c, from).
+    reqs: Vec<(u8, usize, usize, usize, u8)>,
 }
 
 fn raw_endpoint() -> impl Strategy<Value = (u8, usize, Option<(usize, u8)>)> {
@@ -187,12 +301,16 @@ fn raw_query() -> impl Strategy<Value = RawQuery> {
         raw_endpoint(),
         prop_oneof![Just(6u8), Just(17), Just(1), Just(47)],
         0..PORTS.len() + 1,
+        prop_oneof![2 => Just(0u64), 1 => 0..16u64],
+        prop::collection::vec((0..4u8, 0..8usize, 0..8usize, 0..8usize, 0..8u8), 0..6),
     )
-        .prop_map(|(src, dst, proto, port)| RawQuery {
+        .prop_map(|(src, dst, proto, port, fqdns, reqs)| RawQuery {
             src,
             dst,
             proto,
             port,
+            fqdns,
+            reqs,
         })
 }
 
@@ -247,7 +365,20 @@ fn build_spec(
                 rules: rules
                     .iter()
                     .map(|r| {
-                        let ports = if matches!(r.proto, Proto::Tcp | Proto::Udp) {
+                        let (app, l7) = build_l7(&r.l7);
+                        // L7 rules allow, on a protocol that carries them.
+                        let want = l7.as_ref().map(L7Clause::app).or(app);
+                        let proto = match want {
+                            Some(App::Dns) if r.proto == Proto::Icmp => Proto::Udp,
+                            Some(App::Http | App::Tls | App::Ssh) => Proto::Tcp,
+                            _ => r.proto,
+                        };
+                        let action = if want.is_some() {
+                            Action::Allow
+                        } else {
+                            r.action
+                        };
+                        let ports = if matches!(proto, Proto::Tcp | Proto::Udp) {
                             r.ports
                                 .iter()
                                 .map(|&(a, b)| PortRange {
@@ -259,11 +390,20 @@ fn build_spec(
                             Vec::new()
                         };
                         RuleSpec {
-                            from: r.from.iter().map(|s| build_sel(s, docs)).collect(),
+                            from: r
+                                .from
+                                .iter()
+                                .map(|s| match s {
+                                    RawSel::Fqdn(_) => Selector::Unauthenticated,
+                                    s => build_sel(s, docs),
+                                })
+                                .collect(),
                             to: r.to.iter().map(|s| build_sel(s, docs)).collect(),
-                            proto: r.proto,
+                            proto,
                             ports,
-                            action: r.action,
+                            action,
+                            app,
+                            l7,
                         }
                     })
                     .collect(),
@@ -287,6 +427,7 @@ fn run_case(
             dst: endpoint(&q.dst, docs.len()),
             proto: q.proto,
             dst_port: PORTS.get(q.port).copied().unwrap_or(8080),
+            dst_fqdns: q.fqdns,
         })
         .collect();
     let mut removed = 0;
@@ -315,7 +456,8 @@ fn run_case(
             Err(e) => return Err(TestCaseError::fail(format!("compile: {e}"))),
         }
     };
-    for q in &queries {
+    let n_rules = spec.rule_count() as u32;
+    for (q, raw) in queries.iter().zip(raw_queries) {
         let want = evaluate(&spec, docs, q);
         let got = compiled.lookup(q);
         prop_assert_eq!(
@@ -326,6 +468,62 @@ fn run_case(
             spec,
             docs
         );
+        prop_assert_eq!(got.l7, got.rule.is_some_and(|r| compiled.is_l7(r)));
+        if q.dst_fqdns != 0 {
+            let without = FlowQuery { dst_fqdns: 0, ..*q };
+            if evaluate(&spec, docs, &without) != want {
+                BY_FQDN.fetch_add(1, Relaxed);
+            }
+        }
+        for &(kind, a, b, c, from) in &raw.reqs {
+            let alpn = Alpn::from_wire(Q_ALPN[b % Q_ALPN.len()]).unwrap();
+            let req = match kind {
+                0 => L7Request::Http {
+                    method: Q_METHODS[a % Q_METHODS.len()],
+                    path: Q_PATHS[b % Q_PATHS.len()],
+                    host: Q_HOSTS[c % Q_HOSTS.len()],
+                },
+                1 => L7Request::Tls {
+                    sni: (c % 4 != 0).then(|| Q_NAMES[a % Q_NAMES.len()]),
+                    alpn,
+                    ech: c % 3 == 0,
+                },
+                2 => L7Request::Dns {
+                    name: Q_NAMES[a % Q_NAMES.len()],
+                },
+                _ => L7Request::Detected(APPS_DETECTED[a % APPS_DETECTED.len()]),
+            };
+            // From the deciding rule (the engine's case), or any rule.
+            let from = match got.rule {
+                Some(r) if from % 2 == 0 => r,
+                _ => RuleId(u32::from(from) % n_rules.max(1)),
+            };
+            let want = request(&spec, docs, q, from, &req);
+            if got.l7 && Some(from) == got.rule {
+                if want.l7 {
+                    CLAUSE_ALLOWED.fetch_add(1, Relaxed);
+                } else {
+                    FELL_THROUGH.fetch_add(1, Relaxed);
+                }
+            }
+            let got_r = compiled.request(q, from, &req);
+            prop_assert_eq!(
+                got_r,
+                want,
+                "request {:?} from {:?} on {:?}\nspec {:#?}",
+                req,
+                from,
+                q,
+                spec
+            );
+            // A clause that allowed a request was one the flow parses for.
+            if got_r.l7 && !matches!(req, L7Request::Detected(_)) {
+                let by = spec.rule(got_r.rule.unwrap()).unwrap();
+                if by.l7.is_some() {
+                    prop_assert!(compiled.inspect(q, from).parses(req.app()));
+                }
+            }
+        }
     }
     Ok(removed)
 }
@@ -364,6 +562,13 @@ fn compiled_agrees_with_reference() {
         removed.get()
     );
     // The shadow check must have fired at all for its soundness check to
-    // mean anything.
+    // mean anything; so must the L7 and FQDN paths.
     assert!(removed.get() > 0);
+    let (a, f, q) = (
+        CLAUSE_ALLOWED.load(Relaxed),
+        FELL_THROUGH.load(Relaxed),
+        BY_FQDN.load(Relaxed),
+    );
+    eprintln!("{a} requests allowed by a clause, {f} fell through, {q} lookups changed by FQDNs");
+    assert!(a > 100 && f > 100 && q > 100);
 }

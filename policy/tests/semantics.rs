@@ -43,13 +43,7 @@ const API: u32 = 1;
 const DB: u32 = 2;
 
 fn rule(from: Vec<Selector>, to: Vec<Selector>, action: Action) -> RuleSpec {
-    RuleSpec {
-        from,
-        to,
-        proto: Proto::Any,
-        ports: vec![],
-        action,
-    }
+    RuleSpec::new(from, to, Proto::Any, vec![], action)
 }
 
 fn tcp(mut r: RuleSpec, ports: &[(u16, u16)]) -> RuleSpec {
@@ -94,6 +88,7 @@ fn flow(src: Endpoint, dst: Endpoint, proto: u8, port: u16) -> FlowQuery {
         dst,
         proto,
         dst_port: port,
+        dst_fqdns: 0,
     }
 }
 
@@ -147,7 +142,8 @@ fn no_match_is_the_default_in_the_default_mode() {
             action: Action::Deny,
             mode: Mode::Enforce,
             rule: None,
-            provisional: false
+            provisional: false,
+            l7: false,
         }
     );
     s.default_action = DenyAction::Reject;
@@ -539,4 +535,176 @@ fn too_many_rules_is_an_error() {
             MAX_RULES + 1
         )
     );
+}
+
+fn http_rule(to: Vec<Selector>, methods: &[&str], paths: &[&str]) -> RuleSpec {
+    let mut r = tcp(rule(vec![], to, Action::Allow), &[(80, 80)]);
+    r.l7 = Some(policy::L7Clause::Http(vec![policy::HttpMatch {
+        methods: methods.iter().map(|s| s.to_string()).collect(),
+        paths: paths.iter().map(|s| s.to_string()).collect(),
+        hosts: vec![],
+    }]));
+    r
+}
+
+fn get(path: &'static str) -> policy::L7Request<'static> {
+    policy::L7Request::Http {
+        method: b"GET",
+        path: path.as_bytes(),
+        host: None,
+    }
+}
+
+#[test]
+fn l7_rules_union_then_the_next_l4_rule_decides() {
+    let docs = docs();
+    let s = spec(vec![
+        (
+            Mode::Enforce,
+            vec![
+                http_rule(vec![], &["GET"], &["/orders/**"]),
+                tcp(rule(vec![], vec![], Action::Deny), &[(81, 81)]),
+            ],
+        ),
+        (
+            Mode::Monitor,
+            vec![
+                http_rule(vec![], &[], &["/items"]),
+                tcp(rule(vec![], vec![], Action::Reject), &[(80, 80)]),
+            ],
+        ),
+    ]);
+    let c = compile(&s, &docs).unwrap();
+    let q = flow(who(WEB), who(API), 6, 80);
+    let d = ask(&s, q);
+    assert_eq!(
+        (d.rule, d.l7, d.action),
+        (Some(RuleId(0)), true, Action::Allow)
+    );
+    let req = |path| {
+        let r = c.request(&q, RuleId(0), &get(path));
+        assert_eq!(
+            r,
+            policy::reference::request(&s, &docs, &q, RuleId(0), &get(path))
+        );
+        (r.rule, r.action, r.mode, r.l7)
+    };
+    assert_eq!(
+        req("/orders/1"),
+        (Some(RuleId(0)), Action::Allow, Mode::Enforce, true)
+    );
+    // The second set's L7 rule, in its mode.
+    assert_eq!(
+        req("/items"),
+        (Some(RuleId(2)), Action::Allow, Mode::Monitor, true)
+    );
+    // Nothing allows it: the next L4 rule decides.
+    assert_eq!(
+        req("/late"),
+        (Some(RuleId(3)), Action::Reject, Mode::Monitor, false)
+    );
+    // The other protocol falls through to the same rule.
+    let ssh = policy::L7Request::Detected(l7::detect::Proto::Ssh);
+    assert_eq!(c.request(&q, RuleId(0), &ssh).rule, Some(RuleId(3)));
+    assert!(c.inspect(&q, RuleId(0)).parses(l7::detect::Proto::Http));
+    assert!(!c.inspect(&q, RuleId(0)).parses(l7::detect::Proto::Tls));
+}
+
+#[test]
+fn l7_rules_cover_nothing_but_can_be_shadowed() {
+    let docs = docs();
+    // An L4 rule after an L7 rule with the same region is reachable.
+    let s = spec(vec![(
+        Mode::Enforce,
+        vec![
+            http_rule(vec![], &["GET"], &[]),
+            tcp(rule(vec![], vec![], Action::Deny), &[(80, 80)]),
+        ],
+    )]);
+    assert!(compile(&s, &docs).is_ok());
+    // An L7 rule after an L4 rule covering it is not.
+    let s = spec(vec![(
+        Mode::Enforce,
+        vec![
+            tcp(rule(vec![], vec![], Action::Deny), &[(80, 80)]),
+            http_rule(vec![], &["GET"], &[]),
+        ],
+    )]);
+    assert!(matches!(
+        compile(&s, &docs),
+        Err(CompileError::Shadowed {
+            rule: RuleLoc { set: 0, rule: 1 },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unknown_destination_counts_an_l7_rule_as_allowing() {
+    let docs = docs();
+    let s = spec(vec![(
+        Mode::Enforce,
+        vec![
+            tcp(
+                rule(
+                    vec![],
+                    vec![id("spiffe://lab/ns/payments/sa/db")],
+                    Action::Deny,
+                ),
+                &[(80, 80)],
+            ),
+            http_rule(vec![id("spiffe://lab/ns/payments/sa/api")], &["GET"], &[]),
+        ],
+    )]);
+    let q = flow(who(WEB), ep(Subject::Unknown, Some([10, 0, 0, 9])), 6, 80);
+    let d = ask(&s, q);
+    assert_eq!((d.rule, d.l7, d.provisional), (Some(RuleId(1)), true, true));
+    let c = compile(&s, &docs).unwrap();
+    let r = c.request(&q, RuleId(1), &get("/x"));
+    assert_eq!(
+        r,
+        policy::reference::request(&s, &docs, &q, RuleId(1), &get("/x"))
+    );
+    assert_eq!((r.action, r.provisional, r.l7), (Action::Allow, true, true));
+}
+
+#[test]
+fn fqdn_selectors_match_learned_destinations() {
+    let docs = docs();
+    let mut r = tcp(
+        rule(
+            vec![],
+            vec![Selector::Fqdn("*.example.com".into())],
+            Action::Allow,
+        ),
+        &[(443, 443)],
+    );
+    r.to.push(Selector::Fqdn("api.example.com".into()));
+    let s = spec(vec![(Mode::Enforce, vec![r])]);
+    let c = compile(&s, &docs).unwrap();
+    assert_eq!(c.fqdn_patterns(), ["*.example.com", "api.example.com"]);
+    let mut q = flow(
+        who(WEB),
+        ep(Subject::Unauthenticated, Some([93, 184, 216, 34])),
+        6,
+        443,
+    );
+    assert_eq!(ask(&s, q).rule, None);
+    q.dst_fqdns = 0b10;
+    assert_eq!(ask(&s, q).rule, Some(RuleId(0)));
+    q.dst_fqdns = 1 << 40; // no such pattern
+    assert_eq!(ask(&s, q).rule, None);
+    // Sources cannot be FQDNs.
+    let bad = spec(vec![(
+        Mode::Enforce,
+        vec![rule(
+            vec![Selector::Fqdn("a.example.com".into())],
+            vec![],
+            Action::Allow,
+        )],
+    )]);
+    assert!(matches!(
+        compile(&bad, &docs),
+        Err(CompileError::FqdnOnSource { .. })
+    ));
 }

@@ -192,6 +192,8 @@ fn learned(config: &Path, socket: Option<PathBuf>, set: &str) -> ExitCode {
                 dst,
                 proto: r.protocol,
                 port: r.port,
+                // The engine does not record L7 attributes yet.
+                l7: None,
             })
         })
         .collect();

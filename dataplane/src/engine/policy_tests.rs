@@ -390,6 +390,7 @@ default = "learn"
             dst: end(r.dst).expect("dst"),
             proto: r.protocol,
             port: r.port,
+            l7: None,
         });
     }
     assert_eq!(flows.len(), 2, "{flows:?}");

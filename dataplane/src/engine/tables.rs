@@ -153,6 +153,8 @@ impl PolicyTables {
             },
             proto: f.protocol.0,
             dst_port: if ports { f.dst_port } else { 0 },
+            // FQDN learning from DNS answers is not in the engine yet.
+            dst_fqdns: 0,
         }
     }
 }
