@@ -96,6 +96,10 @@ drop_reasons! {
     IdentityNonce => "identity_nonce", "identity header on a TCP segment whose nonce is not its sequence number";
     PolicyDenied => "policy_denied", "the policy denies the flow (a deny rule or the default, in enforce mode)";
     PolicyRejected => "policy_rejected", "the policy rejects the flow: dropped, and a TCP RST or ICMP unreachable sent to the opener";
+    L7Denied => "l7_denied", "a request the policy's L7 clauses do not admit: the connection was reset both ways";
+    L7Refused => "l7_refused", "L7 bytes refused as malformed or ambiguous (smuggling, an oversized head, too many held segments): reset both ways";
+    L7OutOfOrder => "l7_out_of_order", "a segment of an inspected flow out of sequence (a gap or an overlap): dropped, the client sends it again";
+    L7Unavailable => "l7_unavailable", "an inspected flow found no inspection state (table full, reclaimed): refused, never passed uninspected";
     PolicyResponderDenied => "policy_responder_denied", "a reply whose (now known) identity the policy does not allow: the flow is cut both ways";
     FlowTableFull => "flow_table_full", "no room for a new flow and nothing evictable (fail closed)";
     FlowOriginMismatch => "flow_origin_mismatch", "packet of a known flow from another origin than the one that opened it";
@@ -185,6 +189,11 @@ pub struct PolicyCounters {
     /// it was full.
     pub learned: Counter,
     pub learn_dropped: Counter,
+    /// Requests decided on inspected flows; segments held while a head was
+    /// incomplete; connections cut (reset both ways).
+    pub l7_requests: Counter,
+    pub l7_held: Counter,
+    pub l7_cut: Counter,
     /// The learn table as last published (copies, as `flow_rows`).
     pub learn_rows: std::sync::Mutex<Vec<crate::learn::LearnRecord>>,
 }

@@ -260,6 +260,9 @@ pub struct FlowEntry {
     /// a workload behind another warden): decided again at the first
     /// reply, when that warden has vouched for it.
     pub recheck: bool,
+    /// Slot of its inspection state (`l7flows`) when its rule has an L7
+    /// clause (this entry is the client-to-server direction).
+    pub l7: u32,
     pub packets: u64,
     pub bytes: u64,
     /// Engine seconds.
@@ -283,6 +286,7 @@ impl FlowEntry {
             verdict: Verdict::NoPolicy,
             rule: None,
             recheck: false,
+            l7: crate::l7flows::NO_L7,
             packets: 0,
             bytes: 0,
             created: now,
@@ -306,6 +310,12 @@ impl FlowRef {
     #[inline]
     pub fn is_none(self) -> bool {
         self.idx == NIL
+    }
+
+    /// A distinct handle for tests of tables that key on flows.
+    #[cfg(test)]
+    pub fn for_tests(n: u32) -> FlowRef {
+        FlowRef { idx: n, gen: 1 }
     }
 }
 

@@ -217,6 +217,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     if seen.recheck {
         m.flags |= RECHECK;
     }
+    m.l7 = seen.l7;
     if header.is_some() {
         if let Some(e) = cx.st.flows.get_mut(r) {
             e.last_header = Some(now);
@@ -232,6 +233,9 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
             return Next::Drop(reason);
         }
     }
+    if m.l7 != crate::l7flows::NO_L7 {
+        return Next::Inspect;
+    }
     Next::Switch
 }
 
@@ -242,6 +246,7 @@ struct Seen {
     src: IdentityId,
     egress: Egress,
     recheck: bool,
+    l7: u32,
 }
 
 impl Default for Seen {
@@ -251,6 +256,7 @@ impl Default for Seen {
             src: IdentityId::UNAUTHENTICATED,
             egress: Egress::Unknown,
             recheck: false,
+            l7: crate::l7flows::NO_L7,
         }
     }
 }
@@ -262,6 +268,7 @@ impl Seen {
             src: e.src_identity,
             egress: e.egress,
             recheck: e.recheck,
+            l7: e.l7,
         }
     }
 }
@@ -431,6 +438,12 @@ fn new_flow(
     e.rule = d.rule;
     e.dst_identity = d.dst;
     e.recheck = d.recheck;
+    if let (Some(ins), false) = (
+        d.inspect,
+        matches!(d.verdict, Verdict::Deny | Verdict::Reject),
+    ) {
+        return inspected(cx, e, d.rule, ins, pkt.tcp).map_err(none);
+    }
     match d.verdict {
         Verdict::Deny => {
             cx.st.record_denial(e);
@@ -473,6 +486,64 @@ fn recheck(
         e.recheck = false;
     }
     Ok(())
+}
+
+/// A new flow whose every request is decided: its entry, and its slot in
+/// the inspection table. Only TCP opened by a SYN can be inspected; a
+/// full table refuses the flow (never admitted uninspected).
+fn inspected(
+    cx: &mut Ctx,
+    e: FlowEntry,
+    rule: Option<policy::RuleId>,
+    ins: policy::Inspect,
+    tcp: Option<(u8, u32)>,
+) -> Result<FlowRef, DropReason> {
+    let (Some(rule), Some((flags, _))) = (rule, tcp) else {
+        return Err(DropReason::L7Refused);
+    };
+    if flags & super::meta::TCP_SYN == 0 {
+        return Err(DropReason::L7Refused);
+    }
+    let r = insert(cx, e)?;
+    let flows = &cx.st.flows;
+    let detector = l7::detect::Detector::new(l7::detect::Transport::Tcp, e.key.flow.dst_port);
+    let parser = crate::l7flows::Parser::Detect(detector, ins);
+    let Some(slot) = cx
+        .st
+        .l7
+        .open(r, rule, parser, cx.pool, |f| flows.get(f).is_some())
+    else {
+        cx.st.flows.remove(r);
+        return Err(DropReason::L7Unavailable);
+    };
+    if let Some(entry) = cx.st.flows.get_mut(r) {
+        entry.l7 = slot;
+    }
+    Ok(r)
+}
+
+/// The policy's answer to one request of an inspected flow whose L4
+/// decision was `first`.
+pub(super) fn decide_request(
+    t: &Tables,
+    c: &crate::counters::WorkerCounters,
+    q: Option<&policy::FlowQuery>,
+    first: policy::RuleId,
+    req: &policy::L7Request<'_>,
+) -> super::inspect::RequestVerdict {
+    use super::inspect::RequestVerdict;
+    let (Some(id), Some(q)) = (&t.identity, q) else {
+        return RequestVerdict::Deny;
+    };
+    c.policy.l7_requests.inc();
+    let d = id.policy.compiled.request(q, first, req);
+    let eff = d.effective();
+    c.policy.hit(d.rule, eff.would_deny);
+    match eff.verdict {
+        policy::Verdict::Forward if eff.would_deny => RequestVerdict::WouldDeny,
+        policy::Verdict::Forward => RequestVerdict::Allow,
+        policy::Verdict::Drop | policy::Verdict::Reject => RequestVerdict::Deny,
+    }
 }
 
 fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
@@ -535,6 +606,9 @@ pub(super) struct Decided {
     pub dst: IdentityId,
     /// Decided without the destination's identity: ask again at the reply.
     pub recheck: bool,
+    /// Its rule has an L7 clause: every request is decided (from this
+    /// rule), by the parsers of these protocols.
+    pub inspect: Option<policy::Inspect>,
 }
 
 /// Who a new flow's destination is, as known on this warden: a workload
@@ -577,6 +651,7 @@ pub(super) fn decide(
             rule: None,
             dst: IdentityId::UNAUTHENTICATED,
             recheck: false,
+            inspect: None,
         };
     };
     // What is addressed to warden's own gateway is answered by warden.
@@ -587,6 +662,7 @@ pub(super) fn decide(
                 rule: None,
                 dst: IdentityId::UNAUTHENTICATED,
                 recheck: false,
+                inspect: None,
             };
         }
     }
@@ -633,5 +709,12 @@ pub(super) fn decide(
         rule: d.rule,
         dst: dst.unwrap_or(IdentityId::UNAUTHENTICATED),
         recheck,
+        // Inspected where the destination is known: at its own warden, or
+        // where config says who it is (the opener's warden does not inspect
+        // a provisional flow: the destination's warden does).
+        inspect: match (d.l7 && !recheck, d.rule) {
+            (true, Some(r)) => Some(p.compiled.inspect(&q, r)),
+            _ => None,
+        },
     }
 }

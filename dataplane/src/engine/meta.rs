@@ -34,6 +34,8 @@ pub enum Next {
     Access,
     /// Parse once, check origin and identity, find or make the flow.
     Classify,
+    /// A client segment of an inspected flow (`meta.l7`): L7 decides.
+    Inspect,
     /// L2 forwarding in `meta.vni`.
     Switch,
     /// To the L3 gateway of `meta.vni`.
@@ -156,6 +158,8 @@ pub struct Meta {
     pub src_identity: IdentityId,
     /// The flow's egress as classify saw it (switch writes only a change).
     pub egress: crate::flows::Egress,
+    /// The flow's inspection slot (`l7flows`), for `Next::Inspect`.
+    pub l7: u32,
 }
 
 pub const NO_ANNOUNCE: u16 = u16::MAX;
@@ -176,6 +180,7 @@ impl Meta {
             verdict: Verdict::NoPolicy,
             src_identity: IdentityId::UNAUTHENTICATED,
             egress: crate::flows::Egress::Unknown,
+            l7: crate::l7flows::NO_L7,
         }
     }
 }

@@ -11,6 +11,8 @@
 //! rx_access    frames from local access ports
 //! classify     parse once; port security and ARP checks; the flow table
 //!              (origin-bound entries); identity (verify + strip); the policy
+//! inspect      L7: each request of a flow whose rule has an L7 clause is
+//!              decided before it reaches the server (held, released, or reset)
 //! switch       FDB learn and lookup, flooding; records where each flow went
 //! route        the L3 gateway between VNIs (then switch again)
 //! stamp        identity header on flows of local workloads toward wardens
@@ -29,6 +31,7 @@ mod csum;
 mod decap;
 mod encap;
 mod ingress_identity;
+mod inspect;
 mod meta;
 mod output;
 mod parse;
@@ -83,6 +86,8 @@ pub const FDB_CAPACITY: usize = 65536;
 /// a flood of refused SYNs is not answered one for one (the excess is
 /// dropped silently, still counted as `policy_rejected`).
 pub const REJECT_ANSWERS_PER_SEC: u32 = 1000;
+/// Inspection slots checked per housekeeping round for flows that left.
+const L7_SWEEP: usize = 512;
 /// Recent denials kept for `warden flows` (a ring: a flood overwrites it).
 pub const DENIALS: usize = 256;
 
@@ -108,6 +113,8 @@ pub struct State {
     pub learn: crate::learn::LearnTable,
     /// `reject` answers left this second.
     pub reject_tokens: u32,
+    /// Inspected flows: parser state and held segments.
+    pub l7: crate::l7flows::L7Table,
     denial_next: usize,
 }
 
@@ -236,6 +243,7 @@ impl Engine {
             denial_next: 0,
             learn: crate::learn::LearnTable::new(),
             reject_tokens: REJECT_ANSWERS_PER_SEC,
+            l7: crate::l7flows::L7Table::new(),
         };
         counters.workers[worker]
             .flow_table
@@ -394,6 +402,7 @@ impl Engine {
             rx_access::run(&mut cx, vec);
         }
         classify::run(&mut cx, vec);
+        inspect::run(&mut cx, vec);
         let before = vec.len();
         let to_route = switch::run(&mut cx, vec);
         if to_route || vec.len() > before {
@@ -455,6 +464,11 @@ impl Engine {
             self.st.fdb.expire(now_s);
             self.st.router.tick(now_s, &mut self.expired);
             self.st.reject_tokens = REJECT_ANSWERS_PER_SEC;
+            // Inspection slots of flows that left the flow table.
+            let flows = &self.st.flows;
+            self.st
+                .l7
+                .sweep(L7_SWEEP, &mut self.pool, &|f| flows.get(f).is_some());
             for buf in self.expired.drain(..) {
                 c.count_drop(DropReason::NeighborUnresolved);
                 self.pool.put(buf);

@@ -453,3 +453,194 @@ fn reject_answers_are_budgeted_per_second() {
     assert!(c.reject_answers_limited.get() >= total - 2 * budget);
     assert_eq!(Nodes::drops(&n.a, DropReason::PolicyRejected), total);
 }
+
+const HTTP_ORDERS: &str = r#"
+[policy]
+[[policy.set]]
+name = "web"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [8080]
+action = "allow"
+http = [{ methods = ["GET"], paths = ["/orders", "/orders/*"] }]
+"#;
+
+/// A connection api:40000 -> db:8080 through both engines, handshake done;
+/// returns the next client sequence number.
+fn http_connection(n: &mut Nodes) -> u32 {
+    let db = (DB.0, DB.1, 8080);
+    n.wl[0].send(&tcp_frame(API, db, tcp::Flags::SYN, 1000, &[]));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "the SYN reaches db");
+    n.wl[2].send(&syn_ack(DB, 8080, API));
+    n.pump();
+    assert_eq!(collect(&n.wl[0]).len(), 1, "the SYN-ACK reaches api");
+    1001
+}
+
+fn data(seq: u32, bytes: &[u8]) -> Vec<u8> {
+    let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
+    tcp_frame(API, (DB.0, DB.1, 8080), f, seq, bytes)
+}
+
+/// The payload of a captured TCP frame.
+fn payload(f: &[u8]) -> Vec<u8> {
+    let eth = ethernet::Frame::new_checked(f).expect("ethernet");
+    let ip = ipv4::Packet::new_checked(eth.payload()).expect("ipv4");
+    tcp::Packet::new_checked(ip.payload())
+        .expect("tcp")
+        .payload()
+        .to_vec()
+}
+
+#[test]
+fn http_requests_are_decided_one_by_one_and_a_denied_one_resets_both_ends() {
+    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let mut seq = http_connection(&mut n);
+    let get = b"GET /orders/7 HTTP/1.1\r\nHost: db\r\n\r\n";
+    n.wl[0].send(&data(seq, get));
+    n.pump();
+    let got = collect(&n.wl[2]);
+    assert_eq!(got.len(), 1, "the allowed request reaches db");
+    assert_eq!(payload(&got[0]), get.to_vec(), "byte for byte");
+    seq += get.len() as u32;
+    // The same connection, a request the clause does not admit.
+    let post = b"POST /admin HTTP/1.1\r\nHost: db\r\nContent-Length: 0\r\n\r\n";
+    n.wl[0].send(&data(seq, post));
+    n.pump();
+    let at_db = collect(&n.wl[2]);
+    assert_eq!(at_db.len(), 1, "db gets only a RST: {at_db:?}");
+    let (_, _, flags, rst_seq, _) = segment(&at_db[0]);
+    assert_eq!(
+        (flags, rst_seq),
+        (tcp::Flags::RST, seq),
+        "at the first byte db has not seen"
+    );
+    assert!(payload(&at_db[0]).is_empty());
+    let at_api = collect(&n.wl[0]);
+    assert_eq!(at_api.len(), 1, "api gets a RST");
+    assert!(segment(&at_api[0]).2.contains(tcp::Flags::RST));
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
+    // The connection stays cut.
+    n.wl[0].send(&data(seq, get));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty());
+    assert_eq!(n.b.counters().policy.l7_requests.get(), 2);
+}
+
+#[test]
+fn a_split_head_is_held_until_complete_and_out_of_order_bytes_never_pass() {
+    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let seq = http_connection(&mut n);
+    let head = b"GET /orders/../orders/9 HTTP/1.1\r\nHost: db\r\n\r\n";
+    let (a, b) = head.split_at(9);
+    // The second half first: a gap, dropped.
+    n.wl[0].send(&data(seq + a.len() as u32, b));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty());
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7OutOfOrder), 1);
+    // The first half: held, nothing reaches db yet.
+    n.wl[0].send(&data(seq, a));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty(), "an incomplete head is held");
+    assert_eq!(n.b.counters().policy.l7_held.get(), 1);
+    // The second half again: the head is complete and allowed (normalised
+    // to /orders/9); both segments go, in order.
+    n.wl[0].send(&data(seq + a.len() as u32, b));
+    n.pump();
+    let got = collect(&n.wl[2]);
+    assert_eq!(got.len(), 2);
+    assert_eq!([payload(&got[0]), payload(&got[1])].concat(), head.to_vec());
+    // A retransmission of what db already has passes (its TCP drops it).
+    n.wl[0].send(&data(seq, a));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+}
+
+#[test]
+fn smuggling_and_an_unnormalisable_path_are_refused() {
+    for bad in [
+        &b"POST /orders HTTP/1.1\r\nHost: db\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        &b"GET /%61dmin HTTP/1.1\r\nHost: db\r\n\r\n"[..],
+        &b"get /orders HTTP/1.1\r\nHost: db\r\n\r\n"[..],
+    ] {
+        let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+        let seq = http_connection(&mut n);
+        n.wl[0].send(&data(seq, bad));
+        n.pump();
+        let at_db = collect(&n.wl[2]);
+        assert!(
+            at_db.iter().all(|f| payload(f).is_empty()),
+            "no byte of {:?} reaches db",
+            String::from_utf8_lossy(bad)
+        );
+        let cut = Nodes::drops(&n.b, DropReason::L7Denied) + Nodes::drops(&n.b, DropReason::L7Refused);
+        assert_eq!(cut, 1, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+/// A TLS record carrying a ClientHello with server name `sni`.
+fn client_hello(sni: &str) -> Vec<u8> {
+    let mut name = vec![0];
+    name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    name.extend_from_slice(sni.as_bytes());
+    let mut ext = (name.len() as u16).to_be_bytes().to_vec();
+    ext.extend(name);
+    let mut b = vec![0x03, 0x03];
+    b.extend([7u8; 32]);
+    b.push(0);
+    b.extend([0, 2, 0x13, 0x01, 1, 0]);
+    let mut exts = vec![0, 0];
+    exts.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    exts.extend(ext);
+    b.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    b.extend(exts);
+    let mut msg = vec![1];
+    msg.extend_from_slice(&(b.len() as u32).to_be_bytes()[1..]);
+    msg.extend(b);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    rec.extend(msg);
+    rec
+}
+
+#[test]
+fn tls_server_names_are_decided_at_the_client_hello() {
+    let p = r#"
+[policy]
+[[policy.set]]
+name = "tls"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [8080]
+action = "allow"
+tls = [{ server_names = ["*.orders.example"] }]
+"#;
+    for (sni, allowed) in [("eu.orders.example", true), ("admin.example", false)] {
+        let mut n = nodes(p, p);
+        let seq = http_connection(&mut n);
+        let hello = client_hello(sni);
+        // Split over two segments: held, then decided.
+        let (a, b) = hello.split_at(20);
+        n.wl[0].send(&data(seq, a));
+        n.pump();
+        assert!(collect(&n.wl[2]).is_empty(), "{sni}: held until complete");
+        n.wl[0].send(&data(seq + a.len() as u32, b));
+        n.pump();
+        let got: Vec<u8> = collect(&n.wl[2]).iter().flat_map(|f| payload(f)).collect();
+        if allowed {
+            assert_eq!(got, hello, "{sni}: the hello reaches db whole");
+            // After the hello the connection is opaque.
+            n.wl[0].send(&data(seq + hello.len() as u32, &[23, 3, 3, 0, 1, 0]));
+            n.pump();
+            assert_eq!(collect(&n.wl[2]).len(), 1);
+        } else {
+            assert!(got.is_empty(), "{sni}: no byte of the hello reaches db");
+            assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1, "{sni}");
+        }
+    }
+}

@@ -122,6 +122,78 @@ pub fn answer(frame: &[u8], l3: usize, out: &mut [u8]) -> Option<(usize, Answer)
     Some((total, kind))
 }
 
+/// Which end of a TCP connection a reset built from one of its client's
+/// segments goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toward {
+    /// The server, as if from the client, at sequence number `seq` (the
+    /// first byte the server has not received: in its window).
+    Server { seq: u32 },
+    /// The client, as if from the server, at the segment's ACK number.
+    Client,
+}
+
+/// Build into `out` a bare RST for the connection of the IPv4/TCP frame
+/// `frame` (L3 at `l3`, a client's segment carrying ACK) toward `to`;
+/// returns its length. Used when an inspected connection is cut: both ends
+/// are reset so that neither waits on it.
+pub fn reset(frame: &[u8], l3: usize, to: Toward, out: &mut [u8]) -> Option<usize> {
+    let l2 = frame.get(..l3)?;
+    if l2.len() < ethernet::HEADER_LEN {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(frame.get(l3..)?).ok()?;
+    if ip.protocol() != IpProtocol::TCP {
+        return None;
+    }
+    let seg = tcp::Packet::new_checked(ip.payload()).ok()?;
+    let total = l3 + ipv4::HEADER_LEN + tcp::HEADER_LEN;
+    let out = out.get_mut(..total)?;
+    out[..l3].copy_from_slice(l2);
+    let (src, dst, sport, dport, seq) = match to {
+        Toward::Server { seq } => (
+            ip.src_addr(),
+            ip.dst_addr(),
+            seg.src_port(),
+            seg.dst_port(),
+            seq,
+        ),
+        Toward::Client => {
+            out[..6].copy_from_slice(&l2[6..12]);
+            out[6..12].copy_from_slice(&l2[..6]);
+            (
+                ip.dst_addr(),
+                ip.src_addr(),
+                seg.dst_port(),
+                seg.src_port(),
+                seg.ack_number(),
+            )
+        }
+    };
+    let (_, l3_out) = out.split_at_mut(l3);
+    let repr = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::TCP,
+        payload_len: tcp::HEADER_LEN,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    };
+    let mut out_ip = ipv4::Packet::new_unchecked(&mut *l3_out);
+    repr.emit(&mut out_ip).ok()?;
+    let body = out_ip.payload_mut().get_mut(..tcp::HEADER_LEN)?;
+    body.fill(0);
+    let mut r = tcp::Packet::new_unchecked(&mut *body);
+    r.set_src_port(sport);
+    r.set_dst_port(dport);
+    r.set_seq_number(seq);
+    r.set_header_len_and_flags(tcp::HEADER_LEN as u8, tcp::Flags::RST);
+    r.fill_checksum(&PseudoHeader::V4 { src, dst });
+    Some(total)
+}
+
 enum Payload<'a> {
     Tcp([u8; tcp::HEADER_LEN]),
     Icmp(&'a [u8]),
@@ -253,6 +325,39 @@ mod tests {
             "checksum covers the message"
         );
         assert_eq!(&icmp[8..], &f[l3..], "the whole short datagram quoted");
+    }
+
+    #[test]
+    fn reset_goes_to_either_end_in_its_window() {
+        let seg = tcp_seg(
+            tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0),
+            5000,
+            777,
+            b"POST /admin",
+        );
+        let (f, l3) = frame(IpProtocol::TCP, &seg, &[]);
+        let mut out = [0u8; 128];
+        let n = reset(&f, l3, Toward::Server { seq: 4990 }, &mut out).unwrap();
+        let ip = ipv4::Packet::new_checked(&out[l3..n]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(10, 1, 0, 2), "to the server");
+        let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (t.flags(), t.seq_number(), t.dst_port()),
+            (tcp::Flags::RST, 4990, 80)
+        );
+        assert!(t.payload().is_empty());
+        assert!(t.verify_checksum(&PseudoHeader::V4 {
+            src: ip.src_addr(),
+            dst: ip.dst_addr()
+        }));
+        let n = reset(&f, l3, Toward::Client, &mut out).unwrap();
+        let ip = check_ip(&out[..n], l3, IpProtocol::TCP);
+        let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (t.flags(), t.seq_number(), t.dst_port()),
+            (tcp::Flags::RST, 777, 40000)
+        );
     }
 
     #[test]

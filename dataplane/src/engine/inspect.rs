@@ -1,0 +1,476 @@
+//! Stage: L7 inspection of the client-to-server bytes of flows whose
+//! policy rule carries an L7 clause (see docs/policy.md). Every request is
+//! decided before any of its bytes reach the server:
+//!
+//! - Segments are taken in sequence order. A segment that continues the
+//!   stream is fed to the parser (l7 crate); a retransmission of bytes the
+//!   server already has passes; anything else (a gap, an overlap with bytes
+//!   held or not yet seen) is dropped, and the client sends it again: the
+//!   server never gets bytes the policy did not see.
+//! - While a request head is incomplete, its segments are held (bounded,
+//!   see `l7flows`) and released in order once every request in them is
+//!   allowed. Bodies pass by their framing, uninspected.
+//! - A request the policy does not allow, or bytes the parser refuses as
+//!   malformed or ambiguous (smuggling, an oversized head), cut the
+//!   connection: the held segments and the offending one are dropped, and
+//!   both ends get a RST (the server at the first byte it has not seen,
+//!   the client at its segment's ACK). The flow stays cut.
+//!
+//! Replies (server to client) are not inspected.
+
+use l7::http::Event;
+
+use super::meta::{From, Meta, Next, Vector, ANSWER};
+use super::reject::{self, Toward};
+use super::Ctx;
+use crate::buffer::Buf;
+use crate::counters::DropReason;
+use crate::l7flows::{LastL7, Lent, Parser};
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    let mut i = 0;
+    while i < v.len() {
+        if v.meta[i].next == Next::Inspect {
+            v.meta[i].next = inspect(cx, v, i);
+        }
+        i += 1;
+    }
+}
+
+/// Where a client segment stands against the stream.
+enum Place {
+    /// Bytes the server already has (a retransmission): pass.
+    Old,
+    /// Continues the stream: feed from this offset of the payload.
+    Next,
+    /// A gap, or an overlap with bytes held or unseen: drop.
+    Elsewhere,
+}
+
+/// The TCP segment of an IPv4 frame: (seq, ack, flags, payload range).
+fn segment(f: &[u8], l3: usize) -> Option<(u32, u32, u8, std::ops::Range<usize>)> {
+    let ip = f.get(l3..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    let t = l3 + ihl;
+    let tcp = f.get(t..t + 20)?;
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let start = t + doff;
+    let end = (l3 + total).min(f.len());
+    (start <= end && doff >= 20).then_some((seq, ack, tcp[13], start..end))
+}
+
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+
+fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    let slot = m.l7;
+    let frame = v.frame(i);
+    let Some((seq, _ack, flags, payload)) = segment(frame, usize::from(m.pkt.l3)) else {
+        return Next::Drop(DropReason::L7Refused);
+    };
+    let Some(l) = cx.st.l7.get_mut(slot, m.flow) else {
+        // The flow's inspection state is gone (reclaimed): fail closed.
+        return Next::Drop(DropReason::L7Unavailable);
+    };
+    if l.denied {
+        return Next::Drop(DropReason::L7Refused);
+    }
+    if flags & RST != 0 {
+        // The client gave up: whatever was held will never be wanted.
+        cx.st.l7.release(slot, |_, b| cx.pool.put(b));
+        return Next::Switch;
+    }
+    if flags & SYN != 0 {
+        l.synced = true;
+        l.forwarded = seq.wrapping_add(1);
+        l.fed = l.forwarded;
+        return Next::Switch;
+    }
+    if !l.synced {
+        // Picked up mid-stream (no handshake seen): the parser cannot know
+        // where a request starts.
+        return cut(cx, v, i, LastL7::Refused("no_handshake"));
+    }
+    let len = payload.len() as u32;
+    if len == 0 {
+        return Next::Switch;
+    }
+    let end = seq.wrapping_add(len);
+    let place = if seq_le(end, l.forwarded) {
+        Place::Old
+    } else if seq == l.fed {
+        Place::Next
+    } else {
+        Place::Elsewhere
+    };
+    match place {
+        Place::Old => return Next::Switch,
+        Place::Elsewhere => return Next::Drop(DropReason::L7OutOfOrder),
+        Place::Next => {}
+    }
+    let t = cx.t;
+    let c = cx.c;
+    let q = cx.st.flows.get(m.flow).and_then(|e| {
+        let id = t.identity.as_ref()?;
+        Some(
+            id.policy
+                .query(&e.key, e.src_identity, Some(e.dst_identity)),
+        )
+    });
+    let decide = |first, req: &policy::L7Request<'_>| {
+        super::classify::decide_request(t, c, q.as_ref(), first, req)
+    };
+    let bytes = &frame[payload.clone()];
+    let l3 = usize::from(m.pkt.l3);
+    // The protocol first, when the rules ask for it.
+    let mut refeed = false;
+    if let Some(l) = cx.st.l7.get_mut(slot, m.flow) {
+        match l.parser {
+            Parser::Opaque => {
+                l.fed = end;
+                l.forwarded = end;
+                return Next::Switch;
+            }
+            Parser::Detect(mut d, ins) => match d.feed_client(bytes) {
+                l7::detect::Detection::NeedMore => {
+                    l.parser = Parser::Detect(d, ins);
+                    l.fed = end;
+                    return hold(cx, v, i, seq);
+                }
+                l7::detect::Detection::Known(p) => {
+                    let app = p;
+                    if ins.parses(app)
+                        && matches!(p, l7::detect::Proto::Http | l7::detect::Proto::Tls)
+                    {
+                        l.parser = match p {
+                            l7::detect::Proto::Tls => Parser::Tls(l7::tls::HelloStream::new()),
+                            _ => Parser::Http(l7::http::HttpStream::new()),
+                        };
+                        refeed = true;
+                    } else {
+                        l.requests += 1;
+                        let first = l.first_rule;
+                        if !judge(
+                            decide(first, &policy::L7Request::Detected(app)),
+                            &mut l.last,
+                        ) {
+                            let last = l.last;
+                            return cut(cx, v, i, last);
+                        }
+                        l.parser = Parser::Opaque;
+                        l.fed = end;
+                        release(cx, v, i, seq);
+                        if let Some(l) = cx.st.l7.get_mut(slot, m.flow) {
+                            l.forwarded = end;
+                        }
+                        return Next::Switch;
+                    }
+                }
+            },
+            Parser::Http(_) | Parser::Tls(_) => {}
+        }
+    }
+    // Feed the new bytes (after a detection, the held ones first); decide
+    // each request as it completes.
+    let Some(head) = cx.st.l7.head_for(slot) else {
+        return cut(cx, v, i, LastL7::Refused("head_buffers_exhausted"));
+    };
+    let verdict;
+    let buffered;
+    {
+        let Some((l, lent)) = cx.st.l7.parts(slot, head) else {
+            return Next::Drop(DropReason::L7Unavailable);
+        };
+        let crate::l7flows::L7Flow {
+            parser,
+            held,
+            held_n,
+            requests,
+            last,
+            first_rule,
+            ..
+        } = l;
+        let first = *first_rule;
+        let mut decide = |req: &policy::L7Request<'_>| decide(first, req);
+        let earlier = held
+            .iter()
+            .take(if refeed { *held_n } else { 0 })
+            .filter_map(|h| h.as_ref())
+            .filter_map(|(_, b)| {
+                let f = b.frame();
+                segment(f, l3).and_then(|(.., r)| f.get(r))
+            });
+        let mut out = (Feed::Pass, 0);
+        match (parser, lent) {
+            (Parser::Http(stream), Lent::Http(hb)) => {
+                for part in earlier.chain(std::iter::once(bytes)) {
+                    out = feed_http(stream, hb, part, requests, last, &mut decide);
+                    if matches!(out.0, Feed::Cut) {
+                        break;
+                    }
+                }
+            }
+            (Parser::Tls(stream), Lent::Tls(hb)) => {
+                for part in earlier.chain(std::iter::once(bytes)) {
+                    out = feed_tls(stream, hb, part, requests, last, &mut decide);
+                    if matches!(out.0, Feed::Cut) {
+                        break;
+                    }
+                }
+            }
+            _ => out = (Feed::Cut, 0),
+        }
+        (verdict, buffered) = out;
+        l.fed = end;
+    }
+    cx.st.l7.settle_head(slot, buffered);
+    if matches!(verdict, Feed::Cut) {
+        let last = cx.st.l7.get(slot).map_or(LastL7::Denied, |l| l.last);
+        return cut(cx, v, i, last);
+    }
+    if buffered > 0 {
+        // Mid-head: hold this segment until the head is decided.
+        return hold(cx, v, i, seq);
+    }
+    // Every request so far is allowed: what was held goes first, in order.
+    release(cx, v, i, seq);
+    if let Some(l) = cx.st.l7.get_mut(slot, m.flow) {
+        l.forwarded = end;
+    }
+    Next::Switch
+}
+
+/// Feed HTTP bytes; decide each request head as it completes.
+fn feed_http(
+    stream: &mut l7::http::HttpStream,
+    hb: &mut l7::http::HeadBuf,
+    bytes: &[u8],
+    requests: &mut u32,
+    last: &mut LastL7,
+    decide: &mut impl FnMut(&policy::L7Request<'_>) -> RequestVerdict,
+) -> (Feed, usize) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let (used, ev) = stream.feed(hb, &bytes[at..]);
+        at += used;
+        match ev {
+            Event::NeedMore { buffered } => return (Feed::Pass, buffered),
+            Event::Request(r) => {
+                *requests += 1;
+                if !judge(decide(&policy::L7Request::http(&r)), last) {
+                    return (Feed::Cut, 0);
+                }
+            }
+            Event::Body { .. } | Event::Opaque => {}
+            Event::Deny(reason) => {
+                *last = LastL7::Refused(reason.as_str());
+                return (Feed::Cut, 0);
+            }
+        }
+        if used == 0 {
+            break;
+        }
+    }
+    (Feed::Pass, 0)
+}
+
+/// Feed TLS bytes: the ClientHello is decided once; the rest of the
+/// connection is opaque.
+fn feed_tls(
+    stream: &mut l7::tls::HelloStream,
+    hb: &mut l7::tls::HelloBuf,
+    bytes: &[u8],
+    requests: &mut u32,
+    last: &mut LastL7,
+    decide: &mut impl FnMut(&policy::L7Request<'_>) -> RequestVerdict,
+) -> (Feed, usize) {
+    match stream.feed(hb, bytes).1 {
+        l7::tls::Event::NeedMore { buffered } => (Feed::Pass, buffered),
+        l7::tls::Event::Hello(h) => {
+            *requests += 1;
+            if judge(decide(&policy::L7Request::tls(&h)), last) {
+                (Feed::Pass, 0)
+            } else {
+                (Feed::Cut, 0)
+            }
+        }
+        l7::tls::Event::Done => (Feed::Pass, 0),
+        l7::tls::Event::Deny(reason) => {
+            *last = LastL7::Refused(reason.as_str());
+            (Feed::Cut, 0)
+        }
+    }
+}
+
+/// Record a request's verdict; whether it may go on.
+fn judge(v: RequestVerdict, last: &mut LastL7) -> bool {
+    *last = match v {
+        RequestVerdict::Allow => LastL7::Allowed,
+        RequestVerdict::WouldDeny => LastL7::WouldDeny,
+        RequestVerdict::Deny => {
+            *last = LastL7::Denied;
+            return false;
+        }
+    };
+    true
+}
+
+/// Hold packet `i` (sequence number `seq`) until its flow's head is
+/// decided; past the bounds, the connection is cut instead.
+fn hold(cx: &mut Ctx, v: &mut Vector, i: usize, seq: u32) -> Next {
+    let Some(buf) = v.bufs[i].take() else {
+        return Next::Done;
+    };
+    match cx.st.l7.hold(v.meta[i].l7, seq, buf) {
+        Ok(()) => {
+            cx.c.policy.l7_held.inc();
+            Next::Done
+        }
+        Err(buf) => {
+            v.bufs[i] = Some(buf);
+            cut(cx, v, i, LastL7::Refused("hold_overflow"))
+        }
+    }
+}
+
+/// Serial-number order of TCP sequence numbers: `a` at or before `b`.
+#[inline]
+fn seq_le(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a) < 1 << 31
+}
+
+enum Feed {
+    Pass,
+    Cut,
+}
+
+/// The policy's answer for one request.
+pub(super) enum RequestVerdict {
+    Allow,
+    /// Not allowed, but the mode forwards it (monitor, learn).
+    WouldDeny,
+    Deny,
+}
+
+/// Send slot's held segments ahead of packet `i`: the first takes `i`'s
+/// place in the vector, the rest and `i` itself follow at the end.
+fn release(cx: &mut Ctx, v: &mut Vector, i: usize, current_seq: u32) {
+    let m = v.meta[i];
+    let mut held: [Option<(u32, Buf)>; crate::l7flows::HOLD_PER_FLOW] =
+        std::array::from_fn(|_| None);
+    let mut n = 0;
+    cx.st.l7.release(m.l7, |seq, b| {
+        held[n] = Some((seq, b));
+        n += 1;
+    });
+    if n == 0 {
+        return;
+    }
+    let Some(current) = v.bufs[i].take() else {
+        return;
+    };
+    // Each keeps its own sequence number: the identity header's nonce,
+    // should the stamp stage re-stamp one.
+    let flags = m.pkt.tcp.map_or(0, |(f, _)| f);
+    let meta_for = |seq: u32| {
+        let mut out = Meta {
+            next: Next::Switch,
+            ..m
+        };
+        out.pkt.tcp = Some((flags, seq));
+        out
+    };
+    let mut rest = held.iter_mut().take(n).filter_map(Option::take);
+    if let Some((seq, first)) = rest.next() {
+        v.bufs[i] = Some(first);
+        v.meta[i] = meta_for(seq);
+    }
+    for (seq, b) in rest.chain(std::iter::once((current_seq, current))) {
+        if let Err(b) = v.push(b, meta_for(seq)) {
+            cx.pool.put(b);
+            cx.c.count_drop(DropReason::FloodOverflow);
+        }
+    }
+}
+
+/// Cut the connection: drop what was held and packet `i`, reset both ends.
+fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
+    let m = v.meta[i];
+    cx.st.l7.release(m.l7, |_, b| cx.pool.put(b));
+    let mut server_seq = None;
+    if let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) {
+        l.denied = true;
+        l.last = why;
+        server_seq = l.synced.then_some(l.forwarded);
+    }
+    cx.c.policy.l7_cut.inc();
+    let l3 = usize::from(m.pkt.l3);
+    let frame = v.frame(i);
+    let mut answers = [None, None];
+    let targets = [
+        server_seq.map(|seq| Toward::Server { seq }),
+        Some(Toward::Client),
+    ];
+    for (slot, to) in answers.iter_mut().zip(targets) {
+        let Some(to) = to else { continue };
+        let Some(mut b) = cx.pool.get() else { break };
+        b.set_len(crate::buffer::BUF_SIZE);
+        match reject::reset(frame, l3, to, b.frame_mut()) {
+            Some(n) => {
+                b.set_len(n);
+                *slot = Some((to, b));
+            }
+            None => cx.pool.put(b),
+        }
+    }
+    // The client-bound RST speaks for the server's identity.
+    let dst_identity = cx
+        .st
+        .flows
+        .get(m.flow)
+        .map_or(identity::IdentityId::UNAUTHENTICATED, |e| e.dst_identity);
+    for (to, b) in answers.into_iter().flatten() {
+        let mut am = Meta {
+            l7: crate::l7flows::NO_L7,
+            ..m
+        };
+        match to {
+            // Onward to the server, as the flow's own packets go.
+            Toward::Server { seq } => {
+                am.pkt.tcp = Some((RST, seq));
+                am.next = Next::Switch;
+            }
+            // Back where the client's packets came from.
+            Toward::Client => {
+                am.flags |= ANSWER;
+                am.flow = crate::flows::FlowRef::NONE;
+                am.src_identity = dst_identity;
+                am.pkt.key = m.pkt.key.reversed();
+                am.pkt.tcp = reject_seq(b.frame(), l3).map(|s| (RST, s));
+                am.pkt.kind = super::meta::Kind::Unknown;
+                am.next = match m.from {
+                    From::Port(p) => Next::Deliver(p),
+                    From::Peer(r) => Next::Encap(r),
+                    From::Router => Next::Done,
+                };
+            }
+        }
+        if let Err(b) = v.push(b, am) {
+            cx.pool.put(b);
+        }
+    }
+    Next::Drop(match why {
+        LastL7::Denied => DropReason::L7Denied,
+        _ => DropReason::L7Refused,
+    })
+}
+
+/// The sequence number of the RST just built (the identity header's nonce
+/// when it is stamped toward a warden).
+fn reject_seq(f: &[u8], l3: usize) -> Option<u32> {
+    segment(f, l3).map(|(seq, ..)| seq)
+}

@@ -1,0 +1,399 @@
+//! The state of inspected flows: the flows whose policy rule carries an L7
+//! clause, whose client-to-server bytes are parsed (l7 crate) and whose
+//! every request is decided before it reaches the server.
+//!
+//! Per flow: the parser's small state, where the stream stands (bytes up
+//! to `forwarded` reached the server; bytes up to `fed` went into the
+//! parser), and the segments held back while a request head is
+//! incomplete. Everything is allocated at start and bounded, because
+//! packets create it:
+//!
+//! - [`L7_FLOWS`] inspected flows per worker. A new inspected flow finds
+//!   the table full: it is refused (fail closed, counted `l7_unavailable`),
+//!   never admitted uninspected. Slots of flows that left the flow table
+//!   are reclaimed by a sweep in housekeeping (and on demand).
+//! - [`HOLD_PER_FLOW`] held segments per flow and [`HOLD_TOTAL`] per
+//!   worker (packet buffers come from the worker's pool, which receiving
+//!   needs too). A head spread over more segments than that is refused
+//!   (`l7_hold_overflow`), not passed.
+//! - [`HEAD_BUFS`] HTTP head buffers (8.5 KiB each) and [`HELLO_BUFS`]
+//!   ClientHello buffers (16 KiB) lent to flows whose head or hello is
+//!   split over segments; one that arrives in one segment is parsed where
+//!   it lies and needs none past the call. None free: the flow is refused.
+
+use l7::http::{HeadBuf, HttpStream};
+use l7::tls::{HelloBuf, HelloStream};
+
+use crate::buffer::{Buf, Pool};
+use crate::flows::FlowRef;
+
+/// Inspected flows per worker.
+pub const L7_FLOWS: usize = 4096;
+/// Segments one flow may have held back at a time.
+pub const HOLD_PER_FLOW: usize = 32;
+/// Segments held back per worker, all flows together.
+pub const HOLD_TOTAL: usize = 1024;
+/// Head buffers per worker, lent to flows in the middle of a split head.
+pub const HEAD_BUFS: usize = 128;
+/// ClientHello buffers per worker, lent to flows in the middle of a split
+/// hello.
+pub const HELLO_BUFS: usize = 32;
+
+/// No L7 slot.
+pub const NO_L7: u32 = u32::MAX;
+
+/// What is parsed on a flow.
+#[derive(Debug, Clone, Copy)]
+pub enum Parser {
+    /// The first client bytes decide the protocol; `Inspect` says which
+    /// protocols' clauses can decide this flow (their parser runs next).
+    Detect(l7::detect::Detector, policy::Inspect),
+    Http(HttpStream),
+    Tls(HelloStream),
+    /// Detected and allowed with no parser to run (a rule with only
+    /// `app`), or past the ClientHello: the rest passes.
+    Opaque,
+}
+
+/// The buffer lent to a flow's parser for one call.
+pub enum Lent<'a> {
+    Http(&'a mut HeadBuf),
+    Tls(&'a mut HelloBuf),
+}
+
+impl std::fmt::Debug for Lent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lent::Http(_) => "Lent::Http",
+            Lent::Tls(_) => "Lent::Tls",
+        })
+    }
+}
+
+/// The last L7 decision on a flow, for `warden flows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastL7 {
+    None,
+    Allowed,
+    /// Forwarded although the policy would deny it (monitor, learn).
+    WouldDeny,
+    /// Denied by the policy (the rule's clauses do not admit it).
+    Denied,
+    /// Malformed or ambiguous (the parser's reason), or held too long.
+    Refused(&'static str),
+}
+
+impl LastL7 {
+    pub fn name(self) -> &'static str {
+        match self {
+            LastL7::None => "-",
+            LastL7::Allowed => "allow",
+            LastL7::WouldDeny => "would_deny",
+            LastL7::Denied => "deny",
+            LastL7::Refused(r) => r,
+        }
+    }
+}
+
+/// One inspected flow.
+#[derive(Debug)]
+pub struct L7Flow {
+    /// The client-to-server entry of the flow table.
+    pub flow: FlowRef,
+    /// The rule that decided the flow at L4: requests are decided from it.
+    pub first_rule: policy::RuleId,
+    pub parser: Parser,
+    /// Sequence numbers: set from the SYN (or the first segment seen).
+    pub synced: bool,
+    pub forwarded: u32,
+    pub fed: u32,
+    /// Index of the head buffer lent to this flow, while mid-head.
+    pub head: Option<u16>,
+    /// Held segments, in arrival order, with their sequence numbers.
+    pub held: [Option<(u32, Buf)>; HOLD_PER_FLOW],
+    pub held_n: usize,
+    /// Reset: every later segment is dropped.
+    pub denied: bool,
+    pub requests: u32,
+    pub last: LastL7,
+}
+
+/// The inspected flows of one worker.
+pub struct L7Table {
+    slots: Vec<Option<L7Flow>>,
+    free: Vec<u32>,
+    heads: Vec<HeadBuf>,
+    free_heads: Vec<u16>,
+    hellos: Vec<HelloBuf>,
+    free_hellos: Vec<u16>,
+    held_total: usize,
+    sweep_at: usize,
+}
+
+impl std::fmt::Debug for L7Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L7Table")
+            .field("flows", &(self.slots.len() - self.free.len()))
+            .field("heads_free", &self.free_heads.len())
+            .field("held", &self.held_total)
+            .finish()
+    }
+}
+
+impl Default for L7Table {
+    fn default() -> Self {
+        L7Table::new()
+    }
+}
+
+impl L7Table {
+    pub fn new() -> L7Table {
+        L7Table {
+            slots: (0..L7_FLOWS).map(|_| None).collect(),
+            free: (0..L7_FLOWS as u32).rev().collect(),
+            heads: (0..HEAD_BUFS).map(|_| HeadBuf::new()).collect(),
+            free_heads: (0..HEAD_BUFS as u16).rev().collect(),
+            hellos: (0..HELLO_BUFS).map(|_| HelloBuf::new()).collect(),
+            free_hellos: (0..HELLO_BUFS as u16).rev().collect(),
+            held_total: 0,
+            sweep_at: 0,
+        }
+    }
+
+    /// Inspected flows now.
+    pub fn len(&self) -> usize {
+        L7_FLOWS - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Segments held now (all flows).
+    pub fn held(&self) -> usize {
+        self.held_total
+    }
+
+    /// A slot for `flow`, or None when the table is full even after
+    /// reclaiming the slots of flows `alive` says are gone.
+    pub fn open(
+        &mut self,
+        flow: FlowRef,
+        first_rule: policy::RuleId,
+        parser: Parser,
+        pool: &mut Pool,
+        alive: impl Fn(FlowRef) -> bool,
+    ) -> Option<u32> {
+        if self.free.is_empty() {
+            self.sweep(L7_FLOWS, pool, &alive);
+        }
+        let i = self.free.pop()?;
+        self.slots[i as usize] = Some(L7Flow {
+            flow,
+            first_rule,
+            parser,
+            synced: false,
+            forwarded: 0,
+            fed: 0,
+            head: None,
+            held: std::array::from_fn(|_| None),
+            held_n: 0,
+            denied: false,
+            requests: 0,
+            last: LastL7::None,
+        });
+        Some(i)
+    }
+
+    /// The flow in slot `i`, if it still belongs to `flow`.
+    #[inline]
+    pub fn get_mut(&mut self, i: u32, flow: FlowRef) -> Option<&mut L7Flow> {
+        self.slots
+            .get_mut(i as usize)?
+            .as_mut()
+            .filter(|l| l.flow == flow)
+    }
+
+    #[inline]
+    pub fn get(&self, i: u32) -> Option<&L7Flow> {
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    /// Close slot `i`: its held segments and head buffer go back.
+    pub fn close(&mut self, i: u32, pool: &mut Pool) {
+        let Some(slot) = self.slots.get_mut(i as usize) else {
+            return;
+        };
+        let Some(mut l) = slot.take() else {
+            return;
+        };
+        self.held_total -= l.held_n;
+        for h in l.held.iter_mut().take(l.held_n) {
+            if let Some((_, b)) = h.take() {
+                pool.put(b);
+            }
+        }
+        if let Some(h) = l.head.take() {
+            self.free_list(&l.parser).push(h);
+        }
+        self.free.push(i);
+    }
+
+    /// Close up to `n` slots' worth of flows that `alive` says left the
+    /// flow table, resuming where the last sweep stopped.
+    pub fn sweep(&mut self, n: usize, pool: &mut Pool, alive: &impl Fn(FlowRef) -> bool) {
+        for _ in 0..n.min(L7_FLOWS) {
+            let i = self.sweep_at;
+            self.sweep_at = (self.sweep_at + 1) % L7_FLOWS;
+            let dead = self.slots[i].as_ref().is_some_and(|l| !alive(l.flow));
+            if dead {
+                self.close(i as u32, pool);
+            }
+        }
+    }
+
+    /// Hold `buf` (sequence number `seq`) for slot `i`; hands it back when
+    /// the flow or the worker holds as many as it may.
+    pub fn hold(&mut self, i: u32, seq: u32, buf: Buf) -> Result<(), Buf> {
+        if self.held_total >= HOLD_TOTAL {
+            return Err(buf);
+        }
+        let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return Err(buf);
+        };
+        if l.held_n >= HOLD_PER_FLOW {
+            return Err(buf);
+        }
+        l.held[l.held_n] = Some((seq, buf));
+        l.held_n += 1;
+        self.held_total += 1;
+        Ok(())
+    }
+
+    /// Take slot `i`'s held segments, in the order they were held.
+    pub fn release(&mut self, i: u32, mut each: impl FnMut(u32, Buf)) {
+        let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        self.held_total -= l.held_n;
+        for h in l.held.iter_mut().take(l.held_n) {
+            if let Some((seq, b)) = h.take() {
+                each(seq, b);
+            }
+        }
+        l.held_n = 0;
+    }
+
+    fn free_list(&mut self, p: &Parser) -> &mut Vec<u16> {
+        match p {
+            Parser::Tls(_) => &mut self.free_hellos,
+            _ => &mut self.free_heads,
+        }
+    }
+
+    /// Lend slot `i` a buffer for its parser (its own if it has one); None
+    /// when all are lent.
+    pub fn head_for(&mut self, i: u32) -> Option<u16> {
+        let l = self.slots.get_mut(i as usize)?.as_mut()?;
+        if let Some(h) = l.head {
+            return Some(h);
+        }
+        let free = match l.parser {
+            Parser::Tls(_) => &mut self.free_hellos,
+            _ => &mut self.free_heads,
+        };
+        let h = free.pop()?;
+        l.head = Some(h);
+        Some(h)
+    }
+
+    /// Give slot `i`'s buffer back unless its parser still holds a partial
+    /// head or hello in it.
+    pub fn settle_head(&mut self, i: u32, buffered: usize) {
+        if buffered > 0 {
+            return;
+        }
+        let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Some(h) = l.head.take() {
+            match l.parser {
+                Parser::Tls(_) => self.free_hellos.push(h),
+                _ => self.free_heads.push(h),
+            }
+        }
+    }
+
+    /// Slot `i` and the buffer `head` lent to its parser, borrowed together.
+    pub fn parts(&mut self, i: u32, head: u16) -> Option<(&mut L7Flow, Lent<'_>)> {
+        let l = self.slots.get_mut(i as usize)?.as_mut()?;
+        let lent = match l.parser {
+            Parser::Tls(_) => Lent::Tls(self.hellos.get_mut(usize::from(head))?),
+            _ => Lent::Http(self.heads.get_mut(usize::from(head))?),
+        };
+        Some((l, lent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: u32) -> FlowRef {
+        FlowRef::for_tests(n)
+    }
+
+    #[test]
+    fn full_table_reclaims_dead_flows_and_otherwise_refuses() {
+        let mut pool = Pool::new(64);
+        let mut t = L7Table::new();
+        let p = Parser::Opaque;
+        for n in 0..L7_FLOWS as u32 {
+            assert!(t
+                .open(flow(n), policy::RuleId(0), p, &mut pool, |_| true)
+                .is_some());
+        }
+        assert!(t
+            .open(flow(99_999), policy::RuleId(0), p, &mut pool, |_| true)
+            .is_none());
+        // Flow 7 left the flow table: its slot is reclaimed.
+        let i = t.open(flow(99_999), policy::RuleId(0), p, &mut pool, |f| {
+            f != flow(7)
+        });
+        assert!(i.is_some());
+        assert_eq!(t.len(), L7_FLOWS);
+    }
+
+    #[test]
+    fn holding_is_bounded_per_flow_and_returns_buffers_on_close() {
+        let mut pool = Pool::new(64);
+        let mut t = L7Table::new();
+        let p = Parser::Http(HttpStream::new());
+        let i = t
+            .open(flow(1), policy::RuleId(0), p, &mut pool, |_| true)
+            .unwrap();
+        let before = pool.available();
+        for s in 0..HOLD_PER_FLOW as u32 {
+            let b = pool.get().unwrap();
+            assert!(t.hold(i, s, b).is_ok());
+        }
+        let extra = pool.get().unwrap();
+        let back = t.hold(i, 99, extra).expect_err("per-flow bound");
+        pool.put(back);
+        assert_eq!(t.held(), HOLD_PER_FLOW);
+        let mut seqs = Vec::new();
+        t.release(i, |s, b| {
+            seqs.push(s);
+            pool.put(b);
+        });
+        assert_eq!(seqs, (0..HOLD_PER_FLOW as u32).collect::<Vec<_>>());
+        assert_eq!(t.held(), 0);
+        let b = pool.get().unwrap();
+        t.hold(i, 5, b).unwrap();
+        let h = t.head_for(i).unwrap();
+        t.close(i, &mut pool);
+        assert_eq!(pool.available(), before, "every buffer back in the pool");
+        assert_eq!(t.head_for(i), None, "closed");
+        assert!(t.free_heads.contains(&h));
+    }
+}
