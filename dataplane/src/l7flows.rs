@@ -53,6 +53,8 @@ pub enum Parser {
     /// Detected and allowed with no parser to run (a rule with only
     /// `app`), or past the ClientHello: the rest passes.
     Opaque,
+    /// DNS over UDP: each query datagram is decided alone.
+    DnsUdp,
 }
 
 /// The buffer lent to a flow's parser for one call.

@@ -305,7 +305,11 @@ fn reject(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, dst: IdentityId) ->
     m.pkt.key = m.pkt.key.reversed();
     m.pkt.tcp = match kind {
         super::reject::Answer::TcpReset { seq } => Some((0x04, seq)),
-        super::reject::Answer::PortUnreachable => None,
+        super::reject::Answer::PortUnreachable => {
+            // An ICMP error: never stamped (stamp_answer goes by protocol).
+            m.pkt.key.flow.protocol = overlay::IpProtocol::ICMP;
+            None
+        }
     };
     m.pkt.kind = Kind::Unknown;
     match m.from {
@@ -489,8 +493,9 @@ fn recheck(
 }
 
 /// A new flow whose every request is decided: its entry, and its slot in
-/// the inspection table. Only TCP opened by a SYN can be inspected; a
-/// full table refuses the flow (never admitted uninspected).
+/// the inspection table. TCP opened by a SYN, and DNS over UDP, can be
+/// inspected; anything else, or a full table, refuses the flow (never
+/// admitted uninspected).
 fn inspected(
     cx: &mut Ctx,
     e: FlowEntry,
@@ -498,16 +503,23 @@ fn inspected(
     ins: policy::Inspect,
     tcp: Option<(u8, u32)>,
 ) -> Result<FlowRef, DropReason> {
-    let (Some(rule), Some((flags, _))) = (rule, tcp) else {
+    let Some(rule) = rule else {
         return Err(DropReason::L7Refused);
     };
-    if flags & super::meta::TCP_SYN == 0 {
-        return Err(DropReason::L7Refused);
-    }
+    let parser = match (e.key.flow.protocol, tcp) {
+        // Each datagram is a whole query: decided alone.
+        (overlay::IpProtocol::UDP, _) if ins.parses(l7::detect::Proto::Dns) => {
+            crate::l7flows::Parser::DnsUdp
+        }
+        (overlay::IpProtocol::TCP, Some((flags, _))) if flags & super::meta::TCP_SYN != 0 => {
+            let d = l7::detect::Detector::new(l7::detect::Transport::Tcp, e.key.flow.dst_port);
+            crate::l7flows::Parser::Detect(d, ins)
+        }
+        // Picked up mid-stream, or a protocol no clause here parses.
+        _ => return Err(DropReason::L7Refused),
+    };
     let r = insert(cx, e)?;
     let flows = &cx.st.flows;
-    let detector = l7::detect::Detector::new(l7::detect::Transport::Tcp, e.key.flow.dst_port);
-    let parser = crate::l7flows::Parser::Detect(detector, ins);
     let Some(slot) = cx
         .st
         .l7

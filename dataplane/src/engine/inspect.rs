@@ -68,6 +68,12 @@ const RST: u8 = 0x04;
 fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     let m = v.meta[i];
     let slot = m.l7;
+    if matches!(
+        cx.st.l7.get_mut(slot, m.flow).map(|l| l.parser),
+        Some(Parser::DnsUdp)
+    ) {
+        return dns_udp(cx, v, i);
+    }
     let frame = v.frame(i);
     let Some((seq, _ack, flags, payload)) = segment(frame, usize::from(m.pkt.l3)) else {
         return Next::Drop(DropReason::L7Refused);
@@ -171,7 +177,7 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
                     }
                 }
             },
-            Parser::Http(_) | Parser::Tls(_) => {}
+            Parser::Http(_) | Parser::Tls(_) | Parser::DnsUdp => {}
         }
     }
     // Feed the new bytes (after a detection, the held ones first); decide
@@ -317,6 +323,95 @@ fn judge(v: RequestVerdict, last: &mut LastL7) -> bool {
         }
     };
     true
+}
+
+/// A DNS query over UDP: decided alone; refused ones are answered REFUSED
+/// by warden in the server's name (clients fail fast), malformed ones
+/// (pointer loops, counts that lie) dropped.
+fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    let frame = v.frame(i);
+    let l3 = usize::from(m.pkt.l3);
+    let Some(udp) = frame
+        .get(l3..)
+        .and_then(|ip| frame.get(l3 + usize::from(ip.first()? & 0x0f) * 4 + 8..))
+    else {
+        return Next::Drop(DropReason::L7Refused);
+    };
+    let t = cx.t;
+    let c = cx.c;
+    let Some((first, q)) = cx.st.flows.get(m.flow).and_then(|e| {
+        let id = t.identity.as_ref()?;
+        let l = cx.st.l7.get(m.l7)?;
+        Some((
+            l.first_rule,
+            id.policy
+                .query(&e.key, e.src_identity, Some(e.dst_identity)),
+        ))
+    }) else {
+        return Next::Drop(DropReason::L7Unavailable);
+    };
+    let mut name = l7::dns::NameBuf::new();
+    let verdict = match l7::dns::parse_query(udp, &mut name) {
+        Ok(query) => {
+            let req = policy::L7Request::Dns {
+                name: query.question.name,
+            };
+            super::classify::decide_request(t, c, Some(&q), first, &req)
+        }
+        Err(reason) => {
+            if let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) {
+                l.last = LastL7::Refused(reason.as_str());
+            }
+            return Next::Drop(DropReason::L7Refused);
+        }
+    };
+    let allowed = {
+        let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) else {
+            return Next::Drop(DropReason::L7Unavailable);
+        };
+        l.requests += 1;
+        judge(verdict, &mut l.last)
+    };
+    if allowed {
+        return Next::Switch;
+    }
+    // REFUSED, from the server, back where the query came from.
+    let dst_identity = cx
+        .st
+        .flows
+        .get(m.flow)
+        .map_or(identity::IdentityId::UNAUTHENTICATED, |e| e.dst_identity);
+    if let Some(mut b) = cx.pool.get() {
+        b.set_len(crate::buffer::BUF_SIZE);
+        match reject::dns_refused(v.frame(i), l3, b.frame_mut()) {
+            Some(n) => {
+                b.set_len(n);
+                let mut am = Meta {
+                    l7: crate::l7flows::NO_L7,
+                    ..m
+                };
+                am.flags |= ANSWER;
+                am.flow = crate::flows::FlowRef::NONE;
+                am.src_identity = dst_identity;
+                am.pkt.key = m.pkt.key.reversed();
+                am.pkt.tcp = None;
+                am.pkt.kind = super::meta::Kind::Unknown;
+                am.next = match m.from {
+                    From::Port(p) => Next::Deliver(p),
+                    From::Peer(r) => Next::Encap(r),
+                    From::Router => Next::Done,
+                };
+                if let Err(b) = v.push(b, am) {
+                    cx.pool.put(b);
+                } else {
+                    cx.c.policy.reject_answers.inc();
+                }
+            }
+            None => cx.pool.put(b),
+        }
+    }
+    Next::Drop(DropReason::L7Denied)
 }
 
 /// Hold packet `i` (sequence number `seq`) until its flow's head is

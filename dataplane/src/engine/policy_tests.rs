@@ -644,3 +644,106 @@ tls = [{ server_names = ["*.orders.example"] }]
         }
     }
 }
+
+/// A DNS query datagram api:40000 -> db:53 for `name` (A IN).
+fn dns_query(name: &str, id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    udp_frame(q)
+}
+
+fn udp_frame(payload: Vec<u8>) -> Vec<u8> {
+    let mut udp = 40000u16.to_be_bytes().to_vec();
+    udp.extend_from_slice(&53u16.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend(payload);
+    let mut f = vec![0u8; 14 + 20];
+    f[0..6].copy_from_slice(&DB.0 .0);
+    f[6..12].copy_from_slice(&API.0 .0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let repr = ipv4::Repr {
+        src_addr: API.1,
+        dst_addr: DB.1,
+        protocol: IpProtocol::UDP,
+        payload_len: udp.len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 1,
+        dont_frag: true,
+    };
+    f.resize(14 + 20 + udp.len(), 0);
+    repr.emit(&mut ipv4::Packet::new_unchecked(&mut f[14..]))
+        .expect("sized");
+    f[34..].copy_from_slice(&udp);
+    f
+}
+
+#[test]
+fn dns_names_are_decided_per_query_and_refused_ones_answered_refused() {
+    let p = r#"
+[policy]
+[[policy.set]]
+name = "dns"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "udp"
+ports = [53]
+action = "allow"
+dns = [{ names = ["*.svc.example"] }]
+"#;
+    let mut n = nodes(p, p);
+    n.wl[0].send(&dns_query("Orders.SVC.example", 1));
+    n.pump();
+    assert_eq!(
+        collect(&n.wl[2]).len(),
+        1,
+        "an allowed name (0x20 mixed case) reaches db"
+    );
+    n.wl[0].send(&dns_query("evil.example", 2));
+    n.pump();
+    assert!(
+        collect(&n.wl[2]).is_empty(),
+        "a refused name never reaches db"
+    );
+    let answers = collect(&n.wl[0]);
+    assert_eq!(answers.len(), 1, "api gets an answer: {:?}", n.a.counters());
+    let eth = ethernet::Frame::new_checked(&answers[0][..]).unwrap();
+    let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+    let msg = &ip.payload()[8..];
+    assert_eq!(
+        (&msg[..2], msg[3] & 0x0f),
+        (&[0, 2][..], 5),
+        "REFUSED, same id"
+    );
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
+    // A compression pointer that points at itself: dropped, counted.
+    let mut bad = vec![0, 3, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    bad.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    n.wl[0].send(&udp_frame(bad));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty());
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Refused), 1);
+}
+
+#[test]
+fn ssh_on_an_http_only_rule_is_reset() {
+    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let seq = http_connection(&mut n);
+    n.wl[0].send(&data(seq, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"));
+    n.pump();
+    assert!(
+        collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()),
+        "no byte of the banner reaches db"
+    );
+    assert!(collect(&n.wl[0])
+        .iter()
+        .any(|f| segment(f).2.contains(tcp::Flags::RST)));
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
+}

@@ -194,6 +194,63 @@ pub fn reset(frame: &[u8], l3: usize, to: Toward, out: &mut [u8]) -> Option<usiz
     Some(total)
 }
 
+/// Build into `out` the REFUSED answer (RCODE 5, the question echoed, no
+/// records) to the DNS query over UDP in the IPv4 frame `frame` (L3 at
+/// `l3`), from the server it was for; returns its length. None when the
+/// datagram is not a well-formed query.
+pub fn dns_refused(frame: &[u8], l3: usize, out: &mut [u8]) -> Option<usize> {
+    let l2 = frame.get(..l3)?;
+    if l2.len() < ethernet::HEADER_LEN {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(frame.get(l3..)?).ok()?;
+    if ip.protocol() != IpProtocol::UDP || ip.frag_offset() != 0 {
+        return None;
+    }
+    let udp = ip.payload();
+    let (sport, dport) = (
+        u16::from_be_bytes([*udp.first()?, *udp.get(1)?]),
+        u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]),
+    );
+    let query = udp.get(8..)?;
+    let at = l3 + ipv4::HEADER_LEN + 8;
+    let room = out.len().checked_sub(at)?;
+    let msg = out.get_mut(at..at + query.len().min(room))?;
+    if msg.len() < query.len() {
+        return None;
+    }
+    msg.copy_from_slice(query);
+    let msg_len = l7::dns::refuse_in_place(msg).ok()?;
+    let udp_len = 8 + msg_len;
+    let total = at + msg_len;
+    out[..l3].copy_from_slice(l2);
+    out[..6].copy_from_slice(&l2[6..12]);
+    out[6..12].copy_from_slice(&l2[..6]);
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    let repr = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::UDP,
+        payload_len: udp_len,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    };
+    let (_, l3_out) = out.split_at_mut(l3);
+    let mut out_ip = ipv4::Packet::new_unchecked(&mut *l3_out);
+    repr.emit(&mut out_ip).ok()?;
+    let u = out_ip.payload_mut().get_mut(..udp_len)?;
+    u[0..2].copy_from_slice(&dport.to_be_bytes());
+    u[2..4].copy_from_slice(&sport.to_be_bytes());
+    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    u[6..8].copy_from_slice(&[0, 0]);
+    let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::UDP, udp_len as u32);
+    let c = !checksum::add(ph, checksum::sum(u));
+    u[6..8].copy_from_slice(&if c == 0 { 0xffff } else { c }.to_be_bytes());
+    Some(total)
+}
+
 enum Payload<'a> {
     Tcp([u8; tcp::HEADER_LEN]),
     Icmp(&'a [u8]),
@@ -358,6 +415,48 @@ mod tests {
             (t.flags(), t.seq_number(), t.dst_port()),
             (tcp::Flags::RST, 777, 40000)
         );
+    }
+
+    #[test]
+    fn dns_query_gets_refused_from_its_server() {
+        // ID 0xbeef, RD, one question: admin.example A IN.
+        let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["admin", "example"] {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut udp = vec![0x9c, 0x40, 0, 53];
+        udp.extend_from_slice(&((8 + q.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&q);
+        let (f, l3) = frame(IpProtocol::UDP, &udp, &[]);
+        let mut out = [0u8; 256];
+        let n = dns_refused(&f, l3, &mut out).unwrap();
+        let ip = check_ip(&out[..n], l3, IpProtocol::UDP);
+        let u = ip.payload();
+        assert_eq!(
+            (&u[0..2], &u[2..4]),
+            (&[0, 53][..], &[0x9c, 0x40][..]),
+            "ports swapped"
+        );
+        let ph = overlay::checksum::pseudo_header_v4(
+            ip.src_addr(),
+            ip.dst_addr(),
+            IpProtocol::UDP,
+            u.len() as u32,
+        );
+        assert_eq!(
+            overlay::checksum::add(ph, overlay::checksum::sum(u)),
+            0xffff
+        );
+        let msg = &u[8..];
+        assert_eq!(&msg[..2], &[0xbe, 0xef], "same id");
+        assert_eq!(msg[2] & 0x80, 0x80, "a response");
+        assert_eq!(msg[3] & 0x0f, 5, "REFUSED");
+        assert_eq!(&msg[12..], &q[12..], "the question echoed");
+        let (f, l3) = frame(IpProtocol::UDP, &[0, 1, 0, 53, 0, 10, 0, 0, 1, 2], &[]);
+        assert_eq!(dns_refused(&f, l3, &mut out), None, "not a query");
     }
 
     #[test]

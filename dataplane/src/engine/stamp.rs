@@ -108,20 +108,22 @@ fn stamp_one(cx: &mut Ctx, v: &mut Vector, i: usize, peer: u16) -> Result<(), Dr
     }
 }
 
-/// A `reject` answer toward a warden peer: a TCP RST vouched for by the
-/// identity of the destination it speaks for (the opener's warden takes
-/// it as the reply it is). ICMP answers, like every ICMP error, go
-/// unstamped.
+/// A `reject` answer toward a warden peer (a TCP RST, a DNS REFUSED)
+/// vouched for by the identity of the destination it speaks for (the
+/// opener's warden takes it as the reply it is). ICMP answers, like every
+/// ICMP error, go unstamped.
 fn stamp_answer(cx: &mut Ctx, v: &mut Vector, i: usize, peer: u16) -> Result<(), DropReason> {
     let m = v.meta[i];
-    let Some((_, seq)) = m.pkt.tcp else {
-        return Ok(());
+    let nonce = match (m.pkt.key.flow.protocol, m.pkt.tcp) {
+        (overlay::IpProtocol::TCP, Some((_, seq))) => seq,
+        (overlay::IpProtocol::UDP, _) => 0,
+        _ => return Ok(()),
     };
     let PeerIdent::Warden { id: wid, .. } = &cx.t.peers[usize::from(peer)].ident else {
         return Ok(());
     };
     let flow = m.pkt.key.flow;
-    let repr = mint(cx, *wid, m.vni, flow, m.src_identity, seq, 0)?;
+    let repr = mint(cx, *wid, m.vni, flow, m.src_identity, nonce, 0)?;
     let Some(buf) = v.bufs[i].as_mut() else {
         return Ok(());
     };
