@@ -5,13 +5,17 @@
 //! and the compiled form answers like `policy::reference::evaluate` on
 //! queries derived from the input (subjects including unknown and
 //! out-of-range ones, addresses at the edges of the policy's CIDRs, ports
-//! at the edges of its ranges). Never a panic, whatever the text.
+//! at the edges of its ranges, FQDN bits from the input). For inspected
+//! flows, `request` answers like `policy::reference::request` on HTTP,
+//! TLS, DNS and detected-protocol requests built from the input's bytes
+//! and the policy's own patterns. Never a panic, whatever the text.
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use policy::{Endpoint, FlowQuery, Selector, Subject};
+use l7::detect::Proto as App;
+use policy::{Endpoint, FlowQuery, L7Request, Selector, Subject};
 
 const BASE: &str = r#"[underlay]
 port = "uplink"
@@ -75,6 +79,22 @@ fuzz_target!(|data: &[u8]| {
             ports.extend([p.lo.wrapping_sub(1), p.lo, p.hi, p.hi.wrapping_add(1)]);
         }
     }
+    // Every string of every L7 clause, to build requests from.
+    let mut strings: Vec<&str> = Vec::new();
+    for (_, _, _, r) in spec.rules() {
+        match &r.l7 {
+            Some(policy::L7Clause::Http(v)) => v.iter().for_each(|e| {
+                strings.extend(e.methods.iter().chain(&e.paths).chain(&e.hosts).map(String::as_str))
+            }),
+            Some(policy::L7Clause::Tls(v)) => v.iter().for_each(|e| {
+                strings.extend(e.server_names.iter().chain(&e.alpn).map(String::as_str))
+            }),
+            Some(policy::L7Clause::Dns(v)) => {
+                v.iter().for_each(|e| strings.extend(e.names.iter().map(String::as_str)))
+            }
+            None => {}
+        }
+    }
     let n = docs.len() as u32;
     let subjects = [
         Subject::Identity(0),
@@ -106,12 +126,56 @@ fuzz_target!(|data: &[u8]| {
             },
             proto: protos[pick(i, 4, protos.len())],
             dst_port: ports[pick(i, 5, ports.len())],
-            dst_fqdns: 0,
+            dst_fqdns: pick(i, 6, 256) as u64,
         };
-        assert_eq!(
-            compiled.lookup(&q),
-            policy::reference::evaluate(spec, docs, &q),
-            "{q:?}"
-        );
+        let d = compiled.lookup(&q);
+        assert_eq!(d, policy::reference::evaluate(spec, docs, &q), "{q:?}");
+        let Some(from) = d.rule.filter(|_| d.l7) else {
+            continue;
+        };
+        // Requests: the policy's own strings and a few fixed ones.
+        let word = |k: usize| -> &[u8] {
+            let w: [&[u8]; 8] = [
+                b"GET",
+                b"POST",
+                b"/",
+                b"/orders/7",
+                b"api.example.com",
+                b"x.svc",
+                b"h2",
+                b"",
+            ];
+            match strings.get(pick(i, k, strings.len() + w.len())) {
+                Some(s) => s.as_bytes(),
+                None => w[pick(i, k, w.len())],
+            }
+        };
+        let alpn_wire = [2u8, b'h', b'2'];
+        let reqs = [
+            L7Request::Http {
+                method: word(7),
+                path: word(8),
+                host: Some((word(9), (pick(i, 10, 2) == 0).then_some(8080))),
+            },
+            L7Request::Http {
+                method: word(8),
+                path: word(7),
+                host: None,
+            },
+            L7Request::Tls {
+                sni: Some(word(9)),
+                alpn: l7::tls::Alpn::from_wire(&alpn_wire).expect("valid"),
+                ech: pick(i, 11, 4) == 0,
+            },
+            L7Request::Dns { name: word(10) },
+            L7Request::Detected([App::Http, App::Tls, App::Dns, App::Ssh, App::Unknown][pick(i, 12, 5)]),
+        ];
+        for req in &reqs {
+            assert_eq!(
+                compiled.request(&q, from, req),
+                policy::reference::request(spec, docs, &q, from, req),
+                "{req:?} {q:?}"
+            );
+        }
     }
 });
