@@ -194,6 +194,10 @@ pub struct PolicyCounters {
     pub l7_requests: Counter,
     pub l7_held: Counter,
     pub l7_cut: Counter,
+    /// Addresses learned from DNS answers for FQDN selectors, and answers
+    /// not learned because the table was full.
+    pub fqdn_learned: Counter,
+    pub fqdn_refused: Counter,
     /// The learn table as last published (copies, as `flow_rows`).
     pub learn_rows: std::sync::Mutex<Vec<crate::learn::LearnRecord>>,
 }

@@ -7,6 +7,7 @@ pub mod counters;
 pub mod engine;
 pub mod fdb;
 pub mod flows;
+pub mod fqdn;
 pub mod l7flows;
 pub mod learn;
 pub mod port;

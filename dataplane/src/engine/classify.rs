@@ -236,6 +236,15 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     if m.l7 != crate::l7flows::NO_L7 {
         return Next::Inspect;
     }
+    // An answer from a DNS server to the workload that asked.
+    if seen.verdict == Verdict::Reply
+        && m.pkt.key.flow.protocol == overlay::IpProtocol::UDP
+        && m.pkt.key.flow.src_port == 53
+    {
+        if let Some(b) = buf.as_ref() {
+            learn_fqdn(cx, b.frame(), usize::from(m.pkt.l3), seen.opener);
+        }
+    }
     Next::Switch
 }
 
@@ -247,6 +256,8 @@ struct Seen {
     egress: Egress,
     recheck: bool,
     l7: u32,
+    /// For a reply: who opened the flow.
+    opener: IdentityId,
 }
 
 impl Default for Seen {
@@ -257,6 +268,7 @@ impl Default for Seen {
             egress: Egress::Unknown,
             recheck: false,
             l7: crate::l7flows::NO_L7,
+            opener: IdentityId::UNAUTHENTICATED,
         }
     }
 }
@@ -269,6 +281,7 @@ impl Seen {
             egress: e.egress,
             recheck: e.recheck,
             l7: e.l7,
+            opener: e.dst_identity,
         }
     }
 }
@@ -609,6 +622,77 @@ fn routed_vni(t: &Tables, vni: u16, dst_mac: MacAddr, dst: IpAddr) -> Option<u16
     t.lookup_route(dst).map(|(out, _)| out)
 }
 
+/// The FQDN pattern bits the flow's destination address was learned for,
+/// for its source (0 when the policy names no FQDN).
+#[inline]
+pub(super) fn fqdn_bits(
+    st: &super::State,
+    p: &super::tables::PolicyTables,
+    src: IdentityId,
+    key: &Key,
+) -> u64 {
+    match key.flow.dst {
+        IpAddr::V4(a) if !p.compiled.fqdn_patterns().is_empty() => st.fqdn.mask(src, a, st.now_s),
+        _ => 0,
+    }
+}
+
+/// The policy question for the flow of entry `flow`, both identities as
+/// the entry knows them (a decided flow: the destination is known).
+pub(super) fn flow_query(
+    st: &super::State,
+    t: &Tables,
+    flow: FlowRef,
+) -> Option<policy::FlowQuery> {
+    let e = st.flows.get(flow)?;
+    let p = &t.identity.as_ref()?.policy;
+    let mut q = p.query(&e.key, e.src_identity, Some(e.dst_identity));
+    q.dst_fqdns = fqdn_bits(st, p, e.src_identity, &e.key);
+    Some(q)
+}
+
+/// A DNS answer coming back to the workload that asked (`querier`), on a
+/// flow the policy allowed: the addresses it gives for a name an FQDN
+/// selector matches become reachable for that workload until their TTL
+/// runs out (`fqdn.rs`).
+fn learn_fqdn(cx: &mut Ctx, frame: &[u8], l3: usize, querier: IdentityId) {
+    let Some(id) = &cx.t.identity else { return };
+    let patterns = id.policy.compiled.fqdn_patterns();
+    if patterns.is_empty() {
+        return;
+    }
+    let Some(msg) = frame
+        .get(l3..)
+        .and_then(|ip| frame.get(l3 + usize::from(ip.first()? & 0x0f) * 4 + 8..))
+    else {
+        return;
+    };
+    let mut name = l7::dns::NameBuf::new();
+    let mut addrs = [l7::dns::Addr::UNSPECIFIED; 16];
+    let Ok(answers) = l7::dns::parse_response(msg, &mut name, &mut addrs) else {
+        return;
+    };
+    let mut mask = 0u64;
+    for (k, pat) in patterns.iter().enumerate().take(64) {
+        if l7::pattern::name_matches(pat.as_bytes(), answers.question.name) {
+            mask |= 1 << k;
+        }
+    }
+    if mask == 0 {
+        return;
+    }
+    let now = cx.st.now_s;
+    for a in addrs.iter().take(answers.count) {
+        if let IpAddr::V4(v4) = a.ip {
+            if cx.st.fqdn.learn(querier, v4, mask, a.ttl, now) {
+                cx.c.policy.fqdn_learned.inc();
+            } else {
+                cx.c.policy.fqdn_refused.set(cx.st.fqdn.refused());
+            }
+        }
+    }
+}
+
 /// A new flow's policy decision and what comes with it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Decided {
@@ -680,7 +764,8 @@ pub(super) fn decide(
     }
     let dst = dst.or_else(|| destination(cx.t, id, key, dst_mac?));
     let p = &id.policy;
-    let q = p.query(key, src, dst);
+    let mut q = p.query(key, src, dst);
+    q.dst_fqdns = fqdn_bits(cx.st, p, src, key);
     let d = p.compiled.lookup(&q);
     let eff = d.effective();
     cx.c.policy.hit(d.rule, eff.would_deny);

@@ -120,13 +120,7 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     }
     let t = cx.t;
     let c = cx.c;
-    let q = cx.st.flows.get(m.flow).and_then(|e| {
-        let id = t.identity.as_ref()?;
-        Some(
-            id.policy
-                .query(&e.key, e.src_identity, Some(e.dst_identity)),
-        )
-    });
+    let q = super::classify::flow_query(cx.st, t, m.flow);
     let decide = |first, req: &policy::L7Request<'_>| {
         super::classify::decide_request(t, c, q.as_ref(), first, req)
     };
@@ -340,15 +334,8 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     };
     let t = cx.t;
     let c = cx.c;
-    let Some((first, q)) = cx.st.flows.get(m.flow).and_then(|e| {
-        let id = t.identity.as_ref()?;
-        let l = cx.st.l7.get(m.l7)?;
-        Some((
-            l.first_rule,
-            id.policy
-                .query(&e.key, e.src_identity, Some(e.dst_identity)),
-        ))
-    }) else {
+    let q = super::classify::flow_query(cx.st, t, m.flow);
+    let Some((first, q)) = cx.st.l7.get(m.l7).zip(q).map(|(l, q)| (l.first_rule, q)) else {
         return Next::Drop(DropReason::L7Unavailable);
     };
     let mut name = l7::dns::NameBuf::new();

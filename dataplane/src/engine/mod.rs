@@ -115,6 +115,8 @@ pub struct State {
     pub reject_tokens: u32,
     /// Inspected flows: parser state and held segments.
     pub l7: crate::l7flows::L7Table,
+    /// Addresses DNS answers made reachable (FQDN selectors).
+    pub fqdn: crate::fqdn::FqdnTable,
     denial_next: usize,
 }
 
@@ -244,6 +246,7 @@ impl Engine {
             learn: crate::learn::LearnTable::new(),
             reject_tokens: REJECT_ANSWERS_PER_SEC,
             l7: crate::l7flows::L7Table::new(),
+            fqdn: crate::fqdn::FqdnTable::new(),
         };
         counters.workers[worker]
             .flow_table
@@ -464,6 +467,7 @@ impl Engine {
             self.st.fdb.expire(now_s);
             self.st.router.tick(now_s, &mut self.expired);
             self.st.reject_tokens = REJECT_ANSWERS_PER_SEC;
+            self.st.fqdn.expire(now_s);
             // Inspection slots of flows that left the flow table.
             let flows = &self.st.flows;
             self.st

@@ -747,3 +747,77 @@ fn ssh_on_an_http_only_rule_is_reset() {
         .any(|f| segment(f).2.contains(tcp::Flags::RST)));
     assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
 }
+
+/// A DNS answer db:53 -> api:40000 for `name`: one A record.
+fn dns_answer(name: &str, addr: Ipv4Addr, ttl: u32) -> Vec<u8> {
+    let mut q = vec![0, 9, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    q.extend_from_slice(&ttl.to_be_bytes());
+    q.extend_from_slice(&[0, 4]);
+    q.extend_from_slice(&addr.octets());
+    let mut f = udp_frame(q);
+    // Turn api -> db:53 into db:53 -> api:40000.
+    let (macs, rest) = f.split_at_mut(12);
+    let (d, s) = macs.split_at_mut(6);
+    d.swap_with_slice(s);
+    let ip = &mut rest[2..];
+    let (a, b) = ip[12..20].split_at_mut(4);
+    a.swap_with_slice(b);
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = overlay::checksum::checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let (sp, dp) = ip[20..24].split_at_mut(2);
+    sp.swap_with_slice(dp);
+    f
+}
+
+#[test]
+fn fqdn_egress_admits_the_answered_address_and_no_other() {
+    let p = r#"
+[policy]
+[[policy.set]]
+name = "egress"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "udp"
+ports = [53]
+action = "allow"
+[[policy.set.rule]]
+from = ["api"]
+to = [{ fqdn = "*.example.com" }]
+proto = "tcp"
+ports = [443]
+action = "allow"
+"#;
+    let mut n = nodes(p, p);
+    let out = Ipv4Addr::new(203, 0, 113, 5);
+    let other = Ipv4Addr::new(203, 0, 113, 6);
+    let to = |ip| syn(API, (DB.0, ip, 0), 443);
+    // Before any answer: denied at api's warden.
+    n.wl[0].send(&to(out));
+    n.pump();
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyDenied), 1);
+    // api asks db (its DNS server) and gets an answer.
+    n.wl[0].send(&dns_query("api.example.com", 9));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    n.wl[2].send(&dns_answer("api.example.com", out, 60));
+    n.pump();
+    assert_eq!(collect(&n.wl[0]).len(), 1, "the answer reaches api");
+    assert_eq!(n.a.counters().policy.fqdn_learned.get(), 1);
+    // Now the answered address is reachable on 443; another one is not.
+    let before = n.underlay_a_to_b();
+    n.wl[0].send(&to(out));
+    n.pump();
+    assert_eq!(n.underlay_a_to_b(), before + 1, "the SYN left api's node");
+    n.wl[0].send(&to(other));
+    n.pump();
+    assert_eq!(n.underlay_a_to_b(), before + 1);
+    assert_eq!(Nodes::drops(&n.a, DropReason::PolicyDenied), 2);
+}
