@@ -661,10 +661,7 @@ fn learn_fqdn(cx: &mut Ctx, frame: &[u8], l3: usize, querier: IdentityId) {
     if patterns.is_empty() {
         return;
     }
-    let Some(msg) = frame
-        .get(l3..)
-        .and_then(|ip| frame.get(l3 + usize::from(ip.first()? & 0x0f) * 4 + 8..))
-    else {
+    let Some(msg) = super::inspect::udp_payload(frame, l3) else {
         return;
     };
     let mut name = l7::dns::NameBuf::new();

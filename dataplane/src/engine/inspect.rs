@@ -326,10 +326,7 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     let m = v.meta[i];
     let frame = v.frame(i);
     let l3 = usize::from(m.pkt.l3);
-    let Some(udp) = frame
-        .get(l3..)
-        .and_then(|ip| frame.get(l3 + usize::from(ip.first()? & 0x0f) * 4 + 8..))
-    else {
+    let Some(udp) = udp_payload(frame, l3) else {
         return Next::Drop(DropReason::L7Refused);
     };
     let t = cx.t;
@@ -399,6 +396,12 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         }
     }
     Next::Drop(DropReason::L7Denied)
+}
+
+/// The UDP payload of an IPv4 frame (L3 at `l3`).
+pub(super) fn udp_payload(frame: &[u8], l3: usize) -> Option<&[u8]> {
+    let ihl = usize::from(frame.get(l3)? & 0x0f) * 4;
+    frame.get(l3 + ihl + 8..)
 }
 
 /// Hold packet `i` (sequence number `seq`) until its flow's head is
