@@ -701,6 +701,9 @@ pub struct RawFlowRow {
     pub entry: FlowEntry,
     /// Engine seconds at publication.
     pub now: u32,
+    /// An inspected flow: the protocol its parser reads, the requests
+    /// decided, the last L7 verdict.
+    pub l7: Option<(&'static str, u32, crate::l7flows::LastL7)>,
 }
 
 /// One flow as `warden flows` shows it.
@@ -729,6 +732,8 @@ pub struct FlowRow {
     /// Allowed before the destination's identity was known; decided again
     /// at its first reply.
     pub recheck: bool,
+    /// Inspected flows: `PROTO REQUESTS LAST` (`http 3 deny`), else `-`.
+    pub l7: String,
     pub packets: u64,
     pub bytes: u64,
     pub age_secs: u32,
@@ -781,6 +786,10 @@ impl FlowRow {
                 (_, None) => "default".to_string(),
             },
             recheck: e.recheck,
+            l7: raw.l7.map_or_else(
+                || "-".to_string(),
+                |(app, n, last)| format!("{app} {n} {}", last.name()),
+            ),
             packets: e.packets,
             bytes: e.bytes,
             age_secs: raw.now.saturating_sub(e.created),

@@ -85,6 +85,19 @@ pub enum LastL7 {
     Refused(&'static str),
 }
 
+impl Parser {
+    /// What `warden flows` calls the parser.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Parser::Detect(..) => "detecting",
+            Parser::Http(_) => "http",
+            Parser::Tls(_) => "tls",
+            Parser::Opaque => "opaque",
+            Parser::DnsUdp => "dns",
+        }
+    }
+}
+
 impl LastL7 {
     pub fn name(self) -> &'static str {
         match self {

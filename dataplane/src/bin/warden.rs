@@ -306,7 +306,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:>9} {:>11}",
+        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:<24} {:>9} {:>11}",
         "vni",
         "proto",
         "source",
@@ -319,6 +319,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         "destination identity",
         "verdict",
         "rule",
+        "l7",
         "packets",
         "bytes"
     );
@@ -335,7 +336,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             dataplane::flows::FlowState::Unestablished => "unestablished",
         };
         println!(
-            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:>9} {:>11}",
+            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:<24} {:>9} {:>11}",
             r.vni,
             proto,
             format!("{}:{}", r.src, r.src_port),
@@ -353,6 +354,7 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
                 r.verdict.clone()
             },
             r.rule,
+            r.l7,
             r.packets,
             r.bytes
         );

@@ -543,14 +543,23 @@ impl Engine {
         rows.clear();
         let now = self.st.now_s;
         let room = rows.capacity();
-        for (_, e) in self.st.flows.iter().take(room) {
-            rows.push(RawFlowRow { entry: *e, now });
+        for (r, e) in self.st.flows.iter().take(room) {
+            let l7 = (e.l7 != crate::l7flows::NO_L7)
+                .then(|| self.st.l7.get(e.l7))
+                .flatten()
+                .filter(|l| l.flow == r)
+                .map(|l| (l.parser.name(), l.requests, l.last));
+            rows.push(RawFlowRow { entry: *e, now, l7 });
         }
         for e in self.st.denials.iter().rev() {
             if rows.len() >= room {
                 break;
             }
-            rows.push(RawFlowRow { entry: *e, now });
+            rows.push(RawFlowRow {
+                entry: *e,
+                now,
+                l7: None,
+            });
         }
     }
 
