@@ -220,6 +220,16 @@ impl L7Table {
         Some(i)
     }
 
+    /// Start slot `i`'s stream at `seq` (the handshake was seen elsewhere:
+    /// `seq` is the client's next sequence number, from the server's ACK).
+    pub fn sync(&mut self, i: u32, seq: u32) {
+        if let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) {
+            l.synced = true;
+            l.forwarded = seq;
+            l.fed = seq;
+        }
+    }
+
     /// The flow in slot `i`, if it still belongs to `flow`.
     #[inline]
     pub fn get_mut(&mut self, i: u32, flow: FlowRef) -> Option<&mut L7Flow> {

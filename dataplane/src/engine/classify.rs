@@ -201,7 +201,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
             Ok(()) => r,
             Err(reason) => return Next::Drop(reason),
         },
-        None => match new_flow(cx, m, origin, header_id, len) {
+        None => match new_flow(cx, m, origin, header_id, len, tcp_ack(b.frame(), m.pkt.l3)) {
             Ok(r) => {
                 if let Some(e) = cx.st.flows.get(r) {
                     seen = Seen::of(e);
@@ -246,6 +246,17 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
     }
     Next::Switch
+}
+
+/// The ACK number of a TCP segment carrying ACK (L3 at `l3`).
+fn tcp_ack(f: &[u8], l3: u16) -> Option<u32> {
+    let l3 = usize::from(l3);
+    if f.get(l3)? >> 4 != 4 || *f.get(l3 + 9)? != 6 {
+        return None;
+    }
+    let t = l3 + usize::from(f.get(l3)? & 0x0f) * 4;
+    let h = f.get(t..t + 14)?;
+    (h[13] & 0x10 != 0).then(|| u32::from_be_bytes([h[8], h[9], h[10], h[11]]))
 }
 
 /// What later stages need from a packet's flow entry.
@@ -398,6 +409,7 @@ fn new_flow(
     origin: Origin,
     header_id: Option<IdentityId>,
     len: u64,
+    reply_ack: Option<u32>,
 ) -> Result<FlowRef, (DropReason, IdentityId)> {
     let none = |reason| (reason, IdentityId::UNAUTHENTICATED);
     let (vni, pkt) = (m.vni, &m.pkt);
@@ -423,7 +435,7 @@ fn new_flow(
             return Err(none(DropReason::ReplyWrongOrigin));
         }
         if f.recheck {
-            recheck(cx, fwd, &f, src).map_err(none)?;
+            recheck(cx, fwd, &f, src, reply_ack).map_err(none)?;
         }
         // A flooded flow takes its first reply's origin as its egress: later
         // "replies" from elsewhere are refused.
@@ -483,6 +495,7 @@ fn recheck(
     fwd: FlowRef,
     f: &FlowEntry,
     responder: IdentityId,
+    reply_ack: Option<u32>,
 ) -> Result<(), DropReason> {
     cx.c.policy.rechecked.inc();
     let d = decide(cx, &f.key, None, f.src_identity, Some(responder));
@@ -502,6 +515,20 @@ fn recheck(
         e.dst_identity = responder;
         e.recheck = false;
     }
+    // Now known to be an L7 rule's flow: inspected here from now on (the
+    // destination may be no warden's: an address outside, an FQDN). The
+    // reply's ACK is where the client's bytes start.
+    if let (Some(ins), Some(rule)) = (d.inspect, d.rule) {
+        let is_tcp = f.key.flow.protocol == overlay::IpProtocol::TCP;
+        let sync = if is_tcp { reply_ack } else { None };
+        match parser_for(&f.key, ins, is_tcp && sync.is_some()) {
+            Some(p) => open_inspection(cx, fwd, rule, p, sync)?,
+            None => {
+                cx.st.flows.remove(fwd);
+                return Err(DropReason::L7Refused);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -516,22 +543,41 @@ fn inspected(
     ins: policy::Inspect,
     tcp: Option<(u8, u32)>,
 ) -> Result<FlowRef, DropReason> {
-    let Some(rule) = rule else {
-        return Err(DropReason::L7Refused);
-    };
-    let parser = match (e.key.flow.protocol, tcp) {
-        // Each datagram is a whole query: decided alone.
-        (overlay::IpProtocol::UDP, _) if ins.parses(l7::detect::Proto::Dns) => {
-            crate::l7flows::Parser::DnsUdp
-        }
-        (overlay::IpProtocol::TCP, Some((flags, _))) if flags & super::meta::TCP_SYN != 0 => {
-            let d = l7::detect::Detector::new(l7::detect::Transport::Tcp, e.key.flow.dst_port);
-            crate::l7flows::Parser::Detect(d, ins)
-        }
-        // Picked up mid-stream, or a protocol no clause here parses.
-        _ => return Err(DropReason::L7Refused),
-    };
+    let syn = tcp.is_some_and(|(flags, _)| flags & super::meta::TCP_SYN != 0);
+    // Picked up mid-stream, or a protocol no clause here parses: refused.
+    let parser = parser_for(&e.key, ins, syn).ok_or(DropReason::L7Refused)?;
+    let rule = rule.ok_or(DropReason::L7Refused)?;
     let r = insert(cx, e)?;
+    open_inspection(cx, r, rule, parser, None)?;
+    Ok(r)
+}
+
+/// The parser a flow of `key` starts with: detection on TCP opened by a
+/// SYN (`syn`), DNS queries on UDP when a DNS clause can decide them.
+fn parser_for(key: &Key, ins: policy::Inspect, syn: bool) -> Option<crate::l7flows::Parser> {
+    match key.flow.protocol {
+        // Each datagram is a whole query: decided alone.
+        overlay::IpProtocol::UDP if ins.parses(l7::detect::Proto::Dns) => {
+            Some(crate::l7flows::Parser::DnsUdp)
+        }
+        overlay::IpProtocol::TCP if syn => {
+            let d = l7::detect::Detector::new(l7::detect::Transport::Tcp, key.flow.dst_port);
+            Some(crate::l7flows::Parser::Detect(d, ins))
+        }
+        _ => None,
+    }
+}
+
+/// Give flow `r` an inspection slot (synchronised at `sync`, the client's
+/// next sequence number, when the handshake is already past); a full
+/// table refuses the flow: its entry goes.
+fn open_inspection(
+    cx: &mut Ctx,
+    r: FlowRef,
+    rule: policy::RuleId,
+    parser: crate::l7flows::Parser,
+    sync: Option<u32>,
+) -> Result<(), DropReason> {
     let flows = &cx.st.flows;
     let Some(slot) = cx
         .st
@@ -541,10 +587,13 @@ fn inspected(
         cx.st.flows.remove(r);
         return Err(DropReason::L7Unavailable);
     };
+    if let Some(seq) = sync {
+        cx.st.l7.sync(slot, seq);
+    }
     if let Some(entry) = cx.st.flows.get_mut(r) {
         entry.l7 = slot;
     }
-    Ok(r)
+    Ok(())
 }
 
 /// The policy's answer to one request of an inspected flow whose L4

@@ -178,9 +178,17 @@ fn syn(from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr, u16), port: u16) 
     tcp_frame(from, (to.0, to.1, port), tcp::Flags::SYN, 1000, &[])
 }
 
+/// The answer to [`syn`]: it acknowledges the client's ISN 1000.
 fn syn_ack(from: (MacAddr, Ipv4Addr, u16), port: u16, to: (MacAddr, Ipv4Addr, u16)) -> Vec<u8> {
     let f = tcp::Flags(tcp::Flags::SYN.0 | tcp::Flags::ACK.0);
-    tcp_frame((from.0, from.1, port), to, f, 9000, &[])
+    let mut frame = tcp_frame((from.0, from.1, port), to, f, 9000, &[]);
+    let mut t = tcp::Packet::new_unchecked(&mut frame[34..]);
+    t.set_ack_number(1001);
+    t.fill_checksum(&overlay::PseudoHeader::V4 {
+        src: from.1,
+        dst: to.1,
+    });
+    frame
 }
 
 /// The TCP segment in an Ethernet/IPv4 frame: (src, dst, flags, seq, ack).
@@ -467,6 +475,21 @@ action = "allow"
 http = [{ methods = ["GET"], paths = ["/orders", "/orders/*"] }]
 "#;
 
+/// api's warden lets api reach db:8080 at L4 only, so these tests see the
+/// destination's warden inspect (the opener's own inspection has its own
+/// test below).
+const L4_8080: &str = r#"
+[policy]
+[[policy.set]]
+name = "out"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [8080]
+action = "allow"
+"#;
+
 /// A connection api:40000 -> db:8080 through both engines, handshake done;
 /// returns the next client sequence number.
 fn http_connection(n: &mut Nodes) -> u32 {
@@ -497,7 +520,7 @@ fn payload(f: &[u8]) -> Vec<u8> {
 
 #[test]
 fn http_requests_are_decided_one_by_one_and_a_denied_one_resets_both_ends() {
-    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
     let mut seq = http_connection(&mut n);
     let get = b"GET /orders/7 HTTP/1.1\r\nHost: db\r\n\r\n";
     n.wl[0].send(&data(seq, get));
@@ -532,7 +555,7 @@ fn http_requests_are_decided_one_by_one_and_a_denied_one_resets_both_ends() {
 
 #[test]
 fn a_split_head_is_held_until_complete_and_out_of_order_bytes_never_pass() {
-    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
     let seq = http_connection(&mut n);
     let head = b"GET /orders/../orders/9 HTTP/1.1\r\nHost: db\r\n\r\n";
     let (a, b) = head.split_at(9);
@@ -566,7 +589,7 @@ fn smuggling_and_an_unnormalisable_path_are_refused() {
         &b"GET /%61dmin HTTP/1.1\r\nHost: db\r\n\r\n"[..],
         &b"get /orders HTTP/1.1\r\nHost: db\r\n\r\n"[..],
     ] {
-        let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+        let mut n = nodes(L4_8080, HTTP_ORDERS);
         let seq = http_connection(&mut n);
         n.wl[0].send(&data(seq, bad));
         n.pump();
@@ -621,7 +644,7 @@ action = "allow"
 tls = [{ server_names = ["*.orders.example"] }]
 "#;
     for (sni, allowed) in [("eu.orders.example", true), ("admin.example", false)] {
-        let mut n = nodes(p, p);
+        let mut n = nodes(L4_8080, p);
         let seq = http_connection(&mut n);
         let hello = client_hello(sni);
         // Split over two segments: held, then decided.
@@ -729,12 +752,14 @@ dns = [{ names = ["*.svc.example"] }]
     n.wl[0].send(&udp_frame(bad));
     n.pump();
     assert!(collect(&n.wl[2]).is_empty());
-    assert_eq!(Nodes::drops(&n.b, DropReason::L7Refused), 1);
+    // The REFUSED answer confirmed the flow at api's warden too, which now
+    // inspects it as well: the malformed query stops there.
+    assert_eq!(Nodes::drops(&n.a, DropReason::L7Refused), 1);
 }
 
 #[test]
 fn ssh_on_an_http_only_rule_is_reset() {
-    let mut n = nodes(HTTP_ORDERS, HTTP_ORDERS);
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
     let seq = http_connection(&mut n);
     n.wl[0].send(&data(seq, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"));
     n.pump();
@@ -820,4 +845,57 @@ action = "allow"
     n.pump();
     assert_eq!(n.underlay_a_to_b(), before + 1);
     assert_eq!(Nodes::drops(&n.a, DropReason::PolicyDenied), 2);
+}
+
+#[test]
+fn the_openers_warden_inspects_once_the_reply_confirms_an_l7_rule() {
+    // a (api's warden) requires the server name; b lets anything to 443.
+    let a = r#"
+[policy]
+[[policy.set]]
+name = "out"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [443]
+action = "allow"
+tls = [{ server_names = ["db.example"] }]
+"#;
+    let b = r#"
+[policy]
+[[policy.set]]
+name = "in"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [443]
+action = "allow"
+"#;
+    for (sni, allowed) in [("db.example", true), ("exfil.example", false)] {
+        let mut n = nodes(a, b);
+        let db = (DB.0, DB.1, 443);
+        n.wl[0].send(&tcp_frame(API, db, tcp::Flags::SYN, 1000, &[]));
+        n.pump();
+        assert_eq!(collect(&n.wl[2]).len(), 1);
+        n.wl[2].send(&syn_ack(DB, 443, API));
+        n.pump();
+        assert_eq!(collect(&n.wl[0]).len(), 1);
+        let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
+        n.wl[0].send(&tcp_frame(API, db, f, 1001, &client_hello(sni)));
+        n.pump();
+        let got = collect(&n.wl[2]);
+        if allowed {
+            assert_eq!(got.len(), 1, "{sni}");
+        } else {
+            assert!(got.iter().all(|f| payload(f).is_empty()), "{sni}: cut at a");
+            assert_eq!(Nodes::drops(&n.a, DropReason::L7Denied), 1, "{sni}");
+            assert_eq!(
+                n.b.counters().policy.l7_requests.get(),
+                0,
+                "b never inspected"
+            );
+        }
+    }
 }
