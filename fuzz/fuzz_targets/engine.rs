@@ -125,6 +125,38 @@ identity = "batch"
 [[policy.set]]
 name = "fuzz"
 
+# L7 first (the inspect stage: detection, HTTP, TLS, DNS, holding, cuts).
+[[policy.set.rule]]
+from = ["api", "unauthenticated"]
+to = ["db"]
+proto = "tcp"
+ports = [80]
+action = "allow"
+http = [{ methods = ["GET"], paths = ["/a/**"] }]
+
+[[policy.set.rule]]
+from = ["api", "unauthenticated"]
+to = ["db"]
+proto = "tcp"
+ports = [443]
+action = "allow"
+tls = [{ server_names = ["*.x.example"] }]
+
+[[policy.set.rule]]
+from = ["api", "unauthenticated"]
+to = ["db"]
+proto = "udp"
+ports = [53]
+action = "allow"
+dns = [{ names = ["*.x.example"] }]
+
+[[policy.set.rule]]
+from = ["api", "unauthenticated"]
+to = ["db"]
+proto = "tcp"
+ports = [80, 443]
+action = "reject"
+
 [[policy.set.rule]]
 from = ["api", "batch", "unauthenticated"]
 to = ["db"]
