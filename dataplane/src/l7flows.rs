@@ -41,6 +41,9 @@ pub const HELLO_BUFS: usize = 32;
 
 /// No L7 slot.
 pub const NO_L7: u32 = u32::MAX;
+/// On a reply entry's `l7`: the slot of its flow, whose server's sequence
+/// numbers its packets show (they are not inspected).
+pub const SERVER_SIDE: u32 = 1 << 31;
 
 /// What is parsed on a flow.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +132,12 @@ pub struct L7Flow {
     pub held_n: usize,
     /// Reset: every later segment is dropped.
     pub denied: bool,
+    /// Retransmissions of held bytes seen (see the inspect stage).
+    pub stalls: u8,
+    /// The reply direction's entry, and the server's next sequence number
+    /// as its segments show it (where a RST to the client must be).
+    pub reply: FlowRef,
+    pub server_next: Option<u32>,
     pub requests: u32,
     pub last: LastL7,
 }
@@ -214,6 +223,9 @@ impl L7Table {
             held: std::array::from_fn(|_| None),
             held_n: 0,
             denied: false,
+            stalls: 0,
+            reply: FlowRef::NONE,
+            server_next: None,
             requests: 0,
             last: LastL7::None,
         });
@@ -228,6 +240,29 @@ impl L7Table {
             l.forwarded = seq;
             l.fed = seq;
         }
+    }
+
+    /// Tie slot `i` to its flow's reply entry.
+    pub fn set_reply(&mut self, i: u32, reply: FlowRef) {
+        if let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) {
+            l.reply = reply;
+        }
+    }
+
+    /// Record the server's segment (`seq`, `len` counting SYN and FIN) on
+    /// the slot whose reply entry is `reply`.
+    pub fn server_segment(&mut self, i: u32, reply: FlowRef, seq: u32, len: u32) {
+        let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if l.reply != reply {
+            return;
+        }
+        let next = seq.wrapping_add(len);
+        l.server_next = match l.server_next {
+            Some(n) if next.wrapping_sub(n) >= 1 << 31 => Some(n),
+            _ => Some(next),
+        };
     }
 
     /// The flow in slot `i`, if it still belongs to `flow`.

@@ -234,7 +234,18 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
     }
     if m.l7 != crate::l7flows::NO_L7 {
-        return Next::Inspect;
+        if m.l7 & crate::l7flows::SERVER_SIDE == 0 {
+            return Next::Inspect;
+        }
+        // A server's segment of an inspected flow: only its sequence.
+        let slot = m.l7 & !crate::l7flows::SERVER_SIDE;
+        m.l7 = crate::l7flows::NO_L7;
+        if let Some((seq, _, flags, payload)) =
+            super::inspect::segment(b.frame(), usize::from(m.pkt.l3))
+        {
+            let len = payload.len() as u32 + u32::from(flags & 0x03 != 0);
+            cx.st.l7.server_segment(slot, r, seq, len);
+        }
     }
     // An answer from a DNS server to the workload that asked.
     if seen.verdict == Verdict::Reply
@@ -455,8 +466,17 @@ fn new_flow(
         e.dst_identity = f.src_identity;
         let r = insert(cx, e).map_err(none)?;
         // Mutual: the forward entry learns who answered.
+        let mut inspected = crate::l7flows::NO_L7;
         if let Some(f) = cx.st.flows.get_mut(fwd) {
             f.dst_identity = src;
+            inspected = f.l7;
+        }
+        // An inspected flow's replies show where the server's stream is.
+        if inspected != crate::l7flows::NO_L7 {
+            cx.st.l7.set_reply(inspected, r);
+            if let Some(e) = cx.st.flows.get_mut(r) {
+                e.l7 = inspected | crate::l7flows::SERVER_SIDE;
+            }
         }
         cx.st.flows.establish(r);
         cx.st.flows.establish(fwd);

@@ -37,18 +37,8 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     }
 }
 
-/// Where a client segment stands against the stream.
-enum Place {
-    /// Bytes the server already has (a retransmission): pass.
-    Old,
-    /// Continues the stream: feed from this offset of the payload.
-    Next,
-    /// A gap, or an overlap with bytes held or unseen: drop.
-    Elsewhere,
-}
-
 /// The TCP segment of an IPv4 frame: (seq, ack, flags, payload range).
-fn segment(f: &[u8], l3: usize) -> Option<(u32, u32, u8, std::ops::Range<usize>)> {
+pub(super) fn segment(f: &[u8], l3: usize) -> Option<(u32, u32, u8, std::ops::Range<usize>)> {
     let ip = f.get(l3..)?;
     let ihl = usize::from(ip.first()? & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
@@ -63,6 +53,10 @@ fn segment(f: &[u8], l3: usize) -> Option<(u32, u32, u8, std::ops::Range<usize>)
 }
 
 const SYN: u8 = 0x02;
+/// Retransmissions of held bytes (and nothing new) a flow is given before
+/// its connection is cut: a head split over more segments than the
+/// client's window, which waits for an acknowledgement nobody sends.
+const STALLS_BEFORE_CUT: u8 = 3;
 const RST: u8 = 0x04;
 
 fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
@@ -106,18 +100,29 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         return Next::Switch;
     }
     let end = seq.wrapping_add(len);
-    let place = if seq_le(end, l.forwarded) {
-        Place::Old
-    } else if seq == l.fed {
-        Place::Next
-    } else {
-        Place::Elsewhere
-    };
-    match place {
-        Place::Old => return Next::Switch,
-        Place::Elsewhere => return Next::Drop(DropReason::L7OutOfOrder),
-        Place::Next => {}
+    // Where the segment stands: bytes the server has pass; bytes held are
+    // not sent twice; a gap waits for the client to fill it.
+    if seq_le(end, l.forwarded) {
+        return Next::Switch;
     }
+    if !seq_le(seq, l.fed) {
+        return Next::Drop(DropReason::L7OutOfOrder);
+    }
+    if seq_le(end, l.fed) {
+        // Only bytes already held: the client retransmits because nothing
+        // was acknowledged. Once or twice may be a lost segment; past
+        // that, its window is spent and it will not send the rest of the
+        // head: fail closed, and say so, rather than hang.
+        l.stalls += 1;
+        if l.stalls < STALLS_BEFORE_CUT {
+            return Next::Drop(DropReason::L7OutOfOrder);
+        }
+        return cut(cx, v, i, LastL7::Refused("head_stalled"));
+    }
+    // New bytes start here (a retransmission may repeat held ones first:
+    // the server drops what it already has).
+    let skip = l.fed.wrapping_sub(seq) as usize;
+    let payload = payload.start + skip..payload.end;
     let t = cx.t;
     let c = cx.c;
     let q = super::classify::flow_query(cx.st, t, m.flow);
@@ -487,18 +492,28 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
     let m = v.meta[i];
     cx.st.l7.release(m.l7, |_, b| cx.pool.put(b));
     let mut server_seq = None;
+    let mut client_seq = None;
     if let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) {
         l.denied = true;
         l.last = why;
         server_seq = l.synced.then_some(l.forwarded);
+        client_seq = l.server_next;
     }
     cx.c.policy.l7_cut.inc();
     let l3 = usize::from(m.pkt.l3);
     let frame = v.frame(i);
-    let mut answers = [None, None];
+    // The client accepts a RST only at exactly the next byte it expects
+    // (RFC 5961): the segment's ACK, or, when the server's answer to an
+    // earlier request reached it meanwhile, the server's next byte. Both
+    // are sent when they differ; the other is ignored.
+    let mut answers = [None, None, None];
+    let seg_ack = segment(frame, usize::from(m.pkt.l3)).map(|(_, ack, ..)| ack);
     let targets = [
         server_seq.map(|seq| Toward::Server { seq }),
-        Some(Toward::Client),
+        Some(Toward::Client { seq: None }),
+        client_seq
+            .filter(|s| Some(*s) != seg_ack)
+            .map(|s| Toward::Client { seq: Some(s) }),
     ];
     for (slot, to) in answers.iter_mut().zip(targets) {
         let Some(to) = to else { continue };
@@ -530,7 +545,7 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
                 am.next = Next::Switch;
             }
             // Back where the client's packets came from.
-            Toward::Client => {
+            Toward::Client { .. } => {
                 am.flags |= ANSWER;
                 am.flow = crate::flows::FlowRef::NONE;
                 am.src_identity = dst_identity;

@@ -181,14 +181,7 @@ fn syn(from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr, u16), port: u16) 
 /// The answer to [`syn`]: it acknowledges the client's ISN 1000.
 fn syn_ack(from: (MacAddr, Ipv4Addr, u16), port: u16, to: (MacAddr, Ipv4Addr, u16)) -> Vec<u8> {
     let f = tcp::Flags(tcp::Flags::SYN.0 | tcp::Flags::ACK.0);
-    let mut frame = tcp_frame((from.0, from.1, port), to, f, 9000, &[]);
-    let mut t = tcp::Packet::new_unchecked(&mut frame[34..]);
-    t.set_ack_number(1001);
-    t.fill_checksum(&overlay::PseudoHeader::V4 {
-        src: from.1,
-        dst: to.1,
-    });
-    frame
+    with_ack(tcp_frame((from.0, from.1, port), to, f, 9000, &[]), 1001)
 }
 
 /// The TCP segment in an Ethernet/IPv4 frame: (src, dst, flags, seq, ack).
@@ -503,9 +496,22 @@ fn http_connection(n: &mut Nodes) -> u32 {
     1001
 }
 
+/// A client data segment; it acknowledges the server's SYN-ACK (9000).
 fn data(seq: u32, bytes: &[u8]) -> Vec<u8> {
     let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
-    tcp_frame(API, (DB.0, DB.1, 8080), f, seq, bytes)
+    with_ack(tcp_frame(API, (DB.0, DB.1, 8080), f, seq, bytes), 9001)
+}
+
+/// `frame` (Ethernet/IPv4/TCP, no options) with ACK number `ack`.
+fn with_ack(mut frame: Vec<u8>, ack: u32) -> Vec<u8> {
+    let (src, dst) = {
+        let ip = ipv4::Packet::new_checked(&frame[14..]).expect("ipv4");
+        (ip.src_addr(), ip.dst_addr())
+    };
+    let mut t = tcp::Packet::new_unchecked(&mut frame[34..]);
+    t.set_ack_number(ack);
+    t.fill_checksum(&overlay::PseudoHeader::V4 { src, dst });
+    frame
 }
 
 /// The payload of a captured TCP frame.
@@ -898,4 +904,52 @@ action = "allow"
             );
         }
     }
+}
+
+#[test]
+fn a_head_stalled_behind_the_clients_window_is_cut_not_left_hanging() {
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
+    let seq = http_connection(&mut n);
+    // The first bytes of a head, held; the client, never acknowledged,
+    // sends them again and again.
+    n.wl[0].send(&data(seq, b"GET /ord"));
+    n.pump();
+    for _ in 0..2 {
+        n.wl[0].send(&data(seq, b"GET /ord"));
+        n.pump();
+        assert!(collect(&n.wl[0]).is_empty(), "one or two may be a loss");
+    }
+    n.wl[0].send(&data(seq, b"GET /ord"));
+    n.pump();
+    assert!(collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()));
+    assert!(collect(&n.wl[0])
+        .iter()
+        .any(|f| segment(f).2.contains(tcp::Flags::RST)));
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Refused), 1);
+}
+
+#[test]
+fn the_clients_reset_follows_the_servers_answer() {
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
+    let seq = http_connection(&mut n);
+    let get = b"GET /orders/1 HTTP/1.1\r\nHost: db\r\n\r\n";
+    n.wl[0].send(&data(seq, get));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    // db answers with 100 bytes (9001..9101).
+    let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
+    let answer = tcp_frame((DB.0, DB.1, 8080), API, f, 9001, &[b'x'; 100]);
+    n.wl[2].send(&answer);
+    n.pump();
+    assert_eq!(collect(&n.wl[0]).len(), 1);
+    // The client's next request was sent before it saw the answer.
+    let post = b"POST /admin HTTP/1.1\r\nHost: db\r\nContent-Length: 0\r\n\r\n";
+    n.wl[0].send(&data(seq + get.len() as u32, post));
+    n.pump();
+    let rsts: Vec<u32> = collect(&n.wl[0]).iter().map(|f| segment(f).3).collect();
+    assert!(
+        rsts.contains(&9101),
+        "one at the server's next byte: {rsts:?}"
+    );
+    assert!(rsts.contains(&9001), "one at the segment's ACK: {rsts:?}");
 }

@@ -129,8 +129,10 @@ pub enum Toward {
     /// The server, as if from the client, at sequence number `seq` (the
     /// first byte the server has not received: in its window).
     Server { seq: u32 },
-    /// The client, as if from the server, at the segment's ACK number.
-    Client,
+    /// The client, as if from the server, at `seq` (the server's next
+    /// sequence number as its segments showed it), else at the segment's
+    /// ACK number (the oldest the client may still accept).
+    Client { seq: Option<u32> },
 }
 
 /// Build into `out` a bare RST for the connection of the IPv4/TCP frame
@@ -158,7 +160,7 @@ pub fn reset(frame: &[u8], l3: usize, to: Toward, out: &mut [u8]) -> Option<usiz
             seg.dst_port(),
             seq,
         ),
-        Toward::Client => {
+        Toward::Client { seq } => {
             out[..6].copy_from_slice(&l2[6..12]);
             out[6..12].copy_from_slice(&l2[..6]);
             (
@@ -166,7 +168,7 @@ pub fn reset(frame: &[u8], l3: usize, to: Toward, out: &mut [u8]) -> Option<usiz
                 ip.src_addr(),
                 seg.dst_port(),
                 seg.src_port(),
-                seg.ack_number(),
+                seq.unwrap_or(seg.ack_number()),
             )
         }
     };
@@ -408,7 +410,7 @@ mod tests {
             src: ip.src_addr(),
             dst: ip.dst_addr()
         }));
-        let n = reset(&f, l3, Toward::Client, &mut out).unwrap();
+        let n = reset(&f, l3, Toward::Client { seq: None }, &mut out).unwrap();
         let ip = check_ip(&out[..n], l3, IpProtocol::TCP);
         let t = tcp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(
