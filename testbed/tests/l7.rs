@@ -542,28 +542,28 @@ fn l7_lab_passes_and_the_evasion_suite_is_denied_or_normalised() {
 /// ENGINE BUGS (found by this suite, not fixed here).
 ///
 /// 1. A request head split into more segments than the client may have in flight before an ACK
-/// hangs the connection. n2 holds the segments unacknowledged (`l7_held`),
-/// so the client stops after its initial congestion window (10 segments:
-/// `GET /api/s`), then retransmits everything unacknowledged as ONE
-/// segment (seq 1:13 in a capture); that overlaps the held bytes and is
-/// dropped (`l7_out_of_order`), again at every retransmission. No verdict
-/// is ever reached: the allowed request is never answered and the denied
-/// one is never reset (nothing reaches the server, so it fails closed, but
-/// `l7_requests`, `l7_denied` do not move). Expected: a retransmission that
-/// covers held bytes with the same content is taken in their place (or
-/// held bytes are acknowledged), so the head completes and is decided.
+///    hangs the connection. n2 holds the segments unacknowledged (`l7_held`),
+///    so the client stops after its initial congestion window (10 segments:
+///    `GET /api/s`), then retransmits everything unacknowledged as ONE
+///    segment (seq 1:13 in a capture); that overlaps the held bytes and is
+///    dropped (`l7_out_of_order`), again at every retransmission. No verdict
+///    is ever reached: the allowed request is never answered and the denied
+///    one is never reset (nothing reaches the server, so it fails closed, but
+///    `l7_requests`, `l7_denied` do not move). Expected: a retransmission that
+///    covers held bytes with the same content is taken in their place (or
+///    held bytes are acknowledged), so the head completes and is decided.
 ///
 /// 2. A denied request pipelined in its own segment right behind an allowed
-/// one: the server's answer to the allowed one is already on its way when
-/// the denied segment is cut, and the RST toward the client carries the
-/// denied segment's ACK as its sequence number (the server's sequence
-/// before that answer). The client has taken the answer, so the RST is
-/// below its window and ignored (RFC 5961); the client keeps retransmitting
-/// the denied request (each dropped: `l7_refused`) and the connection
-/// stays open instead of being reset. Seen in 2 runs of 3 (it is a race
-/// with the answer; ~10 ms through the wardens). The server never sees the
-/// denied request. Expected: the RST's sequence is the highest server
-/// sequence the flow has seen (or an RST is also sent after the answer).
+///    one: the server's answer to the allowed one is already on its way when
+///    the denied segment is cut, and the RST toward the client carries the
+///    denied segment's ACK as its sequence number (the server's sequence
+///    before that answer). The client has taken the answer, so the RST is
+///    below its window and ignored (RFC 5961); the client keeps retransmitting
+///    the denied request (each dropped: `l7_refused`) and the connection
+///    stays open instead of being reset. Seen in 2 runs of 3 (it is a race
+///    with the answer; ~10 ms through the wardens). The server never sees the
+///    denied request. Expected: the RST's sequence is the highest server
+///    sequence the flow has seen (or an RST is also sent after the answer).
 ///
 /// Run with `--ignored`; it fails until the engine is fixed.
 #[test]
