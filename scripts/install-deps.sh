@@ -11,6 +11,11 @@ command -v tcpdump >/dev/null  || need+=(tcpdump)
 command -v curl >/dev/null     || need+=(curl)
 command -v python3 >/dev/null  || need+=(python3)
 command -v sysctl >/dev/null   || need+=(procps)
+# The L7 lab's real servers and clients (testbed/examples/l7.toml).
+command -v dnsmasq >/dev/null  || need+=(dnsmasq-base)
+command -v dig >/dev/null      || need+=(dnsutils)
+command -v openssl >/dev/null  || need+=(openssl)
+command -v setsid >/dev/null   || need+=(util-linux)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -143,6 +143,14 @@ pub struct PolicySnap {
     /// Records in the learn table; records refused because it was full.
     pub learned: u64,
     pub learn_dropped: u64,
+    /// L7: requests decided on inspected flows, segments held while a head
+    /// was incomplete, connections cut (reset both ways).
+    #[serde(default)]
+    pub l7_requests: u64,
+    #[serde(default)]
+    pub l7_held: u64,
+    #[serde(default)]
+    pub l7_cut: u64,
     /// Flows decided per policy set (the sum of its rules).
     pub sets: BTreeMap<String, u64>,
     /// Per rule (`set#n`, n from 1 in its set) and `default`.
@@ -178,6 +186,9 @@ impl PolicySnap {
             reject_answers_limited: c.sum(|w| w.policy.reject_answers_limited.get()),
             learned: c.sum(|w| w.policy.learned.get()),
             learn_dropped: c.sum(|w| w.policy.learn_dropped.get()),
+            l7_requests: c.sum(|w| w.policy.l7_requests.get()),
+            l7_held: c.sum(|w| w.policy.l7_held.get()),
+            l7_cut: c.sum(|w| w.policy.l7_cut.get()),
             sets,
             rules,
         }

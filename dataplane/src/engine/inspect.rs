@@ -53,10 +53,10 @@ pub(super) fn segment(f: &[u8], l3: usize) -> Option<(u32, u32, u8, std::ops::Ra
 }
 
 const SYN: u8 = 0x02;
-/// Retransmissions of held bytes (and nothing new) a flow is given before
-/// its connection is cut: a head split over more segments than the
-/// client's window, which waits for an acknowledgement nobody sends.
-const STALLS_BEFORE_CUT: u8 = 3;
+/// Retransmissions of held bytes (and nothing new) that cut a flow's
+/// connection: a head split over more segments than the client's window,
+/// which waits for an acknowledgement nobody sends (the first may be loss).
+const STALLS_BEFORE_CUT: u8 = 2;
 const RST: u8 = 0x04;
 
 fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
@@ -110,7 +110,7 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     }
     if seq_le(end, l.fed) {
         // Only bytes already held: the client retransmits because nothing
-        // was acknowledged. Once or twice may be a lost segment; past
+        // was acknowledged. Once may be a lost segment; past
         // that, its window is spent and it will not send the rest of the
         // head: fail closed, and say so, rather than hang.
         l.stalls += 1;

@@ -914,11 +914,9 @@ fn a_head_stalled_behind_the_clients_window_is_cut_not_left_hanging() {
     // sends them again and again.
     n.wl[0].send(&data(seq, b"GET /ord"));
     n.pump();
-    for _ in 0..2 {
-        n.wl[0].send(&data(seq, b"GET /ord"));
-        n.pump();
-        assert!(collect(&n.wl[0]).is_empty(), "one or two may be a loss");
-    }
+    n.wl[0].send(&data(seq, b"GET /ord"));
+    n.pump();
+    assert!(collect(&n.wl[0]).is_empty(), "one may be a loss");
     n.wl[0].send(&data(seq, b"GET /ord"));
     n.pump();
     assert!(collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()));
