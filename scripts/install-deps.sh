@@ -16,6 +16,7 @@ command -v dnsmasq >/dev/null  || need+=(dnsmasq-base)
 command -v dig >/dev/null      || need+=(dnsutils)
 command -v openssl >/dev/null  || need+=(openssl)
 command -v setsid >/dev/null   || need+=(util-linux)
+command -v ssh >/dev/null      || need+=(openssh-client)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
