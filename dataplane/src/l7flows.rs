@@ -39,6 +39,9 @@ pub const HEAD_BUFS: usize = 128;
 /// hello.
 pub const HELLO_BUFS: usize = 32;
 
+/// Slots checked for dead flows when a new flow finds the table full.
+pub const SWEEP_ON_OPEN: usize = 64;
+
 /// No L7 slot.
 pub const NO_L7: u32 = u32::MAX;
 /// On a reply entry's `l7`: the slot of its flow, whose server's sequence
@@ -209,7 +212,9 @@ impl L7Table {
         alive: impl Fn(FlowRef) -> bool,
     ) -> Option<u32> {
         if self.free.is_empty() {
-            self.sweep(L7_FLOWS, pool, &alive);
+            // A bounded look (a flood of new flows must not buy a full scan
+            // each); housekeeping sweeps the rest.
+            self.sweep(SWEEP_ON_OPEN, pool, &alive);
         }
         let i = self.free.pop()?;
         self.slots[i as usize] = Some(L7Flow {

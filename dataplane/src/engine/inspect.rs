@@ -85,6 +85,12 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         return Next::Switch;
     }
     if flags & SYN != 0 {
+        if l.synced {
+            // A SYN mid-stream would move where warden thinks the stream
+            // is, away from where the server is: bytes the server takes
+            // would then look old and pass uninspected. Never re-synced.
+            return Next::Drop(DropReason::L7OutOfOrder);
+        }
         l.synced = true;
         l.forwarded = seq.wrapping_add(1);
         l.fed = l.forwarded;

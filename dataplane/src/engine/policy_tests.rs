@@ -951,3 +951,31 @@ fn the_clients_reset_follows_the_servers_answer() {
     );
     assert!(rsts.contains(&9001), "one at the segment's ACK: {rsts:?}");
 }
+
+#[test]
+fn a_syn_mid_stream_cannot_move_the_inspected_stream() {
+    let mut n = nodes(L4_8080, HTTP_ORDERS);
+    let seq = http_connection(&mut n);
+    // A SYN claiming the stream starts far ahead: if warden followed it,
+    // the bytes db expects (at `seq`) would look old and pass uninspected.
+    let db = (DB.0, DB.1, 8080);
+    n.wl[0].send(&tcp_frame(
+        API,
+        db,
+        tcp::Flags::SYN,
+        seq.wrapping_add(100_000),
+        &[],
+    ));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty(), "the stray SYN is dropped");
+    n.wl[0].send(&data(
+        seq,
+        b"POST /admin HTTP/1.1\r\nHost: db\r\nContent-Length: 0\r\n\r\n",
+    ));
+    n.pump();
+    assert!(
+        collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()),
+        "still inspected, still denied"
+    );
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
+}
