@@ -151,6 +151,12 @@ pub struct PolicySnap {
     pub l7_held: u64,
     #[serde(default)]
     pub l7_cut: u64,
+    /// FQDN egress: (source, address) entries learned from DNS answers the
+    /// policy let through; entries refused because the table was full.
+    #[serde(default)]
+    pub fqdn_learned: u64,
+    #[serde(default)]
+    pub fqdn_refused: u64,
     /// Flows decided per policy set (the sum of its rules).
     pub sets: BTreeMap<String, u64>,
     /// Per rule (`set#n`, n from 1 in its set) and `default`.
@@ -189,6 +195,8 @@ impl PolicySnap {
             l7_requests: c.sum(|w| w.policy.l7_requests.get()),
             l7_held: c.sum(|w| w.policy.l7_held.get()),
             l7_cut: c.sum(|w| w.policy.l7_cut.get()),
+            fqdn_learned: c.sum(|w| w.policy.fqdn_learned.get()),
+            fqdn_refused: c.sum(|w| w.policy.fqdn_refused.get()),
             sets,
             rules,
         }
