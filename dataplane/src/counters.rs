@@ -194,6 +194,10 @@ pub struct PolicyCounters {
     pub l7_requests: Counter,
     pub l7_held: Counter,
     pub l7_cut: Counter,
+    /// Inspected flows a refusal would have cut (malformed or ambiguous
+    /// bytes, limits) but whose rule's set is in monitor or learn mode:
+    /// forwarded, no longer inspected.
+    pub l7_would_refuse: Counter,
     /// Addresses learned from DNS answers for FQDN selectors, and answers
     /// not learned because the table was full.
     pub fqdn_learned: Counter,

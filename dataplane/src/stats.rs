@@ -151,6 +151,9 @@ pub struct PolicySnap {
     pub l7_held: u64,
     #[serde(default)]
     pub l7_cut: u64,
+    /// Refusals a monitor or learn set let through (flows then uninspected).
+    #[serde(default)]
+    pub l7_would_refuse: u64,
     /// FQDN egress: (source, address) entries learned from DNS answers the
     /// policy let through; entries refused because the table was full.
     #[serde(default)]
@@ -195,6 +198,7 @@ impl PolicySnap {
             l7_requests: c.sum(|w| w.policy.l7_requests.get()),
             l7_held: c.sum(|w| w.policy.l7_held.get()),
             l7_cut: c.sum(|w| w.policy.l7_cut.get()),
+            l7_would_refuse: c.sum(|w| w.policy.l7_would_refuse.get()),
             fqdn_learned: c.sum(|w| w.policy.fqdn_learned.get()),
             fqdn_refused: c.sum(|w| w.policy.fqdn_refused.get()),
             sets,

@@ -892,6 +892,14 @@ impl CompiledPolicy {
         &self.fqdn_patterns
     }
 
+    /// The mode of rule `r`'s set (the default mode for an unknown id).
+    pub fn mode_of(&self, r: RuleId) -> Mode {
+        self.modes
+            .get(r.0 as usize)
+            .copied()
+            .unwrap_or(self.default.mode)
+    }
+
     /// Whether rule `r` is an L7 rule.
     pub fn is_l7(&self, r: RuleId) -> bool {
         self.l7.get(r.0 as usize).is_some_and(Option::is_some)

@@ -355,6 +355,11 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             super::classify::decide_request(t, c, Some(&q), first, &req)
         }
         Err(reason) => {
+            if lenient(cx, &m) {
+                cx.c.policy.would_deny.inc();
+                cx.c.policy.l7_would_refuse.inc();
+                return Next::Switch;
+            }
             if let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) {
                 l.last = LastL7::Refused(reason.as_str());
             }
@@ -496,6 +501,14 @@ fn release(cx: &mut Ctx, v: &mut Vector, i: usize, current_seq: u32) {
 /// Cut the connection: drop what was held and packet `i`, reset both ends.
 fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
     let m = v.meta[i];
+    // A refusal (not a policy deny) on a flow whose rule's set does not
+    // bite (monitor, learn): the flow goes on, no longer inspected, and is
+    // counted as one the policy would have cut.
+    if let LastL7::Refused(_) = why {
+        if lenient(cx, &m) {
+            return pass_on(cx, v, i);
+        }
+    }
     cx.st.l7.release(m.l7, |_, b| cx.pool.put(b));
     let mut server_seq = None;
     let mut client_seq = None;
@@ -573,6 +586,35 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
         LastL7::Denied => DropReason::L7Denied,
         _ => DropReason::L7Refused,
     })
+}
+
+/// Whether the rule that decided packet `i`'s flow is in a set whose mode
+/// does not bite.
+fn lenient(cx: &Ctx, m: &Meta) -> bool {
+    let (Some(id), Some(l)) = (&cx.t.identity, cx.st.l7.get(m.l7)) else {
+        return false;
+    };
+    id.policy.compiled.mode_of(l.first_rule) != policy::Mode::Enforce
+}
+
+/// Let an inspected flow go on uninspected: what was held, then packet `i`.
+fn pass_on(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+    let m = v.meta[i];
+    cx.c.policy.would_deny.inc();
+    cx.c.policy.l7_would_refuse.inc();
+    let seq = segment(v.frame(i), usize::from(m.pkt.l3)).map_or(0, |(seq, ..)| seq);
+    let mut end = None;
+    if let Some(l) = cx.st.l7.get_mut(m.l7, m.flow) {
+        l.parser = Parser::Opaque;
+        l.last = LastL7::WouldDeny;
+        end = Some(l.fed);
+    }
+    cx.st.l7.settle_head(m.l7, 0);
+    release(cx, v, i, seq);
+    if let (Some(end), Some(l)) = (end, cx.st.l7.get_mut(m.l7, m.flow)) {
+        l.forwarded = end;
+    }
+    Next::Switch
 }
 
 /// The sequence number of the RST just built (the identity header's nonce

@@ -979,3 +979,25 @@ fn a_syn_mid_stream_cannot_move_the_inspected_stream() {
     );
     assert_eq!(Nodes::drops(&n.b, DropReason::L7Denied), 1);
 }
+
+#[test]
+fn a_monitor_set_lets_refused_l7_through_and_counts_it() {
+    let monitor = HTTP_ORDERS.replace("name = \"web\"", "name = \"web\"\nmode = \"monitor\"");
+    let mut n = nodes(L4_8080, &monitor);
+    let seq = http_connection(&mut n);
+    let smuggle = b"POST /orders HTTP/1.1\r\nHost: db\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    n.wl[0].send(&data(seq, smuggle));
+    n.pump();
+    let got = collect(&n.wl[2]);
+    assert_eq!(got.len(), 1, "forwarded, not cut");
+    assert_eq!(payload(&got[0]), smuggle.to_vec());
+    let p = &n.b.counters().policy;
+    assert_eq!((p.l7_would_refuse.get(), p.l7_cut.get()), (1, 0));
+    assert!(p.would_deny.get() >= 1);
+    // From then on the flow is not inspected: a denied path passes too.
+    let admin = b"GET /admin HTTP/1.1\r\nHost: db\r\n\r\n";
+    n.wl[0].send(&data(seq + smuggle.len() as u32, admin));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    assert_eq!(Nodes::drops(&n.b, DropReason::L7Refused), 0);
+}
