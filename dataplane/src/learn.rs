@@ -30,7 +30,64 @@ pub enum LearnEnd {
     Unknown,
 }
 
-/// One learned (source, destination, protocol, port).
+/// Longest path or name a record keeps (longer paths are kept as their
+/// leading segments plus `**`; longer names are not kept).
+pub const L7_TEXT: usize = 64;
+
+/// Bytes of a path or name, fixed size (no allocation when recording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text {
+    len: u8,
+    bytes: [u8; L7_TEXT],
+}
+
+impl Text {
+    /// `b` if it fits.
+    pub fn new(b: &[u8]) -> Option<Text> {
+        let mut t = Text {
+            len: u8::try_from(b.len()).ok()?,
+            bytes: [0; L7_TEXT],
+        };
+        t.bytes.get_mut(..b.len())?.copy_from_slice(b);
+        Some(t)
+    }
+
+    /// A normalised path: whole if it fits, else its leading segments that
+    /// fit followed by `**` (a glob covering the path).
+    pub fn path(p: &[u8]) -> Option<Text> {
+        if let Some(t) = Text::new(p) {
+            return Some(t);
+        }
+        let cut = p.get(..L7_TEXT - 2)?.iter().rposition(|&b| b == b'/')?;
+        let mut v = [0u8; L7_TEXT];
+        v[..=cut].copy_from_slice(&p[..=cut]);
+        v[cut + 1..cut + 3].copy_from_slice(b"**");
+        Text::new(&v[..cut + 3])
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// What an inspected flow's request said, as learn records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LearnL7 {
+    None,
+    /// A known method (its index in `l7::http::Method::ALL`) and the path.
+    Http {
+        method: u8,
+        path: Text,
+    },
+    Tls {
+        name: Text,
+    },
+    Dns {
+        name: Text,
+    },
+}
+
+/// One learned (source, destination, protocol, port[, request]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LearnRecord {
     pub src: LearnEnd,
@@ -38,6 +95,7 @@ pub struct LearnRecord {
     pub protocol: u8,
     /// Destination port for TCP and UDP, else 0.
     pub port: u16,
+    pub l7: LearnL7,
 }
 
 /// The bounded set of records.
@@ -108,12 +166,24 @@ pub struct LearnedReport {
 }
 
 /// One record as sent over the control socket.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LearnedRow {
     pub src: EndRow,
     pub dst: EndRow,
     pub protocol: u8,
     pub port: u16,
+    /// The request seen, for inspected flows.
+    #[serde(default)]
+    pub l7: Option<L7Row>,
+}
+
+/// A learned request as sent over the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum L7Row {
+    Http { method: String, path: String },
+    Tls { server_name: String },
+    Dns { name: String },
 }
 
 /// One end as sent over the control socket (an identity by its 32-bit id).
@@ -125,6 +195,38 @@ pub enum EndRow {
     Unknown,
 }
 
+impl LearnedRow {
+    /// The record as `policy::propose` takes it, identities by their index
+    /// in `ids` (the config's document ids); None when an end has neither
+    /// a known identity nor an IPv4 address.
+    pub fn to_learned_flow(&self, ids: &[u32]) -> Option<policy::LearnedFlow> {
+        let end = |e: EndRow| match e {
+            EndRow::Identity(id) => ids
+                .iter()
+                .position(|&x| x == id)
+                .map(|i| policy::Peer::Identity(i as u32)),
+            EndRow::Addr(a) => Some(policy::Peer::Addr(a)),
+            EndRow::Unknown => None,
+        };
+        Some(policy::LearnedFlow {
+            src: end(self.src)?,
+            dst: end(self.dst)?,
+            proto: self.protocol,
+            port: self.port,
+            l7: self.l7.as_ref().map(|l| match l {
+                L7Row::Http { method, path } => policy::LearnedL7::Http {
+                    method: method.clone(),
+                    path: path.clone(),
+                },
+                L7Row::Tls { server_name } => policy::LearnedL7::Tls {
+                    server_name: server_name.clone(),
+                },
+                L7Row::Dns { name } => policy::LearnedL7::Dns { name: name.clone() },
+            }),
+        })
+    }
+}
+
 impl From<&LearnRecord> for LearnedRow {
     fn from(r: &LearnRecord) -> LearnedRow {
         let end = |e: LearnEnd| match e {
@@ -132,11 +234,26 @@ impl From<&LearnRecord> for LearnedRow {
             LearnEnd::Addr(a) => EndRow::Addr(a),
             LearnEnd::Unknown => EndRow::Unknown,
         };
+        let text = |t: &Text| String::from_utf8_lossy(t.as_bytes()).into_owned();
         LearnedRow {
             src: end(r.src),
             dst: end(r.dst),
             protocol: r.protocol,
             port: r.port,
+            l7: match &r.l7 {
+                LearnL7::None => None,
+                LearnL7::Http { method, path } => Some(L7Row::Http {
+                    method: l7::http::Method::ALL
+                        .get(usize::from(*method))
+                        .map_or("", |m| std::str::from_utf8(m.as_bytes()).unwrap_or(""))
+                        .to_string(),
+                    path: text(path),
+                }),
+                LearnL7::Tls { name } => Some(L7Row::Tls {
+                    server_name: text(name),
+                }),
+                LearnL7::Dns { name } => Some(L7Row::Dns { name: text(name) }),
+            },
         }
     }
 }
@@ -151,7 +268,17 @@ mod tests {
             dst: LearnEnd::Addr(Ipv4Addr::from(i)),
             protocol: 6,
             port: 80,
+            l7: LearnL7::None,
         }
+    }
+
+    #[test]
+    fn long_paths_are_kept_as_a_covering_glob() {
+        let long = format!("/a/b/{}/c", "x".repeat(80));
+        let t = Text::path(long.as_bytes()).expect("kept");
+        assert_eq!(t.as_bytes(), b"/a/b/**");
+        assert_eq!(Text::path(b"/a").unwrap().as_bytes(), b"/a");
+        assert!(Text::new(&[b'n'; 65]).is_none());
     }
 
     #[test]

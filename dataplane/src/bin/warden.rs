@@ -175,26 +175,11 @@ fn learned(config: &Path, socket: Option<PathBuf>, set: &str) -> ExitCode {
         .records
         .iter()
         .filter_map(|r| {
-            let end = |e: dataplane::learn::EndRow| match e {
-                dataplane::learn::EndRow::Identity(id) => ids
-                    .iter()
-                    .position(|&x| x == id)
-                    .map(|i| policy::Peer::Identity(i as u32)),
-                dataplane::learn::EndRow::Addr(a) => Some(policy::Peer::Addr(a)),
-                dataplane::learn::EndRow::Unknown => None,
-            };
-            let (Some(src), Some(dst)) = (end(r.src), end(r.dst)) else {
+            let f = r.to_learned_flow(&ids);
+            if f.is_none() {
                 skipped += 1;
-                return None;
-            };
-            Some(policy::LearnedFlow {
-                src,
-                dst,
-                proto: r.protocol,
-                port: r.port,
-                // The engine does not record L7 attributes yet.
-                l7: None,
-            })
+            }
+            f
         })
         .collect();
     println!(

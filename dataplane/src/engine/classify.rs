@@ -31,7 +31,7 @@ use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
 use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
-use crate::learn::{LearnEnd, LearnRecord};
+use crate::learn::{LearnEnd, LearnL7, LearnRecord};
 use identity::IdentityId;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
@@ -616,28 +616,83 @@ fn open_inspection(
     Ok(())
 }
 
+/// Record flow `key` from `src` to `dst` (and the request `l7`, for an
+/// inspected flow) in the learn table.
+pub(super) fn record_learn(
+    cx: &mut Ctx,
+    src: IdentityId,
+    dst: Option<IdentityId>,
+    key: &Key,
+    l7: LearnL7,
+) {
+    let Some(id) = &cx.t.identity else { return };
+    let p = &id.policy;
+    let end = |i: Option<IdentityId>, a: IpAddr| match (i, a) {
+        (Some(i), _) if p.subject(i) != policy::Subject::Unauthenticated => LearnEnd::Identity(i),
+        (_, IpAddr::V4(a)) => LearnEnd::Addr(a),
+        _ => LearnEnd::Unknown,
+    };
+    let ports = matches!(
+        key.flow.protocol,
+        overlay::IpProtocol::TCP | overlay::IpProtocol::UDP
+    );
+    let rec = LearnRecord {
+        src: end(Some(src), key.flow.src),
+        dst: end(dst, key.flow.dst),
+        protocol: key.flow.protocol.0,
+        port: if ports { key.flow.dst_port } else { 0 },
+        l7,
+    };
+    if cx.st.learn.record(rec) {
+        cx.c.policy.learned.inc();
+    } else {
+        cx.c.policy.learn_dropped.set(cx.st.learn.dropped());
+    }
+}
+
+/// What learn keeps of a request.
+pub(super) fn learn_l7(req: &policy::L7Request<'_>) -> LearnL7 {
+    use crate::learn::Text;
+    let kept = match *req {
+        policy::L7Request::Http { method, path, .. } => l7::http::Method::from_bytes(method)
+            .and_then(|m| l7::http::Method::ALL.iter().position(|x| *x == m))
+            .zip(Text::path(path))
+            .map(|(i, path)| LearnL7::Http {
+                method: i as u8,
+                path,
+            }),
+        policy::L7Request::Tls { sni: Some(n), .. } => {
+            Text::new(n).map(|name| LearnL7::Tls { name })
+        }
+        policy::L7Request::Dns { name } => Text::new(name).map(|name| LearnL7::Dns { name }),
+        _ => None,
+    };
+    kept.unwrap_or(LearnL7::None)
+}
+
 /// The policy's answer to one request of an inspected flow whose L4
-/// decision was `first`.
+/// decision was `first`, and whether learn mode wants it recorded.
 pub(super) fn decide_request(
     t: &Tables,
     c: &crate::counters::WorkerCounters,
     q: Option<&policy::FlowQuery>,
     first: policy::RuleId,
     req: &policy::L7Request<'_>,
-) -> super::inspect::RequestVerdict {
+) -> (super::inspect::RequestVerdict, bool) {
     use super::inspect::RequestVerdict;
     let (Some(id), Some(q)) = (&t.identity, q) else {
-        return RequestVerdict::Deny;
+        return (RequestVerdict::Deny, false);
     };
     c.policy.l7_requests.inc();
     let d = id.policy.compiled.request(q, first, req);
     let eff = d.effective();
     c.policy.hit(d.rule, eff.would_deny);
-    match eff.verdict {
+    let v = match eff.verdict {
         policy::Verdict::Forward if eff.would_deny => RequestVerdict::WouldDeny,
         policy::Verdict::Forward => RequestVerdict::Allow,
         policy::Verdict::Drop | policy::Verdict::Reject => RequestVerdict::Deny,
-    }
+    };
+    (v, eff.learn)
 }
 
 fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
@@ -845,24 +900,7 @@ pub(super) fn decide(
     let recheck = dst.is_none() && verdict != Verdict::Deny && verdict != Verdict::Reject;
     // A destination known only at its reply is recorded then, as who it is.
     if eff.learn && !recheck {
-        let end = |i: Option<IdentityId>, a: IpAddr| match (i, a) {
-            (Some(i), _) if p.subject(i) != policy::Subject::Unauthenticated => {
-                LearnEnd::Identity(i)
-            }
-            (_, IpAddr::V4(a)) => LearnEnd::Addr(a),
-            _ => LearnEnd::Unknown,
-        };
-        let rec = LearnRecord {
-            src: end(Some(src), key.flow.src),
-            dst: end(dst, key.flow.dst),
-            protocol: key.flow.protocol.0,
-            port: q.dst_port,
-        };
-        if cx.st.learn.record(rec) {
-            cx.c.policy.learned.inc();
-        } else {
-            cx.c.policy.learn_dropped.set(cx.st.learn.dropped());
-        }
+        record_learn(cx, src, dst, key, LearnL7::None);
     }
     if recheck {
         cx.c.policy.provisional.inc();

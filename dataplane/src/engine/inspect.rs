@@ -26,6 +26,7 @@ use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
 use crate::l7flows::{LastL7, Lent, Parser};
+use crate::learn::LearnL7;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     let mut i = 0;
@@ -132,8 +133,16 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     let t = cx.t;
     let c = cx.c;
     let q = super::classify::flow_query(cx.st, t, m.flow);
-    let decide = |first, req: &policy::L7Request<'_>| {
-        super::classify::decide_request(t, c, q.as_ref(), first, req)
+    // Requests learn mode wants recorded, kept until the borrows end.
+    let mut learned = [LearnL7::None; LEARN_PER_SEGMENT];
+    let mut n_learned = 0;
+    let mut decide = |first, req: &policy::L7Request<'_>| {
+        let (v, learn) = super::classify::decide_request(t, c, q.as_ref(), first, req);
+        if learn && n_learned < LEARN_PER_SEGMENT {
+            learned[n_learned] = super::classify::learn_l7(req);
+            n_learned += 1;
+        }
+        v
     };
     let bytes = &frame[payload.clone()];
     let l3 = usize::from(m.pkt.l3);
@@ -239,6 +248,7 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         l.fed = end;
     }
     cx.st.l7.settle_head(slot, buffered);
+    record_learned(cx, m.flow, &learned[..n_learned]);
     if matches!(verdict, Feed::Cut) {
         let last = cx.st.l7.get(slot).map_or(LastL7::Denied, |l| l.last);
         return cut(cx, v, i, last);
@@ -352,7 +362,12 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             let req = policy::L7Request::Dns {
                 name: query.question.name,
             };
-            super::classify::decide_request(t, c, Some(&q), first, &req)
+            let (v, learn) = super::classify::decide_request(t, c, Some(&q), first, &req);
+            if learn {
+                let rec = super::classify::learn_l7(&req);
+                record_learned(cx, m.flow, &[rec]);
+            }
+            v
         }
         Err(reason) => {
             if lenient(cx, &m) {
@@ -586,6 +601,20 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
         LastL7::Denied => DropReason::L7Denied,
         _ => DropReason::L7Refused,
     })
+}
+
+/// Requests one segment may record for learn mode (more are rare: they
+/// would be pipelined in one segment; the rest go unrecorded).
+const LEARN_PER_SEGMENT: usize = 8;
+
+/// Record requests of flow `flow` in the learn table.
+fn record_learned(cx: &mut Ctx, flow: crate::flows::FlowRef, reqs: &[LearnL7]) {
+    let Some(e) = cx.st.flows.get(flow).copied() else {
+        return;
+    };
+    for l7 in reqs {
+        super::classify::record_learn(cx, e.src_identity, Some(e.dst_identity), &e.key, *l7);
+    }
 }
 
 /// Whether the rule that decided packet `i`'s flow is in a set whose mode

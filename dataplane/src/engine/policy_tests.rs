@@ -1001,3 +1001,68 @@ fn a_monitor_set_lets_refused_l7_through_and_counts_it() {
     assert_eq!(collect(&n.wl[2]).len(), 1);
     assert_eq!(Nodes::drops(&n.b, DropReason::L7Refused), 0);
 }
+
+#[test]
+fn learn_records_http_requests_and_its_proposal_admits_exactly_them() {
+    let observe = r#"
+[policy]
+[[policy.set]]
+name = "observe"
+mode = "learn"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [8080]
+action = "allow"
+http = [{ paths = ["/**"] }]
+"#;
+    let mut n = nodes(L4_8080, observe);
+    let mut seq = http_connection(&mut n);
+    for req in [
+        &b"GET /orders/1 HTTP/1.1\r\nHost: db\r\n\r\n"[..],
+        &b"POST /orders HTTP/1.1\r\nHost: db\r\nContent-Length: 0\r\n\r\n"[..],
+    ] {
+        n.wl[0].send(&data(seq, req));
+        n.pump();
+        assert_eq!(collect(&n.wl[2]).len(), 1, "learn forwards");
+        seq += req.len() as u32;
+    }
+    let cfg = config::parse_warden(&config("node-2", "/x", observe), "b.toml").expect("valid");
+    let ids: Vec<u32> = cfg.documents.iter().map(|d| d.id().0).collect();
+    let flows: Vec<policy::LearnedFlow> =
+        n.b.st
+            .learn
+            .iter()
+            .filter_map(|r| crate::learn::LearnedRow::from(r).to_learned_flow(&ids))
+            .collect();
+    assert!(
+        flows.iter().any(|f| f.l7
+            == Some(policy::LearnedL7::Http {
+                method: "POST".into(),
+                path: "/orders".into()
+            })),
+        "{flows:?}"
+    );
+    let proposal = policy::propose(&flows, &cfg.documents, "learned");
+    assert!(proposal.contains("http"), "{proposal}");
+    // In enforce: the recorded requests pass, another is denied.
+    let enforce = format!("\n[policy]\n{proposal}");
+    let mut m = nodes(L4_8080, &enforce);
+    let seq = http_connection(&mut m);
+    let get = b"GET /orders/1 HTTP/1.1\r\nHost: db\r\n\r\n";
+    m.wl[0].send(&data(seq, get));
+    m.pump();
+    assert_eq!(
+        collect(&m.wl[2]).len(),
+        1,
+        "a recorded request passes: {proposal}"
+    );
+    m.wl[0].send(&data(
+        seq + get.len() as u32,
+        b"GET /admin HTTP/1.1\r\nHost: db\r\n\r\n",
+    ));
+    m.pump();
+    assert!(collect(&m.wl[2]).iter().all(|f| payload(f).is_empty()));
+    assert_eq!(Nodes::drops(&m.b, DropReason::L7Denied), 1);
+}
