@@ -16,7 +16,7 @@
 //! (scripts/install-deps.sh) and the release binaries.
 
 mod common;
-use common::{is_root, warden_bin, Cleanup};
+use common::{is_root, lab_up as up, run_lab_checks as run_checks, warden_bin, Cleanup};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,36 +24,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use testbed::checks::{counter, warden_stats};
-use testbed::lab::{self, LabSource, Options, RunningLab};
 use testbed::state::ns_name;
 
-const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
 const WEB: &str = "10.1.0.23";
 
 fn prefix(tag: &str) -> String {
     format!("l7{tag}{}", std::process::id() % 100_000)
-}
-
-fn up(file: &Path, prefix: &str) -> RunningLab {
-    let source = LabSource::from_file(file).unwrap_or_else(|e| panic!("{e}"));
-    let opts = Options {
-        prefix: Some(prefix.to_string()),
-        self_exe: PathBuf::from(BIN),
-        warden_bin: warden_bin(),
-        ready_timeout: Duration::from_secs(20),
-    };
-    lab::up(&source, &opts, &|_| {}).unwrap_or_else(|e| panic!("lab up: {e}"))
-}
-
-/// Runs the lab's checks (they also start the servers); panics with the
-/// report unless all pass.
-fn run_checks(running: &RunningLab) {
-    let mut out = Vec::new();
-    let report = running.run_checks(&mut out);
-    let text = String::from_utf8_lossy(&out);
-    let failed = report.results.iter().filter(|r| !r.outcome.passed).count();
-    assert_eq!(failed, 0, "{text}");
-    eprintln!("{text}");
 }
 
 /// The counters the suite reads from n2 (the servers' warden).

@@ -16,18 +16,16 @@
 //! Needs root, tcpdump and the release binaries (scripts/test builds them).
 
 mod common;
-use common::{is_root, warden_bin, Cleanup};
+use common::{is_root, lab_up as up, run_lab_checks as run_checks, warden_bin, Cleanup};
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use testbed::inject_attacks::Capture;
-use testbed::lab::{self, LabSource, Options, RunningLab};
+use testbed::lab::RunningLab;
 use testbed::state::ns_name;
-
-const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
 
 fn can_run() -> bool {
     if !is_root() {
@@ -39,27 +37,6 @@ fn can_run() -> bool {
 
 fn prefix(tag: &str) -> String {
     format!("pl{tag}{}", std::process::id() % 100_000)
-}
-
-fn up(file: &Path, prefix: &str) -> RunningLab {
-    let source = LabSource::from_file(file).unwrap_or_else(|e| panic!("{e}"));
-    let opts = Options {
-        prefix: Some(prefix.to_string()),
-        self_exe: PathBuf::from(BIN),
-        warden_bin: warden_bin(),
-        ready_timeout: Duration::from_secs(20),
-    };
-    lab::up(&source, &opts, &|_| {}).unwrap_or_else(|e| panic!("lab up: {e}"))
-}
-
-/// Runs the lab's checks; panics with the report unless all pass.
-fn run_checks(running: &RunningLab) {
-    let mut out = Vec::new();
-    let report = running.run_checks(&mut out);
-    let text = String::from_utf8_lossy(&out);
-    let failed = report.results.iter().filter(|r| !r.outcome.passed).count();
-    assert_eq!(failed, 0, "{text}");
-    eprintln!("{text}");
 }
 
 /// The inner IPv4 (src, dst) of a VXLAN frame, if it is one.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::counters::DropReason;
 use testbed::checks::counter;
-use testbed::lab::{self, Selector};
+use testbed::lab::{self, LabSource, Options, RunningLab, Selector};
 use testbed::{netns, state};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-lab");
@@ -195,4 +195,26 @@ pub fn tcp_transfer(
     }
     let source = Proc::spawn(source, &format!("tcp-source {from} -> {target}"));
     (sink, source)
+}
+
+/// Brings up the lab in `file` under `prefix`, with the release warden.
+pub fn lab_up(file: &Path, prefix: &str) -> RunningLab {
+    let source = LabSource::from_file(file).unwrap_or_else(|e| panic!("{e}"));
+    let opts = Options {
+        prefix: Some(prefix.to_string()),
+        self_exe: PathBuf::from(BIN),
+        warden_bin: warden_bin(),
+        ready_timeout: Duration::from_secs(20),
+    };
+    lab::up(&source, &opts, &|_| {}).unwrap_or_else(|e| panic!("lab up: {e}"))
+}
+
+/// Runs a lab's checks; panics with the report unless all pass.
+pub fn run_lab_checks(running: &RunningLab) {
+    let mut out = Vec::new();
+    let report = running.run_checks(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let failed = report.results.iter().filter(|r| !r.outcome.passed).count();
+    assert_eq!(failed, 0, "{text}");
+    eprintln!("{text}");
 }
