@@ -34,13 +34,17 @@ use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key,
 use crate::learn::{LearnEnd, LearnL7, LearnRecord};
 use identity::IdentityId;
 
-pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+/// Returns whether any packet goes to the inspect stage.
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> bool {
+    let mut inspect = false;
     for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Classify {
             continue;
         }
         m.next = classify(cx, buf, m);
+        inspect |= m.next == Next::Inspect;
     }
+    inspect
 }
 
 fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {

@@ -404,8 +404,10 @@ impl Engine {
         } else {
             rx_access::run(&mut cx, vec);
         }
-        classify::run(&mut cx, vec);
-        inspect::run(&mut cx, vec);
+        // Bursts with no inspected flow skip the stage.
+        if classify::run(&mut cx, vec) {
+            inspect::run(&mut cx, vec);
+        }
         let before = vec.len();
         let to_route = switch::run(&mut cx, vec);
         if to_route || vec.len() > before {
