@@ -198,6 +198,9 @@ pub struct PolicyCounters {
     /// bytes, limits) but whose rule's set is in monitor or learn mode:
     /// forwarded, no longer inspected.
     pub l7_would_refuse: Counter,
+    /// Inspected flows, split heads and held segments refused because
+    /// their origin held its share of the room (see `l7flows`).
+    pub l7_share_limited: Counter,
     /// Addresses learned from DNS answers for FQDN selectors, and answers
     /// not learned because the table was full.
     pub fqdn_learned: Counter,

@@ -412,9 +412,10 @@ impl FlowTable {
         (capacity / 4).max(64)
     }
 
-    /// The origin's list index; out of range (never a valid index) for a
-    /// peer or port the table was not built for.
-    fn origin_slot(&self, o: Origin) -> usize {
+    /// The origin's list index (peers first, then ports); out of range
+    /// (never a valid index) for a peer or port the table was not built
+    /// for. Other per-origin tables use the same numbering.
+    pub fn origin_slot(&self, o: Origin) -> usize {
         match o {
             Origin::Peer(p) if usize::from(p) < self.n_peers => usize::from(p),
             Origin::Peer(_) => usize::MAX,

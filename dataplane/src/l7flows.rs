@@ -16,10 +16,18 @@
 //!   worker (packet buffers come from the worker's pool, which receiving
 //!   needs too). A head spread over more segments than that is refused
 //!   (`l7_hold_overflow`), not passed.
-//! - [`HEAD_BUFS`] HTTP head buffers (8.5 KiB each) and [`HELLO_BUFS`]
-//!   ClientHello buffers (16 KiB) lent to flows whose head or hello is
-//!   split over segments; one that arrives in one segment is parsed where
-//!   it lies and needs none past the call. None free: the flow is refused.
+//! - [`HEAD_BUFS`] HTTP head buffers (8.5 KiB each), [`HELLO_BUFS`]
+//!   ClientHello buffers (16 KiB) and [`DNS_BUFS`] DNS-over-TCP query
+//!   buffers ([`DNS_QUERY_MAX`] bytes) lent to flows whose head, hello or
+//!   query is split over segments; one that arrives in one segment is
+//!   parsed where it lies and needs none past the call. None free: the
+//!   flow is refused.
+//! - **Per-origin shares.** One origin (an underlay peer, or a local port)
+//!   holds at most half of each of these (inspected flows, held segments,
+//!   each kind of buffer): a client flooding split heads or idle inspected
+//!   connections from one origin leaves the other half to the rest, whose
+//!   flows are not cut for its sake. Past its share, the origin's own new
+//!   flow or split head is refused, as when the pool is empty.
 
 use l7::http::{HeadBuf, HttpStream};
 use l7::tls::{HelloBuf, HelloStream};
@@ -38,6 +46,17 @@ pub const HEAD_BUFS: usize = 128;
 /// ClientHello buffers per worker, lent to flows in the middle of a split
 /// hello.
 pub const HELLO_BUFS: usize = 32;
+/// DNS-over-TCP query buffers per worker, lent to flows whose query is
+/// split over segments.
+pub const DNS_BUFS: usize = 64;
+/// The longest DNS query over TCP taken (a query is a header, one question
+/// and an OPT record: a few hundred bytes; longer ones are refused).
+pub const DNS_QUERY_MAX: usize = 1024;
+
+/// The part of each pool one origin may hold: a half.
+const fn share(pool: usize) -> u32 {
+    (pool / 2) as u32
+}
 
 /// Slots checked for dead flows when a new flow finds the table full.
 pub const SWEEP_ON_OPEN: usize = 64;
@@ -61,12 +80,42 @@ pub enum Parser {
     Opaque,
     /// DNS over UDP: each query datagram is decided alone.
     DnsUdp,
+    /// DNS over TCP: the stream cut into queries, each decided alone.
+    DnsTcp(l7::dns::TcpFramer),
+}
+
+/// The kinds of buffer lent to parsers, each from its own pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufKind {
+    Head,
+    Hello,
+    Dns,
+}
+
+impl BufKind {
+    fn of(p: &Parser) -> BufKind {
+        match p {
+            Parser::Tls(_) => BufKind::Hello,
+            Parser::DnsTcp(_) => BufKind::Dns,
+            _ => BufKind::Head,
+        }
+    }
+}
+
+/// Why the table did not give what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Short {
+    /// The pool is empty.
+    Exhausted,
+    /// The flow's origin holds its share of the pool.
+    OriginShare,
 }
 
 /// The buffer lent to a flow's parser for one call.
 pub enum Lent<'a> {
     Http(&'a mut HeadBuf),
     Tls(&'a mut HelloBuf),
+    Dns(&'a mut [u8; DNS_QUERY_MAX]),
 }
 
 impl std::fmt::Debug for Lent<'_> {
@@ -74,6 +123,7 @@ impl std::fmt::Debug for Lent<'_> {
         f.write_str(match self {
             Lent::Http(_) => "Lent::Http",
             Lent::Tls(_) => "Lent::Tls",
+            Lent::Dns(_) => "Lent::Dns",
         })
     }
 }
@@ -99,7 +149,7 @@ impl Parser {
             Parser::Http(_) => "http",
             Parser::Tls(_) => "tls",
             Parser::Opaque => "opaque",
-            Parser::DnsUdp => "dns",
+            Parser::DnsUdp | Parser::DnsTcp(_) => "dns",
         }
     }
 }
@@ -121,6 +171,8 @@ impl LastL7 {
 pub struct L7Flow {
     /// The client-to-server entry of the flow table.
     pub flow: FlowRef,
+    /// The origin's index (see [`L7Table::open`]): whose share it uses.
+    pub origin: u16,
     /// The rule that decided the flow at L4: requests are decided from it.
     pub first_rule: policy::RuleId,
     pub parser: Parser,
@@ -128,8 +180,8 @@ pub struct L7Flow {
     pub synced: bool,
     pub forwarded: u32,
     pub fed: u32,
-    /// Index of the head buffer lent to this flow, while mid-head.
-    pub head: Option<u16>,
+    /// The buffer lent to this flow (its kind and index), while mid-head.
+    pub head: Option<(BufKind, u16)>,
     /// Held segments, in arrival order, with their sequence numbers.
     pub held: [Option<(u32, Buf)>; HOLD_PER_FLOW],
     pub held_n: usize,
@@ -153,8 +205,21 @@ pub struct L7Table {
     free_heads: Vec<u16>,
     hellos: Vec<HelloBuf>,
     free_hellos: Vec<u16>,
+    dns: Vec<[u8; DNS_QUERY_MAX]>,
+    free_dns: Vec<u16>,
     held_total: usize,
     sweep_at: usize,
+    /// What each origin holds; the last entry stands for any origin index
+    /// out of range.
+    origins: Vec<OriginUse>,
+}
+
+/// What one origin holds of each pool.
+#[derive(Debug, Clone, Copy, Default)]
+struct OriginUse {
+    flows: u32,
+    held: u32,
+    bufs: [u32; 3],
 }
 
 impl std::fmt::Debug for L7Table {
@@ -167,14 +232,10 @@ impl std::fmt::Debug for L7Table {
     }
 }
 
-impl Default for L7Table {
-    fn default() -> Self {
-        L7Table::new()
-    }
-}
-
 impl L7Table {
-    pub fn new() -> L7Table {
+    /// A table whose flows come from `origins` origins (indices
+    /// `0..origins`; see [`L7Table::open`]).
+    pub fn new(origins: usize) -> L7Table {
         L7Table {
             slots: (0..L7_FLOWS).map(|_| None).collect(),
             free: (0..L7_FLOWS as u32).rev().collect(),
@@ -182,8 +243,11 @@ impl L7Table {
             free_heads: (0..HEAD_BUFS as u16).rev().collect(),
             hellos: (0..HELLO_BUFS).map(|_| HelloBuf::new()).collect(),
             free_hellos: (0..HELLO_BUFS as u16).rev().collect(),
+            dns: (0..DNS_BUFS).map(|_| [0; DNS_QUERY_MAX]).collect(),
+            free_dns: (0..DNS_BUFS as u16).rev().collect(),
             held_total: 0,
             sweep_at: 0,
+            origins: vec![OriginUse::default(); origins + 1],
         }
     }
 
@@ -201,24 +265,38 @@ impl L7Table {
         self.held_total
     }
 
-    /// A slot for `flow`, or None when the table is full even after
-    /// reclaiming the slots of flows `alive` says are gone.
+    fn origin_index(&self, origin: u16) -> usize {
+        usize::from(origin).min(self.origins.len() - 1)
+    }
+
+    /// A slot for `flow` from origin `origin` (an index the caller gives
+    /// each underlay peer and local port), or why not: the table is full,
+    /// or the origin holds its share, even after reclaiming the slots of
+    /// flows `alive` says are gone.
     pub fn open(
         &mut self,
         flow: FlowRef,
+        origin: u16,
         first_rule: policy::RuleId,
         parser: Parser,
         pool: &mut Pool,
         alive: impl Fn(FlowRef) -> bool,
-    ) -> Option<u32> {
-        if self.free.is_empty() {
+    ) -> Result<u32, Short> {
+        let o = self.origin_index(origin);
+        let over = |t: &Self| t.origins[o].flows >= share(L7_FLOWS);
+        if self.free.is_empty() || over(self) {
             // A bounded look (a flood of new flows must not buy a full scan
             // each); housekeeping sweeps the rest.
             self.sweep(SWEEP_ON_OPEN, pool, &alive);
         }
-        let i = self.free.pop()?;
+        if over(self) {
+            return Err(Short::OriginShare);
+        }
+        let i = self.free.pop().ok_or(Short::Exhausted)?;
+        self.origins[o].flows += 1;
         self.slots[i as usize] = Some(L7Flow {
             flow,
+            origin: o as u16,
             first_rule,
             parser,
             synced: false,
@@ -234,7 +312,7 @@ impl L7Table {
             requests: 0,
             last: LastL7::None,
         });
-        Some(i)
+        Ok(i)
     }
 
     /// Start slot `i`'s stream at `seq` (the handshake was seen elsewhere:
@@ -293,13 +371,16 @@ impl L7Table {
             return;
         };
         self.held_total -= l.held_n;
+        let o = usize::from(l.origin);
+        self.origins[o].held -= l.held_n as u32;
+        self.origins[o].flows -= 1;
         for h in l.held.iter_mut().take(l.held_n) {
             if let Some((_, b)) = h.take() {
                 pool.put(b);
             }
         }
-        if let Some(h) = l.head.take() {
-            self.free_list(&l.parser).push(h);
+        if let Some((kind, h)) = l.head.take() {
+            self.give_back(o, kind, h);
         }
         self.free.push(i);
     }
@@ -319,16 +400,21 @@ impl L7Table {
 
     /// Hold `buf` (sequence number `seq`) for slot `i`; hands it back when
     /// the flow or the worker holds as many as it may.
-    pub fn hold(&mut self, i: u32, seq: u32, buf: Buf) -> Result<(), Buf> {
+    pub fn hold(&mut self, i: u32, seq: u32, buf: Buf) -> Result<(), (Buf, Short)> {
         if self.held_total >= HOLD_TOTAL {
-            return Err(buf);
+            return Err((buf, Short::Exhausted));
         }
         let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
-            return Err(buf);
+            return Err((buf, Short::Exhausted));
         };
         if l.held_n >= HOLD_PER_FLOW {
-            return Err(buf);
+            return Err((buf, Short::Exhausted));
         }
+        let o = &mut self.origins[usize::from(l.origin)];
+        if o.held >= share(HOLD_TOTAL) {
+            return Err((buf, Short::OriginShare));
+        }
+        o.held += 1;
         l.held[l.held_n] = Some((seq, buf));
         l.held_n += 1;
         self.held_total += 1;
@@ -341,6 +427,7 @@ impl L7Table {
             return;
         };
         self.held_total -= l.held_n;
+        self.origins[usize::from(l.origin)].held -= l.held_n as u32;
         for h in l.held.iter_mut().take(l.held_n) {
             if let Some((seq, b)) = h.take() {
                 each(seq, b);
@@ -349,31 +436,64 @@ impl L7Table {
         l.held_n = 0;
     }
 
-    fn free_list(&mut self, p: &Parser) -> &mut Vec<u16> {
-        match p {
-            Parser::Tls(_) => &mut self.free_hellos,
-            _ => &mut self.free_heads,
+    fn free_list(&mut self, kind: BufKind) -> &mut Vec<u16> {
+        match kind {
+            BufKind::Head => &mut self.free_heads,
+            BufKind::Hello => &mut self.free_hellos,
+            BufKind::Dns => &mut self.free_dns,
         }
     }
 
-    /// Lend slot `i` a buffer for its parser (its own if it has one); None
-    /// when all are lent.
-    pub fn head_for(&mut self, i: u32) -> Option<u16> {
-        let l = self.slots.get_mut(i as usize)?.as_mut()?;
-        if let Some(h) = l.head {
-            return Some(h);
+    fn give_back(&mut self, origin: usize, kind: BufKind, h: u16) {
+        self.origins[origin].bufs[kind as usize] -= 1;
+        self.free_list(kind).push(h);
+    }
+
+    /// Lend slot `i` a buffer for its parser (its own if it has one), or
+    /// why not.
+    pub fn head_for(&mut self, i: u32) -> Result<u16, Short> {
+        let l = self
+            .slots
+            .get_mut(i as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Short::Exhausted)?;
+        let kind = BufKind::of(&l.parser);
+        match l.head {
+            Some((k, h)) if k == kind => return Ok(h),
+            // Lent for another parser (the flow's protocol changed): back
+            // to its own pool.
+            Some((k, h)) => {
+                l.head = None;
+                let o = usize::from(l.origin);
+                self.give_back(o, k, h);
+            }
+            None => {}
         }
-        let free = match l.parser {
-            Parser::Tls(_) => &mut self.free_hellos,
-            _ => &mut self.free_heads,
+        let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return Err(Short::Exhausted);
         };
-        let h = free.pop()?;
-        l.head = Some(h);
-        Some(h)
+        let o = usize::from(l.origin);
+        let pool = match kind {
+            BufKind::Head => HEAD_BUFS,
+            BufKind::Hello => HELLO_BUFS,
+            BufKind::Dns => DNS_BUFS,
+        };
+        if self.origins[o].bufs[kind as usize] >= share(pool) {
+            return Err(Short::OriginShare);
+        }
+        let free = match kind {
+            BufKind::Head => &mut self.free_heads,
+            BufKind::Hello => &mut self.free_hellos,
+            BufKind::Dns => &mut self.free_dns,
+        };
+        let h = free.pop().ok_or(Short::Exhausted)?;
+        l.head = Some((kind, h));
+        self.origins[o].bufs[kind as usize] += 1;
+        Ok(h)
     }
 
     /// Give slot `i`'s buffer back unless its parser still holds a partial
-    /// head or hello in it.
+    /// head, hello or query in it.
     pub fn settle_head(&mut self, i: u32, buffered: usize) {
         if buffered > 0 {
             return;
@@ -381,20 +501,21 @@ impl L7Table {
         let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
             return;
         };
-        if let Some(h) = l.head.take() {
-            match l.parser {
-                Parser::Tls(_) => self.free_hellos.push(h),
-                _ => self.free_heads.push(h),
-            }
+        if let Some((kind, h)) = l.head.take() {
+            let o = usize::from(l.origin);
+            self.give_back(o, kind, h);
         }
     }
 
     /// Slot `i` and the buffer `head` lent to its parser, borrowed together.
     pub fn parts(&mut self, i: u32, head: u16) -> Option<(&mut L7Flow, Lent<'_>)> {
         let l = self.slots.get_mut(i as usize)?.as_mut()?;
-        let lent = match l.parser {
-            Parser::Tls(_) => Lent::Tls(self.hellos.get_mut(usize::from(head))?),
-            _ => Lent::Http(self.heads.get_mut(usize::from(head))?),
+        let h = usize::from(head);
+        let lent = match l.head {
+            Some((BufKind::Head, n)) if n == head => Lent::Http(self.heads.get_mut(h)?),
+            Some((BufKind::Hello, n)) if n == head => Lent::Tls(self.hellos.get_mut(h)?),
+            Some((BufKind::Dns, n)) if n == head => Lent::Dns(self.dns.get_mut(h)?),
+            _ => return None,
         };
         Some((l, lent))
     }
@@ -411,34 +532,128 @@ mod tests {
     #[test]
     fn full_table_reclaims_dead_flows_and_otherwise_refuses() {
         let mut pool = Pool::new(64);
-        let mut t = L7Table::new();
+        let mut t = L7Table::new(4);
         let p = Parser::Opaque;
         for n in 0..L7_FLOWS as u32 {
+            let o = (n % 4) as u16;
             assert!(t
-                .open(flow(n), policy::RuleId(0), p, &mut pool, |_| true)
-                .is_some());
+                .open(flow(n), o, policy::RuleId(0), p, &mut pool, |_| true)
+                .is_ok());
         }
-        assert!(t
-            .open(flow(99_999), policy::RuleId(0), p, &mut pool, |_| true)
-            .is_none());
+        assert_eq!(
+            t.open(flow(99_999), 0, policy::RuleId(0), p, &mut pool, |_| true),
+            Err(Short::Exhausted)
+        );
         // Flow 7 left the flow table: its slot is reclaimed, by the bounded
         // look a new flow takes (not far enough here) or by housekeeping.
         let dead = |f: FlowRef| f != flow(7);
-        let i = t.open(flow(99_999), policy::RuleId(0), p, &mut pool, dead);
-        assert!(i.is_none(), "slot 7 is beyond the bounded look");
+        let i = t.open(flow(99_999), 0, policy::RuleId(0), p, &mut pool, dead);
+        assert!(i.is_err(), "slot 7 is beyond the bounded look");
         t.sweep(L7_FLOWS, &mut pool, &dead);
-        let i = t.open(flow(99_999), policy::RuleId(0), p, &mut pool, dead);
-        assert!(i.is_some());
+        let i = t.open(flow(99_999), 0, policy::RuleId(0), p, &mut pool, dead);
+        assert!(i.is_ok());
         assert_eq!(t.len(), L7_FLOWS);
+    }
+
+    #[test]
+    fn one_origin_holds_at_most_half_of_each_pool() {
+        let mut pool = Pool::new(2048);
+        let mut t = L7Table::new(2);
+        let p = Parser::Http(HttpStream::new());
+        let (attacker, other) = (0u16, 1u16);
+        let half = L7_FLOWS as u32 / 2;
+        for n in 0..half {
+            t.open(flow(n), attacker, policy::RuleId(0), p, &mut pool, |_| true)
+                .unwrap();
+        }
+        assert_eq!(
+            t.open(
+                flow(half),
+                attacker,
+                policy::RuleId(0),
+                p,
+                &mut pool,
+                |_| true
+            ),
+            Err(Short::OriginShare)
+        );
+        // Out-of-range origin indices share one entry, not the attacker's.
+        let mine = t
+            .open(flow(50_000), other, policy::RuleId(0), p, &mut pool, |_| {
+                true
+            })
+            .unwrap();
+        // Head buffers and held segments: the attacker gets half of each.
+        let mut lent = 0;
+        for n in 0..HEAD_BUFS as u32 {
+            match t.head_for(n) {
+                Ok(_) => lent += 1,
+                Err(e) => assert_eq!(e, Short::OriginShare),
+            }
+        }
+        assert_eq!(lent, HEAD_BUFS / 2);
+        assert!(t.head_for(mine).is_ok(), "the other origin still gets one");
+        let mut held = 0;
+        'all: for n in 0..half {
+            for s in 0..HOLD_PER_FLOW as u32 {
+                let b = pool.get().unwrap();
+                match t.hold(n, s, b) {
+                    Ok(()) => held += 1,
+                    Err((b, why)) => {
+                        pool.put(b);
+                        assert_eq!(why, Short::OriginShare);
+                        break 'all;
+                    }
+                }
+            }
+        }
+        assert_eq!(held, HOLD_TOTAL / 2);
+        let b = pool.get().unwrap();
+        assert!(t.hold(mine, 1, b).is_ok(), "the other origin still holds");
+        // Closing gives the share back.
+        for n in 0..half {
+            t.close(n, &mut pool);
+        }
+        let again = t
+            .open(
+                flow(70_000),
+                attacker,
+                policy::RuleId(0),
+                p,
+                &mut pool,
+                |_| true,
+            )
+            .unwrap();
+        assert!(t.head_for(again).is_ok());
+        let b = pool.get().unwrap();
+        assert!(t.hold(again, 1, b).is_ok());
+    }
+
+    #[test]
+    fn a_buffer_goes_back_to_its_own_pool_when_the_parser_changes() {
+        let mut pool = Pool::new(64);
+        let mut t = L7Table::new(1);
+        let tls = Parser::Tls(HelloStream::new());
+        let i = t
+            .open(flow(1), 0, policy::RuleId(0), tls, &mut pool, |_| true)
+            .unwrap();
+        let h = t.head_for(i).unwrap();
+        assert!(matches!(t.parts(i, h), Some((_, Lent::Tls(_)))));
+        // The flow goes opaque mid-hello (a monitor set let it on).
+        t.slots[i as usize].as_mut().unwrap().parser = Parser::Opaque;
+        t.settle_head(i, 0);
+        assert!(t.free_hellos.contains(&h), "back among the hellos");
+        assert_eq!(t.free_heads.len(), HEAD_BUFS);
+        assert_eq!(t.free_hellos.len(), HELLO_BUFS);
     }
 
     #[test]
     fn holding_is_bounded_per_flow_and_returns_buffers_on_close() {
         let mut pool = Pool::new(64);
-        let mut t = L7Table::new();
+        let mut t = L7Table::new(1);
         let p = Parser::Http(HttpStream::new());
         let i = t
-            .open(flow(1), policy::RuleId(0), p, &mut pool, |_| true)
+            .open(flow(1), 0, policy::RuleId(0), p, &mut pool, |_| true)
             .unwrap();
         let before = pool.available();
         for s in 0..HOLD_PER_FLOW as u32 {
@@ -446,7 +661,8 @@ mod tests {
             assert!(t.hold(i, s, b).is_ok());
         }
         let extra = pool.get().unwrap();
-        let back = t.hold(i, 99, extra).expect_err("per-flow bound");
+        let (back, why) = t.hold(i, 99, extra).expect_err("per-flow bound");
+        assert_eq!(why, Short::Exhausted);
         pool.put(back);
         assert_eq!(t.held(), HOLD_PER_FLOW);
         let mut seqs = Vec::new();
@@ -461,7 +677,7 @@ mod tests {
         let h = t.head_for(i).unwrap();
         t.close(i, &mut pool);
         assert_eq!(pool.available(), before, "every buffer back in the pool");
-        assert_eq!(t.head_for(i), None, "closed");
+        assert!(t.head_for(i).is_err(), "closed");
         assert!(t.free_heads.contains(&h));
     }
 }

@@ -154,6 +154,10 @@ pub struct PolicySnap {
     /// Refusals a monitor or learn set let through (flows then uninspected).
     #[serde(default)]
     pub l7_would_refuse: u64,
+    /// Inspected flows, split heads and held segments refused because
+    /// their origin held its share of the L7 room.
+    #[serde(default)]
+    pub l7_share_limited: u64,
     /// FQDN egress: (source, address) entries learned from DNS answers the
     /// policy let through; entries refused because the table was full.
     #[serde(default)]
@@ -199,6 +203,7 @@ impl PolicySnap {
             l7_held: c.sum(|w| w.policy.l7_held.get()),
             l7_cut: c.sum(|w| w.policy.l7_cut.get()),
             l7_would_refuse: c.sum(|w| w.policy.l7_would_refuse.get()),
+            l7_share_limited: c.sum(|w| w.policy.l7_share_limited.get()),
             fqdn_learned: c.sum(|w| w.policy.fqdn_learned.get()),
             fqdn_refused: c.sum(|w| w.policy.fqdn_refused.get()),
             sets,

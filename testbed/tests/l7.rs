@@ -432,8 +432,16 @@ fn bug_cases() -> Vec<Case> {
 }
 
 /// Brings the lab up (its checks start the servers and must pass), runs
-/// `cases` against it, tears it down; the failures, if any.
+/// `cases` against it, then `more`, tears it down; the failures, if any.
 fn run_suite(tag: &str, cases: Vec<Case>) -> Vec<String> {
+    run_suite_then(tag, cases, |_| Vec::new())
+}
+
+fn run_suite_then(
+    tag: &str,
+    cases: Vec<Case>,
+    more: impl FnOnce(&Suite) -> Vec<String>,
+) -> Vec<String> {
     let p = prefix(tag);
     let _cleanup = Cleanup(p.clone());
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/l7.toml");
@@ -507,6 +515,7 @@ fn run_suite(tag: &str, cases: Vec<Case>) -> Vec<String> {
     // the server either: it logged the outer POST only.
     let log = suite.http_log();
     assert!(!log.iter().any(|l| l.contains("inbody")), "{log:?}");
+    failures.extend(more(&suite));
     running.teardown().expect("teardown");
     let _ = std::fs::remove_dir_all(&logs);
     failures
@@ -548,5 +557,102 @@ fn one_byte_heads_are_cut_and_a_pipelined_denial_resets_the_client() {
         return;
     }
     let failures = run_suite("b", bug_cases());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Split heads held per worker (l7flows::HEAD_BUFS) and the half one
+/// origin may hold.
+const HEAD_BUFS: u64 = 128;
+
+/// The holding-room flood: w4 (a local port of n2) opens 200 connections
+/// to w3:8080 that each send the start of a request head and never its
+/// end, so n2 holds each one's segment and lends it a head buffer (its
+/// kernel would retransmit after 200 ms and get cut as stalled; a route
+/// with rto_min 30 s keeps them quiet, as a raw-socket attacker would be).
+/// n2 has 128 head buffers. Before per-origin shares, w4 took all of them
+/// and w1's ordinary split request from n1 was cut
+/// (`head_buffers_exhausted`); now w4 holds at most half, its other
+/// connections are cut (`policy.l7_share_limited`), and w1 is answered.
+#[test]
+fn a_split_head_flood_from_one_origin_leaves_room_for_the_others() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let failures = run_suite_then("f", Vec::new(), |suite| {
+        let w4 = ns_name(&suite.prefix, "w4");
+        let route = Command::new("ip")
+            .args(["netns", "exec", &w4, "sh", "-c"])
+            .arg(format!(
+                "dev=$(ip -o route get {WEB} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'); \
+                 ip route replace {WEB}/32 dev \"$dev\" rto_min 30s"
+            ))
+            .status()
+            .expect("ip route");
+        assert!(route.success(), "rto_min route in w4");
+        let share_limited = || {
+            let json =
+                warden_stats(&warden_bin(), &suite.sockets[1]).unwrap_or_else(|e| panic!("{e}"));
+            counter(&json, "policy.l7_share_limited").unwrap_or_else(|e| panic!("{e}"))
+        };
+        let limited_before = share_limited();
+        let mut flood = Command::new("ip")
+            .args(["netns", "exec", &w4, "timeout", "40", "python3"])
+            .arg(&suite.client)
+            .args(["holdheads", WEB, "8080", "200", "6"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the flood");
+        let mut out = std::io::BufReader::new(flood.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("HOLDING line");
+        let mut failures = Vec::new();
+        if line.trim() != "HOLDING 200" {
+            failures.push(format!("the flood did not open its connections: {line:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let limited = share_limited() - limited_before;
+        // w1's split request (two segments 200 ms apart) from another origin.
+        let seen = suite.run(&tcp(
+            &[
+                b"GET /api/during-flood HTTP/1.1\r\nHo".to_vec(),
+                b"st: web.svc\r\n\r\n".to_vec(),
+            ],
+            "0.2",
+        ));
+        let verdict = judge(Expect::Answered(1), &seen);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).expect("flood output");
+        let status = flood.wait().expect("flood exit");
+        let cut: u64 = rest
+            .trim()
+            .strip_prefix("RESET ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        eprintln!(
+            "flood: {line:?} {rest:?} ({status}); share-limited at n2: {limited}; \
+             w1 during the flood: {:?}",
+            seen.output.lines().next()
+        );
+        if let Err(e) = verdict {
+            failures.push(format!("w1 during the flood: {e}: {}", seen.output));
+        }
+        if !seen.logged.iter().any(|l| l.contains("/api/during-flood")) {
+            failures.push(format!(
+                "the server did not log w1's request: {:?}",
+                seen.logged
+            ));
+        }
+        // w4 held half of n2's head buffers; the rest of its flood was cut
+        // for its share.
+        if limited < 200 - HEAD_BUFS / 2 || cut < 200 - HEAD_BUFS / 2 {
+            failures.push(format!(
+                "w4 should hold {} split heads and have the rest cut: \
+                 share-limited {limited}, reset {cut}",
+                HEAD_BUFS / 2
+            ));
+        }
+        failures
+    });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -603,13 +603,23 @@ fn open_inspection(
     sync: Option<u32>,
 ) -> Result<(), DropReason> {
     let flows = &cx.st.flows;
-    let Some(slot) = cx
+    let origin = flows
+        .get(r)
+        .map_or(usize::MAX, |e| flows.origin_slot(e.origin));
+    let origin = u16::try_from(origin).unwrap_or(u16::MAX);
+    let opened = cx
         .st
         .l7
-        .open(r, rule, parser, cx.pool, |f| flows.get(f).is_some())
-    else {
-        cx.st.flows.remove(r);
-        return Err(DropReason::L7Unavailable);
+        .open(r, origin, rule, parser, cx.pool, |f| flows.get(f).is_some());
+    let slot = match opened {
+        Ok(slot) => slot,
+        Err(short) => {
+            if short == crate::l7flows::Short::OriginShare {
+                cx.c.policy.l7_share_limited.inc();
+            }
+            cx.st.flows.remove(r);
+            return Err(DropReason::L7Unavailable);
+        }
     };
     if let Some(seq) = sync {
         cx.st.l7.sync(slot, seq);

@@ -25,7 +25,7 @@ use super::reject::{self, Toward};
 use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
-use crate::l7flows::{LastL7, Lent, Parser};
+use crate::l7flows::{LastL7, Lent, Parser, Short};
 use crate::learn::LearnL7;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
@@ -163,13 +163,14 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
                 }
                 l7::detect::Detection::Known(p) => {
                     let app = p;
-                    if ins.parses(app)
-                        && matches!(p, l7::detect::Proto::Http | l7::detect::Proto::Tls)
-                    {
-                        l.parser = match p {
-                            l7::detect::Proto::Tls => Parser::Tls(l7::tls::HelloStream::new()),
-                            _ => Parser::Http(l7::http::HttpStream::new()),
-                        };
+                    let parser = match p {
+                        l7::detect::Proto::Http => Some(Parser::Http(l7::http::HttpStream::new())),
+                        l7::detect::Proto::Tls => Some(Parser::Tls(l7::tls::HelloStream::new())),
+                        l7::detect::Proto::Dns => Some(Parser::DnsTcp(l7::dns::TcpFramer::new())),
+                        _ => None,
+                    };
+                    if let Some(parser) = parser.filter(|_| ins.parses(app)) {
+                        l.parser = parser;
                         refeed = true;
                     } else {
                         l.requests += 1;
@@ -191,13 +192,18 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
                     }
                 }
             },
-            Parser::Http(_) | Parser::Tls(_) | Parser::DnsUdp => {}
+            Parser::Http(_) | Parser::Tls(_) | Parser::DnsTcp(_) | Parser::DnsUdp => {}
         }
     }
     // Feed the new bytes (after a detection, the held ones first); decide
     // each request as it completes.
-    let Some(head) = cx.st.l7.head_for(slot) else {
-        return cut(cx, v, i, LastL7::Refused("head_buffers_exhausted"));
+    let head = match cx.st.l7.head_for(slot) {
+        Ok(head) => head,
+        Err(Short::Exhausted) => return cut(cx, v, i, LastL7::Refused("head_buffers_exhausted")),
+        Err(Short::OriginShare) => {
+            cx.c.policy.l7_share_limited.inc();
+            return cut(cx, v, i, LastL7::Refused("origin_share"));
+        }
     };
     let verdict;
     let buffered;
@@ -237,6 +243,14 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             (Parser::Tls(stream), Lent::Tls(hb)) => {
                 for part in earlier.chain(std::iter::once(bytes)) {
                     out = feed_tls(stream, hb, part, requests, last, &mut decide);
+                    if matches!(out.0, Feed::Cut) {
+                        break;
+                    }
+                }
+            }
+            (Parser::DnsTcp(framer), Lent::Dns(buf)) => {
+                for part in earlier.chain(std::iter::once(bytes)) {
+                    out = feed_dns_tcp(framer, buf, part, requests, last, &mut decide);
                     if matches!(out.0, Feed::Cut) {
                         break;
                     }
@@ -325,6 +339,53 @@ fn feed_tls(
             (Feed::Cut, 0)
         }
     }
+}
+
+/// Feed DNS-over-TCP bytes: each query is decided as it completes (a
+/// denied one cuts the connection: over TCP there is no REFUSED to answer
+/// in the server's name without taking its place in the stream).
+fn feed_dns_tcp(
+    framer: &mut l7::dns::TcpFramer,
+    buf: &mut [u8],
+    bytes: &[u8],
+    requests: &mut u32,
+    last: &mut LastL7,
+    decide: &mut impl FnMut(&policy::L7Request<'_>) -> RequestVerdict,
+) -> (Feed, usize) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let (used, ev) = framer.feed(buf, &bytes[at..]);
+        at += used;
+        match ev {
+            l7::dns::Event::NeedMore { buffered } => return (Feed::Pass, buffered),
+            l7::dns::Event::Message(msg) => {
+                let mut name = l7::dns::NameBuf::new();
+                match l7::dns::parse_query(msg, &mut name) {
+                    Ok(q) => {
+                        *requests += 1;
+                        let req = policy::L7Request::Dns {
+                            name: q.question.name,
+                        };
+                        if !judge(decide(&req), last) {
+                            return (Feed::Cut, 0);
+                        }
+                    }
+                    Err(reason) => {
+                        *last = LastL7::Refused(reason.as_str());
+                        return (Feed::Cut, 0);
+                    }
+                }
+            }
+            l7::dns::Event::Deny(reason) => {
+                *last = LastL7::Refused(reason.as_str());
+                return (Feed::Cut, 0);
+            }
+        }
+        if used == 0 {
+            break;
+        }
+    }
+    (Feed::Pass, 0)
 }
 
 /// Record a request's verdict; whether it may go on.
@@ -446,9 +507,14 @@ fn hold(cx: &mut Ctx, v: &mut Vector, i: usize, seq: u32) -> Next {
             cx.c.policy.l7_held.inc();
             Next::Done
         }
-        Err(buf) => {
+        Err((buf, Short::Exhausted)) => {
             v.bufs[i] = Some(buf);
             cut(cx, v, i, LastL7::Refused("hold_overflow"))
+        }
+        Err((buf, Short::OriginShare)) => {
+            v.bufs[i] = Some(buf);
+            cx.c.policy.l7_share_limited.inc();
+            cut(cx, v, i, LastL7::Refused("origin_share"))
         }
     }
 }

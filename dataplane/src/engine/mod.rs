@@ -245,7 +245,7 @@ impl Engine {
             denial_next: 0,
             learn: crate::learn::LearnTable::new(),
             reject_tokens: REJECT_ANSWERS_PER_SEC,
-            l7: crate::l7flows::L7Table::new(),
+            l7: crate::l7flows::L7Table::new(t.peers.len() + n_ports),
             fqdn: crate::fqdn::FqdnTable::new(),
         };
         counters.workers[worker]

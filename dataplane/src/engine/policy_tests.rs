@@ -486,11 +486,16 @@ action = "allow"
 /// A connection api:40000 -> db:8080 through both engines, handshake done;
 /// returns the next client sequence number.
 fn http_connection(n: &mut Nodes) -> u32 {
-    let db = (DB.0, DB.1, 8080);
+    connection_to(n, 8080)
+}
+
+/// A connection api:40000 -> db:`port`, as [`http_connection`].
+fn connection_to(n: &mut Nodes, port: u16) -> u32 {
+    let db = (DB.0, DB.1, port);
     n.wl[0].send(&tcp_frame(API, db, tcp::Flags::SYN, 1000, &[]));
     n.pump();
     assert_eq!(collect(&n.wl[2]).len(), 1, "the SYN reaches db");
-    n.wl[2].send(&syn_ack(DB, 8080, API));
+    n.wl[2].send(&syn_ack(DB, port, API));
     n.pump();
     assert_eq!(collect(&n.wl[0]).len(), 1, "the SYN-ACK reaches api");
     1001
@@ -498,8 +503,13 @@ fn http_connection(n: &mut Nodes) -> u32 {
 
 /// A client data segment; it acknowledges the server's SYN-ACK (9000).
 fn data(seq: u32, bytes: &[u8]) -> Vec<u8> {
+    data_to(8080, seq, bytes)
+}
+
+/// A client data segment to db:`port`.
+fn data_to(port: u16, seq: u32, bytes: &[u8]) -> Vec<u8> {
     let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
-    with_ack(tcp_frame(API, (DB.0, DB.1, 8080), f, seq, bytes), 9001)
+    with_ack(tcp_frame(API, (DB.0, DB.1, port), f, seq, bytes), 9001)
 }
 
 /// `frame` (Ethernet/IPv4/TCP, no options) with ACK number `ack`.
@@ -676,6 +686,11 @@ tls = [{ server_names = ["*.orders.example"] }]
 
 /// A DNS query datagram api:40000 -> db:53 for `name` (A IN).
 fn dns_query(name: &str, id: u16) -> Vec<u8> {
+    udp_frame(dns_message(name, id))
+}
+
+/// A DNS query message for `name` (type A).
+fn dns_message(name: &str, id: u16) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
     for label in name.split('.') {
@@ -683,7 +698,107 @@ fn dns_query(name: &str, id: u16) -> Vec<u8> {
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    udp_frame(q)
+    q
+}
+
+/// A DNS query as it goes over TCP: its length, then the message.
+fn dns_tcp_message(name: &str, id: u16) -> Vec<u8> {
+    let m = dns_message(name, id);
+    let mut out = (m.len() as u16).to_be_bytes().to_vec();
+    out.extend(m);
+    out
+}
+
+const DNS_TCP: &str = r#"
+[policy]
+[[policy.set]]
+name = "dns"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [53]
+action = "allow"
+dns = [{ names = ["*.svc.example"] }]
+"#;
+
+#[test]
+fn dns_over_tcp_decides_every_query_of_the_stream_even_split() {
+    let mut n = nodes(DNS_TCP, DNS_TCP);
+    let mut seq = connection_to(&mut n, 53);
+    // Two allowed queries in one segment (pipelined): both reach db.
+    let two = [
+        dns_tcp_message("orders.svc.example", 1),
+        dns_tcp_message("Users.SVC.example", 2),
+    ]
+    .concat();
+    n.wl[0].send(&data_to(53, seq, &two));
+    n.pump();
+    let got = collect(&n.wl[2]);
+    assert_eq!(got.len(), 1, "{:?}", n.b.counters());
+    assert_eq!(payload(&got[0]), two);
+    seq += two.len() as u32;
+    // A query split in three: the length's first byte, then the rest of
+    // the length with part of the message (held), then the end.
+    let q = dns_tcp_message("pay.svc.example", 3);
+    let parts = [&q[..1], &q[1..9], &q[9..]];
+    let mut at_db = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        n.wl[0].send(&data_to(53, seq, part));
+        n.pump();
+        seq += part.len() as u32;
+        let now = collect(&n.wl[2]);
+        if k == 1 {
+            assert!(now.is_empty(), "a partial query is held");
+        }
+        at_db.extend(now.iter().flat_map(|f| payload(f)));
+    }
+    assert_eq!(at_db, q, "the whole query, in order, once complete");
+    assert!(n.b.counters().policy.l7_held.get() >= 1);
+    assert_eq!(n.b.counters().policy.l7_requests.get(), 3);
+}
+
+#[test]
+fn a_denied_or_malformed_query_over_tcp_cuts_the_connection() {
+    // A denied name after an allowed one in the same segment: none of the
+    // segment reaches db, both ends get a RST.
+    let mut n = nodes(DNS_TCP, DNS_TCP);
+    let seq = connection_to(&mut n, 53);
+    let both = [
+        dns_tcp_message("orders.svc.example", 1),
+        dns_tcp_message("evil.example", 2),
+    ]
+    .concat();
+    n.wl[0].send(&data_to(53, seq, &both));
+    n.pump();
+    let at_db = collect(&n.wl[2]);
+    assert!(at_db.iter().all(|f| payload(f).is_empty()), "{at_db:?}");
+    assert!(collect(&n.wl[0])
+        .iter()
+        .any(|f| segment(f).2.contains(tcp::Flags::RST)));
+    let denied =
+        Nodes::drops(&n.a, DropReason::L7Denied) + Nodes::drops(&n.b, DropReason::L7Denied);
+    assert_eq!(denied, 1);
+    // A length prefix past what a query needs, and a pointer loop: refused.
+    let mut looped = vec![
+        0, 0, 0, 3, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
+    ];
+    let len = (looped.len() - 2) as u16;
+    looped[..2].copy_from_slice(&len.to_be_bytes());
+    // 2,000 bytes announced: a DNS header follows, but no query needs that
+    // many (the buffer takes DNS_QUERY_MAX).
+    let mut long = vec![0x07, 0xd0, 0, 1, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    long.extend_from_slice(&[3, b'w', b'w', b'w', 0, 0, 1, 0, 1]);
+    for bad in [long, looped] {
+        let mut n = nodes(DNS_TCP, DNS_TCP);
+        let seq = connection_to(&mut n, 53);
+        n.wl[0].send(&data_to(53, seq, &bad));
+        n.pump();
+        assert!(collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()));
+        let refused =
+            Nodes::drops(&n.a, DropReason::L7Refused) + Nodes::drops(&n.b, DropReason::L7Refused);
+        assert_eq!(refused, 1, "{bad:?}");
+    }
 }
 
 fn udp_frame(payload: Vec<u8>) -> Vec<u8> {
