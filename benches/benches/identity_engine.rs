@@ -154,11 +154,7 @@ fn run(
     let (mut ours, wire) = MemoryPort::pair("mem0", "wire", 1024);
     ours.set_mac(WARDEN_MAC);
     let (w3, db) = MemoryPort::pair("w3", "db", 1024);
-    let rules = cfg
-        .policy
-        .as_ref()
-        .map_or(0, policy::PolicySpec::rule_count);
-    let counters = Arc::new(Counters::new(2, 1, 1, 1).with_rules(rules));
+    let counters = Arc::new(Counters::new(2, 1, 1, 1));
     let ports: Vec<Box<dyn Port>> = vec![Box::new(ours), Box::new(w3)];
     let mut eng = Engine::new(&cfg, ports, counters).expect("engine builds");
 

@@ -6,11 +6,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
 use crate::port::tsc_hz;
+use crate::reload::{Outcome, Reloader};
 use crate::stats::{Names, Snapshot};
 
 /// Errors of the control socket.
@@ -74,13 +75,28 @@ impl ControlServer {
         })
     }
 
-    /// Serve until `quit` is set.
-    pub fn serve(&self, names: &Names, counters: &Arc<Counters>, quit: &AtomicBool) {
+    /// Serve until `quit` is set; reload when `hup` is set (SIGHUP).
+    pub fn serve(
+        &self,
+        names: &RwLock<Names>,
+        counters: &Arc<Counters>,
+        quit: &AtomicBool,
+        reloader: Option<&Reloader>,
+        hup: &AtomicBool,
+    ) {
         let started = Instant::now();
         while !quit.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                if let Some(r) = reloader {
+                    log_reload("SIGHUP", &r.reload());
+                }
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    let _ = handle(stream, names, counters, started);
+                    let names = names.read().map(|n| n.clone());
+                    if let Ok(names) = names {
+                        let _ = handle(stream, &names, counters, started, reloader);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(20));
@@ -100,11 +116,32 @@ impl Drop for ControlServer {
     }
 }
 
+/// One line on stderr per reload, whoever asked.
+fn log_reload(by: &str, r: &Result<Outcome, String>) {
+    match r {
+        Ok(o) => eprintln!(
+            "warden: reload ({by}) of {}: applied: {}; {}",
+            o.file,
+            o.changed.join(", "),
+            o.workers
+                .iter()
+                .map(|w| format!(
+                    "{} flows checked, {} revoked, {} changed, {} us",
+                    w.flows_checked, w.revoked, w.changed, w.micros
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Err(e) => eprintln!("warden: reload ({by}) refused, running config kept: {e}"),
+    }
+}
+
 fn handle(
     stream: UnixStream,
     names: &Names,
     counters: &Counters,
     started: Instant,
+    reloader: Option<&Reloader>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -162,8 +199,23 @@ fn handle(
             let json = serde_json::to_string(&report).map_err(std::io::Error::other)?;
             writeln!(out, "{json}")
         }
+        "reload" => {
+            let Some(r) = reloader else {
+                let message = "this instance cannot reload (no config file)";
+                return writeln!(out, "{}", serde_json::json!({ "error": message }));
+            };
+            let result = r.reload();
+            log_reload("control socket", &result);
+            match result {
+                Ok(o) => {
+                    let json = serde_json::to_string(&o).map_err(std::io::Error::other)?;
+                    writeln!(out, "{json}")
+                }
+                Err(e) => writeln!(out, "{}", serde_json::json!({ "error": e })),
+            }
+        }
         other => {
-            let message = format!("unknown command {other:?}; try stats, flows or learned");
+            let message = format!("unknown command {other:?}; try stats, flows, learned or reload");
             writeln!(out, "{}", serde_json::json!({ "error": message }))
         }
     }
@@ -179,12 +231,25 @@ pub fn query_flows(path: &Path) -> Result<Vec<crate::flows::FlowRow>, ControlErr
     query(path, "flows")
 }
 
+/// Ask a running warden to reload its config file.
+pub fn request_reload(path: &Path) -> Result<Outcome, ControlError> {
+    query_with_timeout(path, "reload", Duration::from_secs(30))
+}
+
 /// Ask a running warden what its learn mode recorded.
 pub fn query_learned(path: &Path) -> Result<crate::learn::LearnedReport, ControlError> {
     query(path, "learned")
 }
 
 fn query<T: serde::de::DeserializeOwned>(path: &Path, command: &str) -> Result<T, ControlError> {
+    query_with_timeout(path, command, Duration::from_secs(5))
+}
+
+fn query_with_timeout<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    command: &str,
+    timeout: Duration,
+) -> Result<T, ControlError> {
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -193,8 +258,7 @@ fn query<T: serde::de::DeserializeOwned>(path: &Path, command: &str) -> Result<T
         path: path.to_path_buf(),
         source,
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
     s.write_all(format!("{command}\n").as_bytes()).map_err(io)?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).map_err(io)?;

@@ -101,6 +101,7 @@ drop_reasons! {
     L7OutOfOrder => "l7_out_of_order", "a segment of an inspected flow out of sequence (a gap or an overlap): dropped, the client sends it again";
     L7Unavailable => "l7_unavailable", "an inspected flow found no inspection state (table full, reclaimed): refused, never passed uninspected";
     PolicyResponderDenied => "policy_responder_denied", "a reply whose (now known) identity the policy does not allow: the flow is cut both ways";
+    PolicyRevoked => "policy_revoked", "a packet of a live flow that a reloaded policy no longer allows (TCP: both ends reset)";
     FlowTableFull => "flow_table_full", "no room for a new flow and nothing evictable (fail closed)";
     FlowOriginMismatch => "flow_origin_mismatch", "packet of a known flow from another origin than the one that opened it";
     ReplyWrongOrigin => "reply_wrong_origin", "reply to a flow from an origin the forward direction was not sent to";
@@ -170,10 +171,12 @@ pub struct FlowTableCounters {
 /// packets: established packets reuse the decision cached in their entry.
 #[derive(Debug, Default)]
 pub struct PolicyCounters {
-    /// Flows decided by each rule, by rule id; the last slot is the default.
+    /// Flows decided by each rule, by rule id; slot [`DEFAULT_RULE_SLOT`]
+    /// is the default. Sized for the largest policy, so that a reload can
+    /// change the rules without the readers seeing the vector move.
     pub rule_hits: Vec<Counter>,
     /// Of those, decisions whose deny or reject a monitor or learn mode did
-    /// not carry out, by rule id (last: the default).
+    /// not carry out, by rule id (and the default).
     pub rule_would_deny: Vec<Counter>,
     /// Flows forwarded although the policy would deny them (monitor, learn).
     pub would_deny: Counter,
@@ -209,20 +212,50 @@ pub struct PolicyCounters {
     pub learn_rows: std::sync::Mutex<Vec<crate::learn::LearnRecord>>,
 }
 
+/// The slot of the default's counters in [`PolicyCounters::rule_hits`].
+pub const DEFAULT_RULE_SLOT: usize = policy::compile::MAX_RULES;
+
 impl PolicyCounters {
-    /// Counters for `rules` rules plus the default.
-    pub fn new(rules: usize) -> PolicyCounters {
+    /// Counters for every rule a policy may have, plus the default (1 MiB
+    /// per worker: two counters per rule).
+    pub fn new() -> PolicyCounters {
+        let slots = DEFAULT_RULE_SLOT + 1;
         PolicyCounters {
-            rule_hits: (0..=rules).map(|_| Counter::default()).collect(),
-            rule_would_deny: (0..=rules).map(|_| Counter::default()).collect(),
+            rule_hits: (0..slots).map(|_| Counter::default()).collect(),
+            rule_would_deny: (0..slots).map(|_| Counter::default()).collect(),
+            learn_rows: std::sync::Mutex::new(Vec::with_capacity(crate::learn::LEARN_CAPACITY)),
             ..PolicyCounters::default()
+        }
+    }
+
+    /// After a reload: rule `old` is now rule `new[old]` (None: gone).
+    /// Called by the worker that owns these counters (their one writer),
+    /// between bursts; a rule that left takes its counts with it.
+    pub fn remap_rules(&self, new: &[Option<usize>]) {
+        let take = |v: &[Counter]| -> Vec<u64> {
+            new.iter().enumerate().map(|(i, _)| v[i].get()).collect()
+        };
+        let (hits, would) = (take(&self.rule_hits), take(&self.rule_would_deny));
+        for c in self.rule_hits[..DEFAULT_RULE_SLOT]
+            .iter()
+            .chain(&self.rule_would_deny[..DEFAULT_RULE_SLOT])
+        {
+            if c.get() != 0 {
+                c.set(0);
+            }
+        }
+        for (old, to) in new.iter().enumerate() {
+            if let Some(j) = to.filter(|j| *j < DEFAULT_RULE_SLOT) {
+                self.rule_hits[j].set(hits[old]);
+                self.rule_would_deny[j].set(would[old]);
+            }
         }
     }
 
     /// Count a decision by `rule` (None: the default).
     #[inline]
     pub fn hit(&self, rule: Option<policy::RuleId>, would_deny: bool) {
-        let i = rule.map_or(self.rule_hits.len().saturating_sub(1), |r| r.0 as usize);
+        let i = rule.map_or(DEFAULT_RULE_SLOT, |r| r.0 as usize);
         if let Some(c) = self.rule_hits.get(i) {
             c.inc();
         }
@@ -296,7 +329,7 @@ impl WorkerCounters {
             idle_polls: Counter::default(),
             packets: Counter::default(),
             flow_rows: std::sync::Mutex::new(Vec::with_capacity(crate::flows::MAX_ROWS)),
-            policy: PolicyCounters::new(0),
+            policy: PolicyCounters::new(),
         }
     }
 
@@ -323,16 +356,6 @@ impl Counters {
                 .map(|_| WorkerCounters::new(ports, vnis, peers))
                 .collect(),
         }
-    }
-
-    /// Size the policy counters for `rules` rules (before sharing).
-    pub fn with_rules(mut self, rules: usize) -> Counters {
-        for w in &mut self.workers {
-            w.policy = PolicyCounters::new(rules);
-            w.policy.learn_rows =
-                std::sync::Mutex::new(Vec::with_capacity(crate::learn::LEARN_CAPACITY));
-        }
-        self
     }
 
     /// The sum of `f` over every worker.

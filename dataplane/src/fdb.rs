@@ -118,6 +118,15 @@ impl Fdb {
         );
     }
 
+    /// Remove a static entry (a reload dropped it); learned entries stay.
+    pub fn remove_static(&mut self, vni: u16, mac: MacAddr) {
+        let k = key(vni, mac);
+        if self.map.get(&k).is_some_and(|e| e.is_static) {
+            self.map.remove(&k);
+            self.changed();
+        }
+    }
+
     /// Record that `mac` was seen at `location` in VNI `vni` at time `now` (s).
     #[inline]
     pub fn learn(&mut self, vni: u16, mac: MacAddr, location: Location, now: u32) -> Learned {

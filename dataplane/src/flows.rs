@@ -226,6 +226,9 @@ pub enum Verdict {
     Gateway,
     /// Identity is not configured: no policy.
     NoPolicy,
+    /// Allowed once, refused by a reloaded policy: its next packets are
+    /// dropped (TCP: both ends reset) until the entry ages out.
+    Revoked,
 }
 
 impl Verdict {
@@ -239,6 +242,7 @@ impl Verdict {
             Verdict::Reject => "reject",
             Verdict::Gateway => "gateway",
             Verdict::NoPolicy => "no_policy",
+            Verdict::Revoked => "revoked",
         }
     }
 }

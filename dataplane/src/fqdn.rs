@@ -99,6 +99,21 @@ impl FqdnTable {
         }
     }
 
+    /// After a reload: pattern bit `k` is now bit `to[k]` (None: the
+    /// pattern is gone); entries left with no bit go.
+    pub fn remap(&mut self, to: &[Option<u32>]) {
+        self.map.retain(|_, e| {
+            let mut m = 0u64;
+            for (k, t) in to.iter().enumerate().take(64) {
+                if let (true, Some(t)) = (e.mask & (1 << k) != 0, t) {
+                    m |= 1u64.checked_shl(*t).unwrap_or(0);
+                }
+            }
+            e.mask = m;
+            m != 0
+        });
+    }
+
     /// Drop expired entries (housekeeping).
     pub fn expire(&mut self, now: u32) {
         self.map.retain(|_, e| e.expires > now);

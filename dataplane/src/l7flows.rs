@@ -325,6 +325,17 @@ impl L7Table {
         }
     }
 
+    /// After a reload: slot `i`'s requests are decided from `rule`, or,
+    /// with None (its flow's new rule has no L7 clause), no longer parsed.
+    pub fn redecide(&mut self, i: u32, rule: Option<policy::RuleId>) {
+        if let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) {
+            match rule {
+                Some(r) => l.first_rule = r,
+                None => l.parser = Parser::Opaque,
+            }
+        }
+    }
+
     /// Tie slot `i` to its flow's reply entry.
     pub fn set_reply(&mut self, i: u32, reply: FlowRef) {
         if let Some(l) = self.slots.get_mut(i as usize).and_then(Option::as_mut) {

@@ -1,5 +1,5 @@
 //! warden's engine: buffers, ports, the VTEP pipeline, the underlay host
-//! stack, counters and the control socket.
+//! stack, counters, the control socket and hot reload.
 
 pub mod buffer;
 pub mod control;
@@ -11,6 +11,7 @@ pub mod fqdn;
 pub mod l7flows;
 pub mod learn;
 pub mod port;
+pub mod reload;
 pub mod stats;
 pub mod underlay;
 pub mod worker;

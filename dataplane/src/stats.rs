@@ -33,6 +33,26 @@ pub fn rule_names(policy: Option<&policy::PolicySpec>) -> Vec<String> {
 }
 
 impl Names {
+    /// The names of an instance configured by `cfg`.
+    pub fn of(cfg: &config::WardenConfig) -> Names {
+        Names {
+            instance: cfg.instance.name.clone(),
+            ports: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+            vnis: cfg.vnis.iter().map(|v| v.id.get()).collect(),
+            peers: cfg
+                .peers
+                .iter()
+                .map(|p| (p.address.to_string(), p.name.clone()))
+                .collect(),
+            identities: cfg
+                .documents
+                .iter()
+                .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
+                .collect(),
+            rules: rule_names(cfg.policy.as_ref()),
+        }
+    }
+
     /// The name of an identity id as printed in flows; "unauthenticated"
     /// for 0, the hex id when no document is known.
     pub fn identity_name(&self, hex_id: &str) -> String {
@@ -188,8 +208,9 @@ impl PolicySnap {
             *sets.entry(set.to_string()).or_insert(0) += r.hits;
             rules.insert(n.clone(), r);
         }
-        if !names.rules.is_empty() || c.sum(|w| w.policy.rule_hits.len() as u64) > 0 {
-            rules.insert("default".to_string(), hits(names.rules.len()));
+        let default = hits(crate::counters::DEFAULT_RULE_SLOT);
+        if !names.rules.is_empty() || default.hits > 0 {
+            rules.insert("default".to_string(), default);
         }
         PolicySnap {
             would_deny: c.sum(|w| w.policy.would_deny.get()),

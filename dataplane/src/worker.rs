@@ -7,20 +7,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::counters::WorkerCounters;
 use crate::engine::Engine;
 use crate::port::sys;
+use crate::reload::Inbox;
 
 /// Empty polls in a row before the worker starts sleeping in poll().
 const SPIN_POLLS: u32 = 2048;
 /// Longest wait in one idle poll(), in milliseconds.
 const MAX_IDLE_WAIT_MS: i32 = 1;
 
-/// Run `engine` until `quit` is set.
-pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool) {
+/// Run `engine` until `quit` is set, taking reloads from `inbox` between
+/// bursts (one channel poll per round: no lock, no syscall).
+pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool, inbox: Option<&Inbox>) {
     let counters = engine.all_counters().clone();
     let wc: &WorkerCounters = &counters.workers[worker];
     let fds = engine.port_fds();
     let mut empty_polls = 0u32;
     let mut t0 = sys::tsc();
     while !quit.load(Ordering::Relaxed) {
+        if let Some(req) = inbox.and_then(|i| i.try_recv().ok()) {
+            let _ = req.done.send(engine.apply(req.tables, &req.rule_map));
+        }
         let n = engine.poll();
         engine.housekeeping();
         let t1 = sys::tsc();

@@ -66,6 +66,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reload a running instance's config file (as SIGHUP does): a file
+    /// with an error, or a change that needs a restart, keeps the running
+    /// config; live flows are decided again by the new policy.
+    Reload {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
     /// Workload identity tools.
     Identity {
         #[command(subcommand)]
@@ -131,6 +142,7 @@ fn main() -> ExitCode {
             config,
             json,
         } => flows(socket, config, json),
+        Command::Reload { socket, config } => reload(socket, config),
         Command::Identity {
             command:
                 IdentityCommand::Attest {
@@ -348,6 +360,33 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
     ExitCode::SUCCESS
 }
 
+fn reload(socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::request_reload(&path) {
+        Ok(o) => {
+            println!("reloaded {}: {}", o.file, o.changed.join(", "));
+            for (i, w) in o.workers.iter().enumerate() {
+                println!(
+                    "worker {i}: {} flows checked, {} revoked, {} decided by another rule, \
+                     static FDB -{} +{}, {} us",
+                    w.flows_checked, w.revoked, w.changed, w.fdb_removed, w.fdb_installed, w.micros
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
     let path = match control_socket(socket, config) {
         Ok(p) => p,
@@ -421,29 +460,16 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let names = Names {
-        instance: cfg.instance.name.clone(),
-        ports: cfg.ports.iter().map(|p| p.name.clone()).collect(),
-        vnis: cfg.vnis.iter().map(|v| v.id.get()).collect(),
-        peers: cfg
-            .peers
-            .iter()
-            .map(|p| (p.address.to_string(), p.name.clone()))
-            .collect(),
-        identities: cfg
-            .documents
-            .iter()
-            .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
-            .collect(),
-        rules: dataplane::stats::rule_names(cfg.policy.as_ref()),
-    };
-    let rules = cfg
-        .policy
-        .as_ref()
-        .map_or(0, ::policy::PolicySpec::rule_count);
-    let counters = Arc::new(
-        Counters::new(cfg.ports.len(), cfg.vnis.len(), cfg.peers.len(), 1).with_rules(rules),
-    );
+    let names = Arc::new(std::sync::RwLock::new(Names::of(&cfg)));
+    let (reloader, mut inboxes) =
+        dataplane::reload::Reloader::new(path.to_path_buf(), cfg.clone(), names.clone(), 1);
+    let inbox = inboxes.remove(0);
+    let counters = Arc::new(Counters::new(
+        cfg.ports.len(),
+        cfg.vnis.len(),
+        cfg.peers.len(),
+        1,
+    ));
     let quit = Arc::new(AtomicBool::new(false));
     {
         let quit = quit.clone();
@@ -451,6 +477,11 @@ fn run(path: &Path) -> ExitCode {
             eprintln!("warden: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+        eprintln!("warden: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
     }
     // Ports are opened on the worker thread that owns them; it reports
     // whether that worked before the control socket starts serving.
@@ -475,7 +506,7 @@ fn run(path: &Path) -> ExitCode {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                worker::run(&mut engine, 0, &quit);
+                worker::run(&mut engine, 0, &quit, Some(&inbox));
             })
     };
     let worker = match worker {
@@ -508,9 +539,13 @@ fn run(path: &Path) -> ExitCode {
         cfg.instance.control_socket.display()
     );
     let started = std::time::Instant::now();
-    server.serve(&names, &counters, &quit);
+    server.serve(&names, &counters, &quit, Some(&reloader), &hup);
     let _ = worker.join();
     // The final counters, for logs and benchmark runs.
+    let names = names
+        .read()
+        .map(|n| n.clone())
+        .unwrap_or_else(|_| Names::of(&cfg));
     let snap = dataplane::stats::Snapshot::take(
         &names,
         &counters,

@@ -34,17 +34,24 @@ use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key,
 use crate::learn::{LearnEnd, LearnL7, LearnRecord};
 use identity::IdentityId;
 
-/// Returns whether any packet goes to the inspect stage.
-pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> bool {
-    let mut inspect = false;
+/// Which of the stages that most bursts skip this one needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Needs {
+    pub inspect: bool,
+    pub revoke: bool,
+}
+
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> Needs {
+    let mut needs = Needs::default();
     for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Classify {
             continue;
         }
         m.next = classify(cx, buf, m);
-        inspect |= m.next == Next::Inspect;
+        needs.inspect |= m.next == Next::Inspect;
+        needs.revoke |= m.next == Next::Revoke;
     }
-    inspect
+    needs
 }
 
 fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
@@ -200,7 +207,15 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     };
     let header_id = header.map(|h| h.id);
     let mut seen = Seen::default();
-    let r = match cx.st.flows.lookup_hashed(&pkt.key, m.hash) {
+    let mut found = cx.st.flows.lookup_hashed(&pkt.key, m.hash);
+    if let Some(r) = found {
+        if opens_again(cx, r, pkt.tcp) {
+            forget_revoked(cx, r);
+            found = None;
+        }
+    }
+    let pkt = &m.pkt;
+    let r = match found {
         Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac, &mut seen) {
             Ok(()) => r,
             Err(reason) => return Next::Drop(reason),
@@ -218,6 +233,16 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     };
     m.flow = r;
     (m.verdict, m.src_identity, m.egress) = (seen.verdict, seen.src, seen.egress);
+    if seen.verdict == Verdict::Revoked {
+        // A reloaded policy took it back: TCP gets both ends reset (unless
+        // this is a RST itself), anything else stops here.
+        let tcp_not_rst = m.pkt.tcp.is_some_and(|(flags, _)| flags & 0x04 == 0);
+        return if tcp_not_rst && cx.st.reject_tokens > 0 {
+            Next::Revoke
+        } else {
+            Next::Drop(DropReason::PolicyRevoked)
+        };
+    }
     if seen.recheck {
         m.flags |= RECHECK;
     }
@@ -261,6 +286,42 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
     }
     Next::Switch
+}
+
+/// A SYN (without ACK) on a flow a reload revoked: a new connection that
+/// reuses the tuple, decided afresh.
+fn opens_again(cx: &Ctx, r: FlowRef, tcp: Option<(u8, u32)>) -> bool {
+    let syn = tcp.is_some_and(|(f, _)| f & 0x12 == 0x02);
+    syn && cx
+        .st
+        .flows
+        .get(r)
+        .is_some_and(|e| e.verdict == Verdict::Revoked)
+}
+
+/// Remove revoked entry `r` and its reply direction.
+fn forget_revoked(cx: &mut Ctx, r: FlowRef) {
+    let Some(e) = cx.st.flows.get(r).copied() else {
+        return;
+    };
+    cx.st.flows.remove(r);
+    // The reply is keyed in the VNI it came from (another one when
+    // routed): a lookup per configured VNI, never a scan of the table.
+    let mut back = e.key.reversed();
+    for v in 0..cx.t.vnis.len() as u16 {
+        back.vni = v;
+        if let Some(b) = cx.st.flows.lookup(&back) {
+            if cx
+                .st
+                .flows
+                .get(b)
+                .is_some_and(|x| x.verdict == Verdict::Revoked)
+            {
+                cx.st.flows.remove(b);
+                return;
+            }
+        }
+    }
 }
 
 /// The ACK number of a TCP segment carrying ACK (L3 at `l3`).
@@ -578,7 +639,11 @@ fn inspected(
 
 /// The parser a flow of `key` starts with: detection on TCP opened by a
 /// SYN (`syn`), DNS queries on UDP when a DNS clause can decide them.
-fn parser_for(key: &Key, ins: policy::Inspect, syn: bool) -> Option<crate::l7flows::Parser> {
+pub(super) fn parser_for(
+    key: &Key,
+    ins: policy::Inspect,
+    syn: bool,
+) -> Option<crate::l7flows::Parser> {
     match key.flow.protocol {
         // Each datagram is a whole query: decided alone.
         overlay::IpProtocol::UDP if ins.parses(l7::detect::Proto::Dns) => {
@@ -595,7 +660,7 @@ fn parser_for(key: &Key, ins: policy::Inspect, syn: bool) -> Option<crate::l7flo
 /// Give flow `r` an inspection slot (synchronised at `sync`, the client's
 /// next sequence number, when the handshake is already past); a full
 /// table refuses the flow: its entry goes.
-fn open_inspection(
+pub(super) fn open_inspection(
     cx: &mut Ctx,
     r: FlowRef,
     rule: policy::RuleId,
@@ -898,12 +963,58 @@ pub(super) fn decide(
         }
     }
     let dst = dst.or_else(|| destination(cx.t, id, key, dst_mac?));
+    let (decided, eff) = judge(cx, key, src, dst);
+    cx.c.policy.hit(decided.rule, eff.would_deny);
+    // A destination known only at its reply is recorded then, as who it is.
+    if eff.learn && !decided.recheck {
+        record_learn(cx, src, dst, key, LearnL7::None);
+    }
+    if decided.recheck {
+        cx.c.policy.provisional.inc();
+    }
+    decided
+}
+
+/// The decision for a live flow after a reload: as [`decide`] with both
+/// ends as the entry knows them, but nothing counted or learned (the flow
+/// was, when it opened).
+pub(super) fn redecide(
+    cx: &mut Ctx,
+    key: &Key,
+    src: IdentityId,
+    dst: Option<IdentityId>,
+) -> Decided {
+    judge(cx, key, src, dst).0
+}
+
+/// The policy's answer for `key` from `src` to `dst` (None: not known
+/// here), and the effect its mode gives it.
+fn judge(
+    cx: &Ctx,
+    key: &Key,
+    src: IdentityId,
+    dst: Option<IdentityId>,
+) -> (Decided, policy::Effective) {
+    let Some(id) = &cx.t.identity else {
+        let none = Decided {
+            verdict: Verdict::NoPolicy,
+            rule: None,
+            dst: IdentityId::UNAUTHENTICATED,
+            recheck: false,
+            inspect: None,
+        };
+        let forward = policy::Effective {
+            verdict: policy::Verdict::Forward,
+            would_deny: false,
+            learn: false,
+        };
+        return (none, forward);
+    };
     let p = &id.policy;
     let mut q = p.query(key, src, dst);
     q.dst_fqdns = fqdn_bits(cx.st, p, src, key);
     let d = p.compiled.lookup(&q);
     let eff = d.effective();
-    cx.c.policy.hit(d.rule, eff.would_deny);
     let verdict = match eff.verdict {
         policy::Verdict::Drop => Verdict::Deny,
         policy::Verdict::Reject => Verdict::Reject,
@@ -912,14 +1023,7 @@ pub(super) fn decide(
         policy::Verdict::Forward => Verdict::Allow,
     };
     let recheck = dst.is_none() && verdict != Verdict::Deny && verdict != Verdict::Reject;
-    // A destination known only at its reply is recorded then, as who it is.
-    if eff.learn && !recheck {
-        record_learn(cx, src, dst, key, LearnL7::None);
-    }
-    if recheck {
-        cx.c.policy.provisional.inc();
-    }
-    Decided {
+    let decided = Decided {
         verdict,
         rule: d.rule,
         dst: dst.unwrap_or(IdentityId::UNAUTHENTICATED),
@@ -931,5 +1035,6 @@ pub(super) fn decide(
             (true, Some(r)) => Some(p.compiled.inspect(&q, r)),
             _ => None,
         },
-    }
+    };
+    (decided, eff)
 }

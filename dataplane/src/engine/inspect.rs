@@ -600,14 +600,11 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
         client_seq = l.server_next;
     }
     cx.c.policy.l7_cut.inc();
-    let l3 = usize::from(m.pkt.l3);
-    let frame = v.frame(i);
     // The client accepts a RST only at exactly the next byte it expects
     // (RFC 5961): the segment's ACK, or, when the server's answer to an
     // earlier request reached it meanwhile, the server's next byte. Both
     // are sent when they differ; the other is ignored.
-    let mut answers = [None, None, None];
-    let seg_ack = segment(frame, usize::from(m.pkt.l3)).map(|(_, ack, ..)| ack);
+    let seg_ack = segment(v.frame(i), usize::from(m.pkt.l3)).map(|(_, ack, ..)| ack);
     let targets = [
         server_seq.map(|seq| Toward::Server { seq }),
         Some(Toward::Client { seq: None }),
@@ -615,14 +612,33 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
             .filter(|s| Some(*s) != seg_ack)
             .map(|s| Toward::Client { seq: Some(s) }),
     ];
-    for (slot, to) in answers.iter_mut().zip(targets) {
-        let Some(to) = to else { continue };
+    push_resets(cx, v, i, &targets);
+    Next::Drop(match why {
+        LastL7::Denied => DropReason::L7Denied,
+        _ => DropReason::L7Refused,
+    })
+}
+
+/// Push a RST built from TCP packet `i` toward each of `targets`: toward
+/// the server onward along the flow's own path (switched, stamped as its
+/// packets are), toward the client back where `i` came from, speaking for
+/// the flow's destination identity. Returns how many were pushed.
+pub(super) fn push_resets(
+    cx: &mut Ctx,
+    v: &mut Vector,
+    i: usize,
+    targets: &[Option<Toward>],
+) -> usize {
+    let m = v.meta[i];
+    let l3 = usize::from(m.pkt.l3);
+    let mut answers = [None, None, None];
+    for (slot, to) in answers.iter_mut().zip(targets.iter().flatten()) {
         let Some(mut b) = cx.pool.get() else { break };
         b.set_len(crate::buffer::BUF_SIZE);
-        match reject::reset(frame, l3, to, b.frame_mut()) {
+        match reject::reset(v.frame(i), l3, *to, b.frame_mut()) {
             Some(n) => {
                 b.set_len(n);
-                *slot = Some((to, b));
+                *slot = Some((*to, b));
             }
             None => cx.pool.put(b),
         }
@@ -633,6 +649,7 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
         .flows
         .get(m.flow)
         .map_or(identity::IdentityId::UNAUTHENTICATED, |e| e.dst_identity);
+    let mut pushed = 0;
     for (to, b) in answers.into_iter().flatten() {
         let mut am = Meta {
             l7: crate::l7flows::NO_L7,
@@ -659,14 +676,12 @@ fn cut(cx: &mut Ctx, v: &mut Vector, i: usize, why: LastL7) -> Next {
                 };
             }
         }
-        if let Err(b) = v.push(b, am) {
-            cx.pool.put(b);
+        match v.push(b, am) {
+            Ok(_) => pushed += 1,
+            Err(b) => cx.pool.put(b),
         }
     }
-    Next::Drop(match why {
-        LastL7::Denied => DropReason::L7Denied,
-        _ => DropReason::L7Refused,
-    })
+    pushed
 }
 
 /// Requests one segment may record for learn mode (more are rare: they

@@ -36,6 +36,8 @@ pub enum Next {
     Classify,
     /// A client segment of an inspected flow (`meta.l7`): L7 decides.
     Inspect,
+    /// A TCP segment of a flow a reloaded policy revoked: both ends reset.
+    Revoke,
     /// L2 forwarding in `meta.vni`.
     Switch,
     /// To the L3 gateway of `meta.vni`.

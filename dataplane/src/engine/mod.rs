@@ -13,6 +13,7 @@
 //!              (origin-bound entries); identity (verify + strip); the policy
 //! inspect      L7: each request of a flow whose rule has an L7 clause is
 //!              decided before it reaches the server (held, released, or reset)
+//! revoke       TCP segments of flows a reloaded policy took back: both ends reset
 //! switch       FDB learn and lookup, flooding; records where each flow went
 //! route        the L3 gateway between VNIs (then switch again)
 //! stamp        identity header on flows of local workloads toward wardens
@@ -36,6 +37,8 @@ mod meta;
 mod output;
 mod parse;
 mod reject;
+mod reload;
+mod revoke;
 mod route;
 mod rx_access;
 mod rx_underlay;
@@ -69,6 +72,7 @@ use crate::port::Port;
 use crate::underlay::HostStack;
 
 pub use meta::{From, VECTOR_CAP};
+pub use reload::ReloadReport;
 pub use route::Router;
 pub use tables::{Binding, PeerIdent, PeerRt, Tables, TablesError, VniRt};
 
@@ -404,9 +408,13 @@ impl Engine {
         } else {
             rx_access::run(&mut cx, vec);
         }
-        // Bursts with no inspected flow skip the stage.
-        if classify::run(&mut cx, vec) {
+        // Bursts with no inspected (or revoked) flow skip those stages.
+        let needs = classify::run(&mut cx, vec);
+        if needs.inspect {
             inspect::run(&mut cx, vec);
+        }
+        if needs.revoke {
+            revoke::run(&mut cx, vec);
         }
         let before = vec.len();
         let to_route = switch::run(&mut cx, vec);

@@ -113,11 +113,7 @@ struct Nodes {
 
 fn engine(text: &str, uplink: MemoryPort, w: [MemoryPort; 2]) -> Engine {
     let cfg = config::parse_warden(text, "policy-test.toml").unwrap_or_else(|e| panic!("{e}"));
-    let rules = cfg
-        .policy
-        .as_ref()
-        .map_or(0, policy::PolicySpec::rule_count);
-    let counters = Arc::new(Counters::new(3, 1, 1, 1).with_rules(rules));
+    let counters = Arc::new(Counters::new(3, 1, 1, 1));
     let [w0, w1] = w;
     let ports: Vec<Box<dyn Port>> = vec![Box::new(uplink), Box::new(w0), Box::new(w1)];
     Engine::new(&cfg, ports, counters).expect("engine builds")
@@ -1180,4 +1176,172 @@ http = [{ paths = ["/**"] }]
     m.pump();
     assert!(collect(&m.wl[2]).iter().all(|f| payload(f).is_empty()));
     assert_eq!(Nodes::drops(&m.b, DropReason::L7Denied), 1);
+}
+
+// --- Hot reload: live flows decided again by the new policy.
+
+const BEFORE_RELOAD: &str = r#"
+[policy]
+[[policy.set]]
+name = "shop"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [5432]
+action = "allow"
+[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "udp"
+ports = [53]
+action = "allow"
+[[policy.set.rule]]
+from = ["api"]
+to = ["cache"]
+proto = "tcp"
+ports = [7001]
+action = "allow"
+"#;
+
+/// The same, without db: only the cache rule is left (now shop#1).
+const AFTER_RELOAD: &str = r#"
+[policy]
+[[policy.set]]
+name = "shop"
+[[policy.set.rule]]
+from = ["api"]
+to = ["cache"]
+proto = "tcp"
+ports = [7001]
+action = "allow"
+"#;
+
+impl Nodes {
+    /// Reload node b from `old` to `new` policy, everything else the same.
+    fn reload_b(&mut self, old: &str, new: &str) -> Result<super::ReloadReport, String> {
+        let s = self._secret.0.display().to_string();
+        let parse = |p: &str| {
+            config::parse_warden(&config("node-2", &s, p), "reload-test.toml")
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (old, new) = (parse(old), parse(new));
+        let (o, n) = (
+            crate::stats::rule_names(old.policy.as_ref()),
+            crate::stats::rule_names(new.policy.as_ref()),
+        );
+        let map: Vec<Option<usize>> = o.iter().map(|r| n.iter().position(|x| x == r)).collect();
+        let tables = super::Tables::build(&new).map_err(|e| e.to_string())?;
+        self.b.apply(Arc::new(tables), &map)
+    }
+}
+
+/// A TCP data segment from `from` to `to` carrying `bytes`.
+fn segment_from(
+    from: (MacAddr, Ipv4Addr, u16),
+    to: (MacAddr, Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let f = tcp::Flags(tcp::Flags::ACK.0 | tcp::Flags::PSH.0);
+    with_ack(tcp_frame(from, to, f, seq, bytes), ack)
+}
+
+#[test]
+fn a_reload_resets_revoked_tcp_stops_revoked_udp_and_keeps_the_rest() {
+    let mut n = nodes(BEFORE_RELOAD, BEFORE_RELOAD);
+    let seq = connection_to(&mut n, 5432);
+    n.wl[0].send(&data_to(5432, seq, b"hello"));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "allowed before the reload");
+    n.wl[0].send(&udp_frame(b"query".to_vec()));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "udp allowed before the reload");
+    // api -> cache:7001, allowed before and after.
+    let cache = (CACHE.0, CACHE.1, 7001);
+    n.wl[0].send(&tcp_frame(API, cache, tcp::Flags::SYN, 1000, &[]));
+    n.pump();
+    assert_eq!(collect(&n.wl[3]).len(), 1);
+    n.wl[3].send(&syn_ack(CACHE, 7001, API));
+    n.pump();
+    assert_eq!(collect(&n.wl[0]).len(), 1);
+    let hits_before = n.b.counters().policy.rule_hits[2].get();
+    assert_eq!(hits_before, 1, "shop#3 decided the cache flow");
+
+    let report = n.reload_b(BEFORE_RELOAD, AFTER_RELOAD).expect("reload");
+    assert_eq!((report.flows_checked, report.revoked), (3, 2), "{report:?}");
+    assert_eq!(
+        n.b.counters().policy.rule_hits[0].get(),
+        hits_before,
+        "the cache rule's count follows it to shop#1"
+    );
+
+    // The next client segment of the revoked TCP flow: db gets a RST at
+    // that segment's sequence number, api a RST at its ACK.
+    let seq = seq + 5;
+    n.wl[0].send(&data_to(5432, seq, b"more"));
+    n.pump();
+    let at_db = collect(&n.wl[2]);
+    assert_eq!(at_db.len(), 1, "only a RST reaches db: {at_db:?}");
+    let (_, _, flags, rst_seq, _) = segment(&at_db[0]);
+    assert_eq!((flags, rst_seq), (tcp::Flags::RST, seq));
+    assert!(payload(&at_db[0]).is_empty());
+    let at_api = collect(&n.wl[0]);
+    assert_eq!(at_api.len(), 1, "api gets a RST");
+    let (_, _, flags, rst_seq, _) = segment(&at_api[0]);
+    assert_eq!(
+        (flags, rst_seq),
+        (tcp::Flags::RST, 9001),
+        "at the segment's ACK"
+    );
+    // The server's side of it is revoked too.
+    n.wl[2].send(&segment_from((DB.0, DB.1, 5432), API, 9001, seq, b"late"));
+    n.pump();
+    let rst_only = |frames: Vec<Vec<u8>>| {
+        !frames.is_empty()
+            && frames
+                .iter()
+                .all(|f| segment(f).2.contains(tcp::Flags::RST) && payload(f).is_empty())
+    };
+    assert!(rst_only(collect(&n.wl[0])), "api gets a RST, not the data");
+    assert!(rst_only(collect(&n.wl[2])), "db gets a RST back");
+    // UDP: stops.
+    n.wl[0].send(&udp_frame(b"again".to_vec()));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty(), "the revoked UDP flow stops");
+    assert_eq!(Nodes::drops(&n.b, DropReason::PolicyRevoked), 3);
+    // The cache flow goes on.
+    let bytes = b"still allowed";
+    n.wl[0].send(&segment_from(API, cache, 1001, 9001, bytes));
+    n.pump();
+    let got = collect(&n.wl[3]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(payload(&got[0]), bytes.to_vec());
+    // A new flow to db is decided by the new policy: denied.
+    n.wl[0].send(&tcp_frame(
+        API,
+        (DB.0, DB.1, 5432),
+        tcp::Flags::SYN,
+        5000,
+        &[],
+    ));
+    n.pump();
+    assert!(collect(&n.wl[2]).is_empty());
+}
+
+#[test]
+fn a_reload_that_needs_a_restart_is_refused_and_changes_nothing() {
+    let mut n = nodes(BEFORE_RELOAD, BEFORE_RELOAD);
+    let seq = connection_to(&mut n, 5432);
+    let s = n._secret.0.display().to_string();
+    // Another peer address: the set of peers changed.
+    let text = config("node-2", &s, AFTER_RELOAD).replace("10.0.0.1", "10.0.0.9");
+    let cfg = config::parse_warden(&text, "restart.toml").unwrap_or_else(|e| panic!("{e}"));
+    let tables = super::Tables::build(&cfg).expect("tables");
+    let err = n.b.apply(Arc::new(tables), &[]).expect_err("refused");
+    assert!(err.contains("peers") && err.contains("restart"), "{err}");
+    n.wl[0].send(&data_to(5432, seq, b"hello"));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1, "the old policy still runs");
 }

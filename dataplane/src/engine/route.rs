@@ -91,6 +91,26 @@ impl Router {
         }
     }
 
+    /// After a reload: static neighbors `old` had and `new` has not go,
+    /// `new`'s are installed (learned ones stay).
+    pub fn reload_statics(&mut self, old: &Tables, new: &Tables) {
+        for &(v, ip, _) in &old.neighbors {
+            if self.neighbors.get(&(v, ip)).is_some_and(|n| n.is_static) {
+                self.neighbors.remove(&(v, ip));
+            }
+        }
+        for &(v, ip, mac) in &new.neighbors {
+            self.neighbors.insert(
+                (v, ip),
+                Neighbor {
+                    mac,
+                    last_seen: 0,
+                    is_static: true,
+                },
+            );
+        }
+    }
+
     /// Once a second: refill the ICMP budget, age neighbors. Returns the
     /// parked packets whose next hop never answered, to drop.
     pub fn tick(&mut self, now: u32, expired: &mut Vec<Buf>) {
