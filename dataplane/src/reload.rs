@@ -79,7 +79,8 @@ impl Reloader {
 
     /// Reload the file; the error says why nothing changed.
     pub fn reload(&self) -> Result<Outcome, String> {
-        let new = config::load_warden(&self.path).map_err(|e| e.to_string())?;
+        let new = config::load_warden(&self.path)
+            .map_err(|e| format!("{e} (the running config is unchanged)"))?;
         let mut running = self.running.lock().map_err(|_| "reload state poisoned")?;
         if let Some(why) = needs_restart(&running, &new) {
             return Err(format!(
