@@ -17,6 +17,8 @@ command -v dig >/dev/null      || need+=(dnsutils)
 command -v openssl >/dev/null  || need+=(openssl)
 command -v setsid >/dev/null   || need+=(util-linux)
 command -v ssh >/dev/null      || need+=(openssh-client)
+# Operations: a real Prometheus (and promtool) scraping a lab warden.
+command -v prometheus >/dev/null || need+=(prometheus)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -249,6 +249,7 @@ mod tests {
             instance: Instance {
                 name: "gw".into(),
                 control_socket: PathBuf::from("/run/warden/gw.sock"),
+                metrics: None,
             },
             underlay: Underlay {
                 port: 0,

@@ -10,6 +10,7 @@ pub mod flows;
 pub mod fqdn;
 pub mod l7flows;
 pub mod learn;
+pub mod metrics;
 pub mod port;
 pub mod reload;
 pub mod stats;

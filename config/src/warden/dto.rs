@@ -88,6 +88,7 @@ pub(crate) fn removed_allow(text: &str, lab: bool) -> Option<Invalid> {
 pub(super) struct InstanceDto {
     pub(super) name: Option<Spanned<String>>,
     pub(super) control_socket: Option<Spanned<String>>,
+    pub(super) metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,11 +17,29 @@ pub(super) fn build_instance(
     dto: Option<InstanceDto>,
     default_name: &str,
 ) -> Result<Instance, Invalid> {
+    let mut metrics_addr = None;
     let (name, control_socket) = match dto {
         Some(InstanceDto {
             name,
             control_socket,
+            metrics,
         }) => {
+            if let Some(m) = metrics {
+                match m.get_ref().parse::<std::net::SocketAddr>() {
+                    Ok(a) => metrics_addr = Some(a),
+                    Err(_) => {
+                        return Err(invalid(
+                            m.span(),
+                            ErrorKind::InvalidName {
+                                what: "metrics address",
+                                name: m.into_inner(),
+                                expected:
+                                    "ADDRESS:PORT such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                            },
+                        ))
+                    }
+                }
+            }
             let name = match name {
                 Some(n) => {
                     if !is_simple_name(n.get_ref()) {
@@ -62,6 +80,7 @@ pub(super) fn build_instance(
     Ok(Instance {
         name,
         control_socket,
+        metrics: metrics_addr,
     })
 }
 

@@ -293,6 +293,8 @@ impl WardenConfig {
 pub struct Instance {
     pub name: String,
     pub control_socket: PathBuf,
+    /// `metrics = "ADDR:PORT"`: where Prometheus scrapes `/metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The VTEP side: which port, which address, which UDP port.

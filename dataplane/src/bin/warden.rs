@@ -539,7 +539,32 @@ fn run(path: &Path) -> ExitCode {
         cfg.instance.control_socket.display()
     );
     let started = std::time::Instant::now();
+    let metrics = match cfg.instance.metrics {
+        Some(addr) => match dataplane::metrics::MetricsServer::bind(addr) {
+            Ok(m) => {
+                eprintln!(
+                    "warden {}: metrics on http://{}/metrics",
+                    cfg.instance.name,
+                    m.local_addr()
+                );
+                let (names, counters, quit) = (names.clone(), counters.clone(), quit.clone());
+                Some(std::thread::spawn(move || {
+                    m.serve(names, counters, started, quit)
+                }))
+            }
+            Err(e) => {
+                eprintln!("warden: cannot listen for metrics on {addr}: {e}");
+                quit.store(true, Ordering::Relaxed);
+                let _ = worker.join();
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     server.serve(&names, &counters, &quit, Some(&reloader), &hup);
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     let _ = worker.join();
     // The final counters, for logs and benchmark runs.
     let names = names
