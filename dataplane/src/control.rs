@@ -102,7 +102,7 @@ impl ControlServer {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => {
-                    eprintln!("warden: control socket {}: {e}", self.path.display());
+                    tracing::warn!(socket = %self.path.display(), error = %e, "control socket accept failed");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -116,23 +116,24 @@ impl Drop for ControlServer {
     }
 }
 
-/// One line on stderr per reload, whoever asked.
+/// One log line per reload, whoever asked.
 fn log_reload(by: &str, r: &Result<Outcome, String>) {
     match r {
-        Ok(o) => eprintln!(
-            "warden: reload ({by}) of {}: applied: {}; {}",
-            o.file,
-            o.changed.join(", "),
-            o.workers
-                .iter()
-                .map(|w| format!(
-                    "{} flows checked, {} revoked, {} changed, {} us",
-                    w.flows_checked, w.revoked, w.changed, w.micros
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        Err(e) => eprintln!("warden: reload ({by}) refused, running config kept: {e}"),
+        Ok(o) => {
+            let sum =
+                |f: fn(&crate::engine::ReloadReport) -> u64| o.workers.iter().map(f).sum::<u64>();
+            tracing::info!(
+                by,
+                file = %o.file,
+                changed = %o.changed.join(", "),
+                flows_checked = sum(|w| w.flows_checked),
+                revoked = sum(|w| w.revoked),
+                rule_changed = sum(|w| w.changed),
+                worker_micros = sum(|w| w.micros),
+                "config reloaded"
+            );
+        }
+        Err(e) => tracing::warn!(by, error = %e, "reload refused, running config kept"),
     }
 }
 

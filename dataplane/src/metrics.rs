@@ -578,7 +578,7 @@ impl MetricsServer {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => {
-                    eprintln!("warden: metrics listener {}: {e}", self.addr);
+                    tracing::warn!(addr = %self.addr, error = %e, "metrics listener accept failed");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }

@@ -33,6 +33,14 @@ enum Command {
         /// The instance config (TOML).
         #[arg(short, long)]
         config: PathBuf,
+        /// Log level or filter (error, warn, info, debug, trace, or a
+        /// tracing filter such as `info,dataplane=debug`); default: $RUST_LOG,
+        /// else info. Nothing is logged per packet at any level.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Validate a config or lab file; errors print as FILE:LINE:COLUMN: message.
     Check {
@@ -89,6 +97,32 @@ enum Command {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// Logs of `warden run` go to stderr through `tracing`.
+fn init_logging(level: Option<&str>, format: LogFormat) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("--log-level {l:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let done = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    done.map_err(|e| format!("cannot start logging: {e}"))
+}
+
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Print, as a [[policy.set]] in enforce mode, an allow-list that admits
@@ -130,7 +164,17 @@ enum IdentityCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            log_level,
+            log_format,
+        } => {
+            if let Err(e) = init_logging(log_level.as_deref(), log_format) {
+                eprintln!("warden: {e}");
+                return ExitCode::FAILURE;
+            }
+            run(&config)
+        }
         Command::Check { files } => check(&files),
         Command::Stats {
             socket,
@@ -449,14 +493,14 @@ fn run(path: &Path) -> ExitCode {
     let cfg = match config::load_warden(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
     let server = match ControlServer::bind(&cfg.instance.control_socket) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("warden: {e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -474,13 +518,13 @@ fn run(path: &Path) -> ExitCode {
     {
         let quit = quit.clone();
         if let Err(e) = ctrlc::set_handler(move || quit.store(true, Ordering::Relaxed)) {
-            eprintln!("warden: cannot install signal handler: {e}");
+            tracing::error!("cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
     let hup = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
-        eprintln!("warden: cannot install the SIGHUP handler: {e}");
+        tracing::error!("cannot install the SIGHUP handler: {e}");
         return ExitCode::FAILURE;
     }
     // Ports are opened on the worker thread that owns them; it reports
@@ -512,48 +556,35 @@ fn run(path: &Path) -> ExitCode {
     let worker = match worker {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("warden: cannot start worker: {e}");
+            tracing::error!("cannot start the worker: {e}");
             return ExitCode::FAILURE;
         }
     };
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("warden: {e}");
+            tracing::error!("{e}");
             let _ = worker.join();
             return ExitCode::FAILURE;
         }
         Err(_) => {
-            eprintln!("warden: worker stopped while starting");
+            tracing::error!("the worker stopped while starting");
             return ExitCode::FAILURE;
         }
     }
-    eprintln!(
-        "warden {}: running, {} ports, {} VNIs, {} peers, VTEP {} on {}, control socket {}",
-        cfg.instance.name,
-        cfg.ports.len(),
-        cfg.vnis.len(),
-        cfg.peers.len(),
-        cfg.underlay.address,
-        cfg.ports[cfg.underlay.port].interface,
-        cfg.instance.control_socket.display()
-    );
+    log_loaded(path, &cfg);
     let started = std::time::Instant::now();
     let metrics = match cfg.instance.metrics {
         Some(addr) => match dataplane::metrics::MetricsServer::bind(addr) {
             Ok(m) => {
-                eprintln!(
-                    "warden {}: metrics on http://{}/metrics",
-                    cfg.instance.name,
-                    m.local_addr()
-                );
+                tracing::info!(url = %format!("http://{}/metrics", m.local_addr()), "serving metrics");
                 let (names, counters, quit) = (names.clone(), counters.clone(), quit.clone());
                 Some(std::thread::spawn(move || {
                     m.serve(names, counters, started, quit)
                 }))
             }
             Err(e) => {
-                eprintln!("warden: cannot listen for metrics on {addr}: {e}");
+                tracing::error!("cannot listen for metrics on {addr}: {e}");
                 quit.store(true, Ordering::Relaxed);
                 let _ = worker.join();
                 return ExitCode::FAILURE;
@@ -577,7 +608,44 @@ fn run(path: &Path) -> ExitCode {
         started.elapsed().as_secs(),
         dataplane::port::tsc_hz(),
     );
+    // The final counters, whole, for logs and benchmark runs.
     eprint!("{}", snap.render());
-    eprintln!("warden {}: stopped", cfg.instance.name);
+    tracing::info!(
+        instance = %cfg.instance.name,
+        uptime_secs = snap.uptime_secs,
+        drops_total = snap.drops_total,
+        "stopped"
+    );
     ExitCode::SUCCESS
+}
+
+/// What `run` loaded, once at start.
+fn log_loaded(path: &Path, cfg: &WardenConfig) {
+    let (sets, rules) = cfg
+        .policy
+        .as_ref()
+        .map_or((0, 0), |p| (p.sets.len(), p.rule_count()));
+    tracing::info!(
+        instance = %cfg.instance.name,
+        config = %path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        ports = cfg.ports.len(),
+        vnis = cfg.vnis.len(),
+        peers = cfg.peers.len(),
+        vtep = %cfg.underlay.address,
+        uplink = %cfg.ports[cfg.underlay.port].interface,
+        identity = cfg.identity.is_some(),
+        identity_documents = cfg.documents.len(),
+        workloads = cfg.workloads.len(),
+        policy_sets = sets,
+        policy_rules = rules,
+        control_socket = %cfg.instance.control_socket.display(),
+        "running"
+    );
+    for p in &cfg.ports {
+        tracing::info!(port = %p.name, interface = %p.interface, backend = ?p.backend, "port");
+    }
+    for p in &cfg.peers {
+        tracing::info!(peer = %p.address, name = p.name.as_deref().unwrap_or(""), "peer");
+    }
 }
