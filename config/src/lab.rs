@@ -1472,7 +1472,7 @@ host = "h1"
         (
             "unknown field inside the warden config",
             "  [warden.config.instance]\n  colour = 1\n",
-            "lab.toml:24:3: unknown field `colour`, expected `name` or `control_socket`",
+            "lab.toml:24:3: unknown field `colour`, expected one of `name`, `control_socket`, `metrics`",
         ),
         (
             "af_packet port on an interface the host lacks",

@@ -128,9 +128,9 @@ pub use lab::{
 };
 pub use value::IFNAME_MAX;
 pub use warden::{
-    default_control_socket, default_gateway_mac, Backend, FdbEntry, FdbTarget, Instance, Neighbor,
-    PeerConfig, PortConfig, RouteConfig, Underlay, VniConfig, WardenConfig, DEFAULT_INSTANCE_NAME,
-    DEFAULT_MAC_AGING_SECS, DEFAULT_MTU, DEFAULT_UDP_PORT, MAX_MTU, MIN_MTU,
+    default_control_socket, default_gateway_mac, Backend, FdbEntry, FdbTarget, FlowLog, Instance,
+    Neighbor, PeerConfig, PortConfig, RouteConfig, Underlay, VniConfig, WardenConfig,
+    DEFAULT_INSTANCE_NAME, DEFAULT_MAC_AGING_SECS, DEFAULT_MTU, DEFAULT_UDP_PORT, MAX_MTU, MIN_MTU,
 };
 
 /// Which schema a file follows.
@@ -338,6 +338,7 @@ mod tests {
             workloads: vec![],
             identity_maps: vec![],
             policy: None,
+            flow_log: None,
         };
         assert_eq!(c, expected);
         assert_eq!(check_text(doc_block(0), "doc"), Ok(FileKind::Warden));

@@ -301,6 +301,10 @@ pub struct WorkerCounters {
     /// (`try_lock`, never waits, never allocates: capacity reserved), turned
     /// into text by the control thread.
     pub flow_rows: std::sync::Mutex<Vec<crate::flows::RawFlowRow>>,
+    /// Flow-log events handed to the writer, and events counted instead
+    /// (over the rate budget, or the writer behind); mirrored once a second.
+    pub flow_log_events: Counter,
+    pub flow_log_dropped: Counter,
     pub policy: PolicyCounters,
 }
 
@@ -329,6 +333,8 @@ impl WorkerCounters {
             idle_polls: Counter::default(),
             packets: Counter::default(),
             flow_rows: std::sync::Mutex::new(Vec::with_capacity(crate::flows::MAX_ROWS)),
+            flow_log_events: Counter::default(),
+            flow_log_dropped: Counter::default(),
             policy: PolicyCounters::new(),
         }
     }

@@ -616,6 +616,16 @@ impl FlowTable {
     /// forget the flows idle for longer than their state allows. Returns
     /// how many were forgotten.
     pub fn expire_slice(&mut self, now: u32, budget: usize) -> usize {
+        self.expire_slice_with(now, budget, |_| {})
+    }
+
+    /// [`FlowTable::expire_slice`], telling `gone` each entry that aged out.
+    pub fn expire_slice_with(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut gone_entry: impl FnMut(&FlowEntry),
+    ) -> usize {
         let n = self.slots.len();
         if n == 0 {
             return 0;
@@ -635,6 +645,7 @@ impl FlowTable {
                 FlowState::Unestablished => IDLE_UNESTABLISHED_SECS,
             };
             if now.saturating_sub(e.last_seen) >= idle {
+                gone_entry(e);
                 self.remove_idx(idx as u32);
                 gone += 1;
             }

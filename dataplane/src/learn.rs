@@ -87,6 +87,37 @@ pub enum LearnL7 {
     },
 }
 
+impl LearnL7 {
+    /// As `warden policy learned` reads it.
+    pub fn row(&self) -> Option<L7Row> {
+        let text = |t: &Text| String::from_utf8_lossy(t.as_bytes()).into_owned();
+        match self {
+            LearnL7::None => None,
+            LearnL7::Http { method, path } => Some(L7Row::Http {
+                method: l7::http::Method::ALL
+                    .get(usize::from(*method))
+                    .map_or("", |m| std::str::from_utf8(m.as_bytes()).unwrap_or(""))
+                    .to_string(),
+                path: text(path),
+            }),
+            LearnL7::Tls { name } => Some(L7Row::Tls {
+                server_name: text(name),
+            }),
+            LearnL7::Dns { name } => Some(L7Row::Dns { name: text(name) }),
+        }
+    }
+
+    /// (protocol, request) for the flow log: `("http", "GET /path")`.
+    pub fn describe(&self) -> (&'static str, String) {
+        match self.row() {
+            None => ("-", String::new()),
+            Some(L7Row::Http { method, path }) => ("http", format!("{method} {path}")),
+            Some(L7Row::Tls { server_name }) => ("tls", server_name),
+            Some(L7Row::Dns { name }) => ("dns", name),
+        }
+    }
+}
+
 /// One learned (source, destination, protocol, port[, request]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LearnRecord {
@@ -234,26 +265,12 @@ impl From<&LearnRecord> for LearnedRow {
             LearnEnd::Addr(a) => EndRow::Addr(a),
             LearnEnd::Unknown => EndRow::Unknown,
         };
-        let text = |t: &Text| String::from_utf8_lossy(t.as_bytes()).into_owned();
         LearnedRow {
             src: end(r.src),
             dst: end(r.dst),
             protocol: r.protocol,
             port: r.port,
-            l7: match &r.l7 {
-                LearnL7::None => None,
-                LearnL7::Http { method, path } => Some(L7Row::Http {
-                    method: l7::http::Method::ALL
-                        .get(usize::from(*method))
-                        .map_or("", |m| std::str::from_utf8(m.as_bytes()).unwrap_or(""))
-                        .to_string(),
-                    path: text(path),
-                }),
-                LearnL7::Tls { name } => Some(L7Row::Tls {
-                    server_name: text(name),
-                }),
-                LearnL7::Dns { name } => Some(L7Row::Dns { name: text(name) }),
-            },
+            l7: r.l7.row(),
         }
     }
 }

@@ -670,6 +670,7 @@ mod tests {
             peers: vec![("10.0.0.2".into(), Some("n2".into()))],
             identities: Vec::new(),
             rules: vec!["shop#1".into(), "shop#2".into()],
+            labels: Default::default(),
         }
     }
 

@@ -153,6 +153,9 @@ pub fn needs_restart(old: &WardenConfig, new: &WardenConfig) -> Option<String> {
     if old.identity.is_some() != new.identity.is_some() {
         return Some("[identity] was added or removed".into());
     }
+    if old.flow_log != new.flow_log {
+        return Some("[flow_log] changed".into());
+    }
     None
 }
 

@@ -21,6 +21,8 @@ pub struct Names {
     pub identities: Vec<(String, String)>,
     /// Policy rules by id: `set#n` (n counts from 1 in its set).
     pub rules: Vec<String>,
+    /// Identity ids (8 hex digits) -> the document's labels.
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `set#n` for each rule of `policy`, by rule id (n counts from 1).
@@ -50,6 +52,11 @@ impl Names {
                 .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
                 .collect(),
             rules: rule_names(cfg.policy.as_ref()),
+            labels: cfg
+                .documents
+                .iter()
+                .map(|d| (format!("{:08x}", d.id().0), d.labels.clone()))
+                .collect(),
         }
     }
 
@@ -260,7 +267,17 @@ pub struct Snapshot {
     pub drops_total: u64,
     pub drops: BTreeMap<String, u64>,
     pub policy: PolicySnap,
+    /// The flow log: events written, events counted instead.
+    #[serde(default)]
+    pub flow_log: FlowLogSnap,
     pub workers: Vec<WorkerSnap>,
+}
+
+/// The flow log's counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowLogSnap {
+    pub events: u64,
+    pub dropped: u64,
 }
 
 impl Snapshot {
@@ -392,6 +409,10 @@ impl Snapshot {
             drops_total: c.drops_total(),
             drops,
             policy: PolicySnap::take(names, c),
+            flow_log: FlowLogSnap {
+                events: c.sum(|w| w.flow_log_events.get()),
+                dropped: c.sum(|w| w.flow_log_dropped.get()),
+            },
             workers,
         }
     }

@@ -813,6 +813,21 @@ pub fn rewrite_warden_config(
             toml::Value::String(socket.display().to_string()),
         );
     }
+    // A relative flow log path lives in the run's directory (next to the
+    // control socket), so that concurrent runs of a lab never share one.
+    if let (Some(dir), Some(fl)) = (
+        socket.parent(),
+        table
+            .get_mut("flow_log")
+            .and_then(toml::Value::as_table_mut),
+    ) {
+        if let Some(p) = fl.get("path").and_then(toml::Value::as_str) {
+            if Path::new(p).is_relative() {
+                let abs = dir.join(p).display().to_string();
+                fl.insert("path".into(), toml::Value::String(abs));
+            }
+        }
+    }
     if let Some(ports) = table.get_mut("port").and_then(toml::Value::as_array_mut) {
         for port in ports.iter_mut().filter_map(toml::Value::as_table_mut) {
             let Some(ns) = port.get("netns").and_then(toml::Value::as_str) else {

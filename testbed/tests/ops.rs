@@ -149,3 +149,162 @@ fn prometheus_scrapes_a_lab_warden_and_agrees_with_warden_stats() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     running.teardown().expect("teardown");
 }
+
+/// The records of a flow log file (and its rotated one), parsed.
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    for p in [Path::new(&rotated), path] {
+        if let Ok(text) = std::fs::read_to_string(p) {
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))),
+            );
+        }
+    }
+    out
+}
+
+/// n2's flow log (policy.toml: `[flow_log] path = "n2-flows.jsonl"`,
+/// 64 KiB files, one rotated file kept, 200 events a second):
+///
+/// - after the lab's checks, a record of each test flow n2 decided, with
+///   both identities: api -> db tcp/5001 opened (allowed, rule
+///   payments#1, source identity from the header), api -> db tcp/5003
+///   denied (`policy_denied`);
+/// - `warden observe --verdict deny` prints the denied one;
+/// - a flood of 6,000 denied connection attempts (api -> db tcp/5003, each
+///   from its own port) in about a second: the log keeps within its rate
+///   (events logged at most 200 a second plus one second's burst) and its
+///   disk bound (two files of 64 KiB), the rest counted as
+///   `flow_log.dropped`; and n2 still logs the flows that follow.
+#[test]
+fn the_flow_log_records_test_flows_and_holds_its_bounds_under_a_deny_flood() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let p = format!("fl{}", std::process::id() % 100_000);
+    let _cleanup = Cleanup(p.clone());
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let running = lab_up(&file, &p);
+    run_lab_checks(&running);
+    let dir = running.state().dir.clone();
+    let log = dir.join("n2-flows.jsonl");
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = records(&log);
+    let find = |event: &str, port: u64| {
+        recs.iter()
+            .find(|r| r["event"] == event && r["dst_port"] == port && r["src"] == "10.1.0.21")
+            .unwrap_or_else(|| panic!("no {event} record for port {port} in {recs:#?}"))
+            .clone()
+    };
+    let opened = find("opened", 5001);
+    assert_eq!(opened["verdict"], "allow");
+    assert_eq!(opened["rule"], "payments#1");
+    assert_eq!(opened["src_identity"], "spiffe://lab/ns/payments/sa/api");
+    assert_eq!(opened["src_labels"]["app"], "api");
+    assert_eq!(opened["identity_source"], "header");
+    assert_eq!(opened["dst_identity"], "spiffe://lab/ns/payments/sa/db");
+    assert_eq!(opened["node"], "n2");
+    let denied = find("denied", 5003);
+    assert_eq!(denied["verdict"], "deny");
+    assert_eq!(denied["reason"], "policy_denied");
+    assert_eq!(denied["src_identity"], "spiffe://lab/ns/payments/sa/api");
+
+    // `warden observe` from the start of the file, denied flows only.
+    let out = std::process::Command::new(warden_bin())
+        .args([
+            "observe",
+            "--since-start",
+            "--verdict",
+            "deny",
+            "-n",
+            "1",
+            "--timeout",
+            "5",
+            "--file",
+        ])
+        .arg(&log)
+        .output()
+        .expect("warden observe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("denied") && text.contains(":5003") && text.contains("reason policy_denied"),
+        "{text}"
+    );
+
+    // The flood.
+    let sock = dir.join("n2.sock");
+    let stats = |path: &str| {
+        let json = warden_stats(&warden_bin(), &sock).unwrap_or_else(|e| panic!("{e}"));
+        counter(&json, path).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (events0, dropped0) = (stats("flow_log.events"), stats("flow_log.dropped"));
+    let flood = r#"
+import socket, time
+t = time.time()
+for i in range(6000):
+    s = socket.socket(); s.setblocking(False)
+    try: s.connect(("10.1.0.23", 5003))
+    except BlockingIOError: pass
+    s.close()
+print(round(time.time() - t, 2))
+"#;
+    let began = Instant::now();
+    let out = exec_in(&ns_name(&p, "w1"), "python3")
+        .args(["-c", flood])
+        .output()
+        .expect("the flood");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let secs = began.elapsed().as_secs_f64();
+    let (events, dropped) = (
+        stats("flow_log.events") - events0,
+        stats("flow_log.dropped") - dropped0,
+    );
+    let denied_now = stats("drops.policy_denied");
+    eprintln!(
+        "flood: {} s sending; {events} events logged, {dropped} counted instead over {secs:.1} s; \
+         policy_denied total {denied_now}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    assert!(dropped > 0, "the flood exceeded the budget: excess counted");
+    let budget = (200.0 * (secs.ceil() + 1.0)) as u64;
+    assert!(
+        events <= budget,
+        "{events} events logged in {secs:.1} s, budget {budget}"
+    );
+    let on_disk: u64 = [log.clone(), dir.join("n2-flows.jsonl.1")]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk <= 2 * 65536, "{on_disk} bytes on disk");
+    // After it: a new allowed flow is logged again.
+    std::thread::sleep(Duration::from_millis(1200));
+    let ok = exec_in(&ns_name(&p, "w1"), "bash")
+        .args(["-c", "exec 3<>/dev/tcp/10.1.0.23/5001 || true"])
+        .status();
+    assert!(ok.is_ok());
+    std::thread::sleep(Duration::from_millis(500));
+    let last = records(&log);
+    assert!(
+        last.iter()
+            .rev()
+            .take(20)
+            .any(|r| r["event"] == "opened" && r["dst_port"] == 5001),
+        "the flow after the flood is logged"
+    );
+    running.teardown().expect("teardown");
+}

@@ -42,6 +42,17 @@ pub(crate) struct WardenDto {
     pub(super) identity_map: Vec<Spanned<IdentityMapDto>>,
     #[serde(default)]
     pub(super) policy: Option<Spanned<crate::policy::PolicyDto>>,
+    #[serde(default)]
+    pub(super) flow_log: Option<FlowLogDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FlowLogDto {
+    pub(super) path: Spanned<String>,
+    pub(super) max_bytes: Option<Spanned<u64>>,
+    pub(super) keep: Option<Spanned<u32>>,
+    pub(super) rate: Option<Spanned<u32>>,
 }
 
 /// `[[allow]]`, the allow hook that `[policy]` replaced: looked for before

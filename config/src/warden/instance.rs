@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use super::context::Tables;
-use super::dto::{InstanceDto, UnderlayDto};
+use super::dto::{FlowLogDto, InstanceDto, UnderlayDto};
 use super::{
-    default_control_socket, Instance, Underlay, DEFAULT_MTU, DEFAULT_UDP_PORT, MAX_MTU, MIN_MTU,
+    default_control_socket, FlowLog, Instance, Underlay, DEFAULT_FLOW_LOG_KEEP,
+    DEFAULT_FLOW_LOG_MAX_BYTES, DEFAULT_FLOW_LOG_RATE, DEFAULT_MTU, DEFAULT_UDP_PORT, MAX_MTU,
+    MIN_MTU,
 };
 use crate::error::ErrorKind;
 use crate::validate::{invalid, is_network_or_broadcast, Invalid};
@@ -82,6 +84,67 @@ pub(super) fn build_instance(
         control_socket,
         metrics: metrics_addr,
     })
+}
+
+/// `[flow_log]`: a path and bounds, each checked.
+pub(super) fn build_flow_log(dto: Option<FlowLogDto>) -> Result<Option<FlowLog>, Invalid> {
+    let Some(d) = dto else { return Ok(None) };
+    if d.path.get_ref().is_empty() {
+        return Err(invalid(
+            d.path.span(),
+            ErrorKind::InvalidName {
+                what: "flow log path",
+                name: String::new(),
+                expected: "a file path such as \"/var/log/warden/flows.jsonl\"",
+            },
+        ));
+    }
+    let range = |v: Option<serde_spanned::Spanned<u64>>, what, default, min, max| match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(invalid(
+            v.span(),
+            ErrorKind::OutOfRange {
+                what,
+                value: *v.get_ref(),
+                min,
+                max,
+            },
+        )),
+    };
+    let widen = |v: Option<serde_spanned::Spanned<u32>>| {
+        v.map(|v| {
+            let span = v.span();
+            serde_spanned::Spanned::new(span, u64::from(v.into_inner()))
+        })
+    };
+    let max_bytes = range(
+        d.max_bytes,
+        "flow log max_bytes",
+        DEFAULT_FLOW_LOG_MAX_BYTES,
+        4096,
+        1 << 40,
+    )?;
+    let keep = range(
+        widen(d.keep),
+        "flow log keep",
+        u64::from(DEFAULT_FLOW_LOG_KEEP),
+        0,
+        100,
+    )?;
+    let rate = range(
+        widen(d.rate),
+        "flow log rate",
+        u64::from(DEFAULT_FLOW_LOG_RATE),
+        1,
+        1_000_000,
+    )?;
+    Ok(Some(FlowLog {
+        path: PathBuf::from(d.path.into_inner()),
+        max_bytes,
+        keep: keep as u32,
+        rate: rate as u32,
+    }))
 }
 
 /// `[underlay]`, against the declared ports.

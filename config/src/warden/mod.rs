@@ -89,7 +89,27 @@ pub struct WardenConfig {
     /// `[policy]` (needs `[identity]`); it compiled against `documents`
     /// when the config was validated.
     pub policy: Option<::policy::PolicySpec>,
+    /// `[flow_log]`: flow events as JSON lines.
+    pub flow_log: Option<FlowLog>,
 }
+
+/// `[flow_log]`: where flow events go, and the bounds that keep a flood
+/// from filling the disk or stalling the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowLog {
+    pub path: PathBuf,
+    /// A file is rotated (to `path.1`, ...) once it holds this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept; at most `(keep + 1) * max_bytes` on disk.
+    pub keep: u32,
+    /// Events per second per worker; the excess is counted, not queued.
+    pub rate: u32,
+}
+
+/// `[flow_log]` defaults.
+pub const DEFAULT_FLOW_LOG_MAX_BYTES: u64 = 16 << 20;
+pub const DEFAULT_FLOW_LOG_KEEP: u32 = 3;
+pub const DEFAULT_FLOW_LOG_RATE: u32 = 1000;
 
 impl WardenConfig {
     /// The port that carries VXLAN.
@@ -456,8 +476,10 @@ pub(crate) fn build(
 
     let policy =
         crate::policy::build_policy(dto.policy.as_ref(), identity.is_some(), &documents, text)?;
+    let flow_log = instance::build_flow_log(dto.flow_log)?;
 
     Ok(WardenConfig {
+        flow_log,
         instance,
         underlay,
         ports,
@@ -506,7 +528,7 @@ interface = "eth0"
         (
             "unknown top-level table",
             "[firewall]\nmode = \"x\"\n",
-            "w.toml:9:2: unknown field `firewall`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `policy`",
+            "w.toml:9:2: unknown field `firewall`, expected one of `instance`, `underlay`, `identity`, `port`, `peer`, `vni`, `fdb`, `neighbor`, `route`, `workload`, `identity_map`, `policy`, `flow_log`",
         ),
         (
             "bad CIDR",

@@ -11,6 +11,7 @@ use config::{Backend, FileKind, WardenConfig};
 use dataplane::control::{self, ControlServer};
 use dataplane::counters::Counters;
 use dataplane::engine::Engine;
+use dataplane::observe;
 use dataplane::port::{AfPacketPort, Port, TapPort};
 use dataplane::stats::Names;
 use dataplane::worker;
@@ -84,6 +85,41 @@ enum Command {
         /// Or the instance config, to find its control socket.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Follow the flow log (`[flow_log]`) as it is written, with filters,
+    /// as `hubble observe` does: one line per flow event.
+    Observe {
+        /// The flow log file.
+        #[arg(long, conflicts_with = "config")]
+        file: Option<PathBuf>,
+        /// Or the instance config, to find its flow log.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Only events whose source or destination identity is NAME.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only events with this verdict (allow, deny, reject, revoked,
+        /// would_deny, ...; for L7 events, the request's verdict).
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Only events whose source or destination port is N.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Only events of this kind (opened, denied, closed, l7).
+        #[arg(long)]
+        event: Option<String>,
+        /// Start at the beginning of the current file, not its end.
+        #[arg(long)]
+        since_start: bool,
+        /// Stop after N matching events.
+        #[arg(short = 'n', long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Print the JSON records as written.
+        #[arg(long)]
+        json: bool,
     },
     /// Workload identity tools.
     Identity {
@@ -187,6 +223,32 @@ fn main() -> ExitCode {
             json,
         } => flows(socket, config, json),
         Command::Reload { socket, config } => reload(socket, config),
+        Command::Observe {
+            file,
+            config,
+            identity,
+            verdict,
+            port,
+            event,
+            since_start,
+            count,
+            timeout,
+            json,
+        } => {
+            let filter = observe::Filter {
+                identity,
+                verdict,
+                port,
+                event,
+            };
+            let opts = observe::Options {
+                since_start,
+                count,
+                timeout: timeout.map(std::time::Duration::from_secs),
+                json,
+            };
+            observe::run(file, config, &filter, &opts)
+        }
         Command::Identity {
             command:
                 IdentityCommand::Attest {
@@ -527,6 +589,31 @@ fn run(path: &Path) -> ExitCode {
         tracing::error!("cannot install the SIGHUP handler: {e}");
         return ExitCode::FAILURE;
     }
+    // The flow log's writer, when configured.
+    let mut flow_log = None;
+    if let Some(fl) = &cfg.flow_log {
+        let w = match dataplane::flowlog::Writer::open(&fl.path, fl.max_bytes, fl.keep) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("flow log {}: {e}", fl.path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let (tx, rx) = dataplane::flowlog::channel();
+        let (names, quit) = (names.clone(), quit.clone());
+        let writer = std::thread::Builder::new()
+            .name("warden-flowlog".into())
+            .spawn(move || dataplane::flowlog::run_writer(w, rx, names, quit));
+        match writer {
+            Ok(h) => flow_log = Some((tx, fl.rate, h)),
+            Err(e) => {
+                tracing::error!("cannot start the flow log writer: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tracing::info!(path = %fl.path.display(), max_bytes = fl.max_bytes, keep = fl.keep, rate = fl.rate, "flow log");
+    }
+    let flow_log_tx = flow_log.as_ref().map(|(tx, rate, _)| (tx.clone(), *rate));
     // Ports are opened on the worker thread that owns them; it reports
     // whether that worked before the control socket starts serving.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -549,6 +636,9 @@ fn run(path: &Path) -> ExitCode {
                         return;
                     }
                 };
+                if let Some((tx, rate)) = flow_log_tx {
+                    engine.set_flow_log(tx, rate);
+                }
                 let _ = ready_tx.send(Ok(()));
                 worker::run(&mut engine, 0, &quit, Some(&inbox));
             })
@@ -597,6 +687,12 @@ fn run(path: &Path) -> ExitCode {
         let _ = m.join();
     }
     let _ = worker.join();
+    if let Some((tx, _, writer)) = flow_log {
+        // The worker's sender went with it; this one too: the writer
+        // drains what is left and stops.
+        drop(tx);
+        let _ = writer.join();
+    }
     // The final counters, for logs and benchmark runs.
     let names = names
         .read()

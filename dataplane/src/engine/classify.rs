@@ -776,7 +776,12 @@ pub(super) fn decide_request(
 
 fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
     match cx.st.flows.insert(e) {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            if e.verdict != Verdict::Reply {
+                cx.st.log_flow(crate::flowlog::EventKind::Opened, &e, None);
+            }
+            Ok(r)
+        }
         Err(InsertError::Full) => Err(DropReason::FlowTableFull),
         // Looked up just before: cannot happen; refuse rather than guess.
         Err(InsertError::Exists) => Err(DropReason::FlowOriginMismatch),

@@ -133,14 +133,22 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     let t = cx.t;
     let c = cx.c;
     let q = super::classify::flow_query(cx.st, t, m.flow);
-    // Requests learn mode wants recorded, kept until the borrows end.
+    // Requests learn mode wants recorded, and the flow log's record of
+    // each request decided, kept until the borrows end.
     let mut learned = [LearnL7::None; LEARN_PER_SEGMENT];
     let mut n_learned = 0;
+    let logging = cx.st.flow_log.is_some();
+    let mut logged = [(LearnL7::None, LastL7::None); LEARN_PER_SEGMENT];
+    let mut n_logged = 0;
     let mut decide = |first, req: &policy::L7Request<'_>| {
         let (v, learn) = super::classify::decide_request(t, c, q.as_ref(), first, req);
         if learn && n_learned < LEARN_PER_SEGMENT {
             learned[n_learned] = super::classify::learn_l7(req);
             n_learned += 1;
+        }
+        if logging && n_logged < LEARN_PER_SEGMENT {
+            logged[n_logged] = (super::classify::learn_l7(req), v.as_last());
+            n_logged += 1;
         }
         v
     };
@@ -263,6 +271,7 @@ fn inspect(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     }
     cx.st.l7.settle_head(slot, buffered);
     record_learned(cx, m.flow, &learned[..n_learned]);
+    log_requests(cx, m.flow, &logged[..n_logged]);
     if matches!(verdict, Feed::Cut) {
         let last = cx.st.l7.get(slot).map_or(LastL7::Denied, |l| l.last);
         return cut(cx, v, i, last);
@@ -424,10 +433,11 @@ fn dns_udp(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
                 name: query.question.name,
             };
             let (v, learn) = super::classify::decide_request(t, c, Some(&q), first, &req);
+            let rec = super::classify::learn_l7(&req);
             if learn {
-                let rec = super::classify::learn_l7(&req);
                 record_learned(cx, m.flow, &[rec]);
             }
+            log_requests(cx, m.flow, &[(rec, v.as_last())]);
             v
         }
         Err(reason) => {
@@ -531,11 +541,22 @@ enum Feed {
 }
 
 /// The policy's answer for one request.
+#[derive(Clone, Copy)]
 pub(super) enum RequestVerdict {
     Allow,
     /// Not allowed, but the mode forwards it (monitor, learn).
     WouldDeny,
     Deny,
+}
+
+impl RequestVerdict {
+    fn as_last(self) -> LastL7 {
+        match self {
+            RequestVerdict::Allow => LastL7::Allowed,
+            RequestVerdict::WouldDeny => LastL7::WouldDeny,
+            RequestVerdict::Deny => LastL7::Denied,
+        }
+    }
 }
 
 /// Send slot's held segments ahead of packet `i`: the first takes `i`'s
@@ -687,6 +708,29 @@ pub(super) fn push_resets(
 /// Requests one segment may record for learn mode (more are rare: they
 /// would be pipelined in one segment; the rest go unrecorded).
 const LEARN_PER_SEGMENT: usize = 8;
+
+/// Hand the requests decided on flow `flow` to the flow log.
+fn log_requests(cx: &mut Ctx, flow: crate::flows::FlowRef, reqs: &[(LearnL7, LastL7)]) {
+    if reqs.is_empty() || cx.st.flow_log.is_none() {
+        return;
+    }
+    let Some(e) = cx.st.flows.get(flow).copied() else {
+        return;
+    };
+    let now = cx.st.now_s;
+    if let Some(log) = &mut cx.st.flow_log {
+        for &(request, l7_verdict) in reqs {
+            log.emit(crate::flowlog::FlowEvent {
+                kind: crate::flowlog::EventKind::L7,
+                entry: e,
+                request,
+                l7_verdict,
+                reason: (l7_verdict == LastL7::Denied).then_some(DropReason::L7Denied),
+                now,
+            });
+        }
+    }
+}
 
 /// Record requests of flow `flow` in the learn table.
 fn record_learned(cx: &mut Ctx, flow: crate::flows::FlowRef, reqs: &[LearnL7]) {

@@ -121,12 +121,40 @@ pub struct State {
     pub l7: crate::l7flows::L7Table,
     /// Addresses DNS answers made reachable (FQDN selectors).
     pub fqdn: crate::fqdn::FqdnTable,
+    /// Where flow events go (`[flow_log]`), when configured.
+    pub flow_log: Option<crate::flowlog::FlowLogTx>,
     denial_next: usize,
 }
 
 impl State {
+    /// Hand a flow event to the flow log, if there is one (bounded: see
+    /// `flowlog`).
+    #[inline]
+    pub fn log_flow(
+        &mut self,
+        kind: crate::flowlog::EventKind,
+        entry: &FlowEntry,
+        reason: Option<DropReason>,
+    ) {
+        if let Some(log) = &mut self.flow_log {
+            log.emit(crate::flowlog::FlowEvent {
+                kind,
+                entry: *entry,
+                request: crate::learn::LearnL7::None,
+                l7_verdict: crate::l7flows::LastL7::None,
+                reason,
+                now: self.now_s,
+            });
+        }
+    }
+
     /// Record a flow denied at its first packet, overwriting the oldest.
     pub fn record_denial(&mut self, e: FlowEntry) {
+        let reason = match e.verdict {
+            crate::flows::Verdict::Reject => DropReason::PolicyRejected,
+            _ => DropReason::PolicyDenied,
+        };
+        self.log_flow(crate::flowlog::EventKind::Denied, &e, Some(reason));
         if self.denials.len() < DENIALS {
             self.denials.push(e);
         } else {
@@ -251,6 +279,7 @@ impl Engine {
             reject_tokens: REJECT_ANSWERS_PER_SEC,
             l7: crate::l7flows::L7Table::new(t.peers.len() + n_ports),
             fqdn: crate::fqdn::FqdnTable::new(),
+            flow_log: None,
         };
         counters.workers[worker]
             .flow_table
@@ -273,6 +302,15 @@ impl Engine {
             host_due: true,
             expired: Vec::with_capacity(16),
         })
+    }
+
+    /// Send this worker's flow events to `tx`, at most `rate` a second.
+    pub fn set_flow_log(
+        &mut self,
+        tx: crossbeam_channel::Sender<crate::flowlog::FlowEvent>,
+        rate: u32,
+    ) {
+        self.st.flow_log = Some(crate::flowlog::FlowLogTx::new(tx, rate));
     }
 
     /// Forget every flow (an operator's flush, and benches of new flows).
@@ -470,13 +508,33 @@ impl Engine {
             None => c.count_drop(DropReason::PoolEmpty),
         });
         // Aging is incremental: a bounded slice of the flow table per call.
-        self.st.flows.expire_slice(self.st.now_s, AGING_SLICE);
+        {
+            let (flows, log, now_s) = (&mut self.st.flows, &mut self.st.flow_log, self.st.now_s);
+            flows.expire_slice_with(now_s, AGING_SLICE, |e| {
+                if let (Some(log), false) =
+                    (log.as_mut(), e.verdict == crate::flows::Verdict::Reply)
+                {
+                    log.emit(crate::flowlog::FlowEvent {
+                        kind: crate::flowlog::EventKind::Closed,
+                        entry: *e,
+                        request: crate::learn::LearnL7::None,
+                        l7_verdict: crate::l7flows::LastL7::None,
+                        reason: None,
+                        now: now_s,
+                    });
+                }
+            });
+        }
         if self.st.now_s != self.last_second {
             self.last_second = self.st.now_s;
             let now_s = self.st.now_s;
             self.st.fdb.expire(now_s);
             self.st.router.tick(now_s, &mut self.expired);
             self.st.reject_tokens = REJECT_ANSWERS_PER_SEC;
+            if let Some(log) = &mut self.st.flow_log {
+                log.refill();
+                log.publish(&self.counters.workers[self.worker]);
+            }
             self.st.fqdn.expire(now_s);
             // Inspection slots of flows that left the flow table.
             let flows = &self.st.flows;

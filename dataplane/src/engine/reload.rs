@@ -201,6 +201,10 @@ impl Engine {
                     x.rule = d.rule;
                     x.recheck = false;
                 }
+                if let Some(x) = cx.st.flows.get(r).copied() {
+                    let why = Some(crate::counters::DropReason::PolicyRevoked);
+                    cx.st.log_flow(crate::flowlog::EventKind::Denied, &x, why);
+                }
                 revoked.insert(e.key.flow.reversed());
                 report.revoked += 1;
                 continue;
