@@ -150,6 +150,30 @@ fn handle(
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut out = stream;
+    let (command, args) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+    if command == "capture" {
+        let req: crate::capture::Request = match serde_json::from_str(args) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("capture: bad request: {e}");
+                return writeln!(out, "{}", serde_json::json!({ "error": message }));
+            }
+        };
+        let Some(r) = reloader else {
+            return writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "error": "no workers to capture on" })
+            );
+        };
+        return match crate::capture::run(&req, &names.ports, r.workers()) {
+            Ok(o) => {
+                let json = serde_json::to_string(&o).map_err(std::io::Error::other)?;
+                writeln!(out, "{json}")
+            }
+            Err(e) => writeln!(out, "{}", serde_json::json!({ "error": e })),
+        };
+    }
     match line.trim() {
         "stats" => {
             let snap = Snapshot::take(names, counters, started.elapsed().as_secs(), tsc_hz());
@@ -230,6 +254,21 @@ pub fn query_stats(path: &Path) -> Result<Snapshot, ControlError> {
 /// Ask a running warden for its flows.
 pub fn query_flows(path: &Path) -> Result<Vec<crate::flows::FlowRow>, ControlError> {
     query(path, "flows")
+}
+
+/// Ask a running warden for a capture (it answers when the capture ends).
+pub fn request_capture(
+    path: &Path,
+    req: &crate::capture::Request,
+) -> Result<crate::capture::Outcome, ControlError> {
+    let line = format!(
+        "capture {}",
+        serde_json::to_string(req).map_err(|source| ControlError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?
+    );
+    query_with_timeout(path, &line, Duration::from_secs(req.seconds + 10))
 }
 
 /// Ask a running warden to reload its config file.

@@ -2,6 +2,7 @@
 //! stack, counters, the control socket and hot reload.
 
 pub mod buffer;
+pub mod capture;
 pub mod control;
 pub mod counters;
 pub mod engine;

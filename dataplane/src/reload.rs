@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use config::WardenConfig;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
+
+use crate::worker::{Inbox, Msg};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{ReloadReport, Tables};
@@ -28,9 +30,6 @@ pub struct Request {
     pub rule_map: Vec<Option<usize>>,
     pub done: Sender<Result<ReloadReport, String>>,
 }
-
-/// The end of the channel a worker polls.
-pub type Inbox = Receiver<Request>;
 
 /// How long a worker may take to answer (it answers between bursts; a
 /// worker that does not is stuck, and the reload says so).
@@ -53,7 +52,7 @@ pub struct Reloader {
     path: PathBuf,
     running: Mutex<WardenConfig>,
     names: Arc<RwLock<Names>>,
-    workers: Vec<Sender<Request>>,
+    workers: Vec<Sender<Msg>>,
 }
 
 impl Reloader {
@@ -75,6 +74,11 @@ impl Reloader {
             workers: txs,
         };
         (r, rxs)
+    }
+
+    /// The channels to the workers (for other requests than reloads).
+    pub fn workers(&self) -> &[Sender<Msg>] {
+        &self.workers
     }
 
     /// Reload the file; the error says why nothing changed.
@@ -104,7 +108,7 @@ impl Reloader {
                 rule_map: rule_map.clone(),
                 done,
             };
-            tx.send_timeout(req, WORKER_TIMEOUT)
+            tx.send_timeout(Msg::Reload(req), WORKER_TIMEOUT)
                 .map_err(|_| format!("worker {w} does not take the new config"))?;
             let report = answer
                 .recv_timeout(WORKER_TIMEOUT)

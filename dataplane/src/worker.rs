@@ -7,7 +7,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::counters::WorkerCounters;
 use crate::engine::Engine;
 use crate::port::sys;
-use crate::reload::Inbox;
+use crossbeam_channel::{Receiver, Sender};
+
+/// What the control thread asks of a worker, taken between bursts.
+#[derive(Debug)]
+pub enum Msg {
+    /// New config tables (`reload`).
+    Reload(crate::reload::Request),
+    /// Start a capture (Some) or stop the running one (None); the answer is
+    /// how many frames the stopped one missed.
+    Capture(Option<crate::capture::Tap>, Sender<u64>),
+}
+
+/// The end of the channel a worker polls.
+pub type Inbox = Receiver<Msg>;
 
 /// Empty polls in a row before the worker starts sleeping in poll().
 const SPIN_POLLS: u32 = 2048;
@@ -23,8 +36,15 @@ pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool, inbox: Option<
     let mut empty_polls = 0u32;
     let mut t0 = sys::tsc();
     while !quit.load(Ordering::Relaxed) {
-        if let Some(req) = inbox.and_then(|i| i.try_recv().ok()) {
-            let _ = req.done.send(engine.apply(req.tables, &req.rule_map));
+        if let Some(msg) = inbox.and_then(|i| i.try_recv().ok()) {
+            match msg {
+                Msg::Reload(req) => {
+                    let _ = req.done.send(engine.apply(req.tables, &req.rule_map));
+                }
+                Msg::Capture(tap, done) => {
+                    let _ = done.send(engine.set_capture(tap));
+                }
+            }
         }
         let n = engine.poll();
         engine.housekeeping();

@@ -174,6 +174,10 @@ fn records(path: &Path) -> Vec<serde_json::Value> {
 ///   payments#1, source identity from the header), api -> db tcp/5003
 ///   denied (`policy_denied`);
 /// - `warden observe --verdict deny` prints the denied one;
+/// - `warden capture --drops --reason policy_denied` while api knocks on
+///   db:5003 three times: `tcpdump -r` reads the SYNs, each with its drop
+///   reason as a pcapng comment; `warden capture --port w3` while api pings
+///   db: the echo requests and replies;
 /// - a flood of 6,000 denied connection attempts (api -> db tcp/5003, each
 ///   from its own port) in about a second: the log keeps within its rate
 ///   (events logged at most 200 a second plus one second's burst) and its
@@ -240,8 +244,86 @@ fn the_flow_log_records_test_flows_and_holds_its_bounds_under_a_deny_flood() {
         "{text}"
     );
 
-    // The flood.
+    // Capture: n2's drops for policy_denied while api knocks on db:5003,
+    // and n2's port w3 while api pings db; both files read by tcpdump.
     let sock = dir.join("n2.sock");
+    let drops_pcap = dir.join("drops.pcapng");
+    let capture = |args: &[&str], file: &Path| {
+        std::process::Command::new(warden_bin())
+            .args(["capture", "-s"])
+            .arg(&sock)
+            .args(args)
+            .arg("-w")
+            .arg(file)
+            .spawn()
+            .expect("warden capture")
+    };
+    let cap = capture(
+        &[
+            "--drops",
+            "--reason",
+            "policy_denied",
+            "-n",
+            "3",
+            "-t",
+            "10",
+        ],
+        &drops_pcap,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let _ = exec_in(&ns_name(&p, "w1"), "timeout")
+            .args(["1", "bash", "-c", "exec 3<>/dev/tcp/10.1.0.23/5003"])
+            .status();
+    }
+    let out = cap.wait_with_output().expect("capture ends");
+    assert!(out.status.success(), "capture failed");
+    let read = |file: &Path| {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-nn", "-r"])
+            .arg(file)
+            .output()
+            .expect("tcpdump -r");
+        assert!(
+            out.status.success(),
+            "tcpdump -r {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = read(&drops_pcap);
+    eprintln!("drops capture:\n{text}");
+    let syns = text
+        .lines()
+        .filter(|l| l.contains("10.1.0.23.5003") && l.contains("[S]"))
+        .count();
+    assert!(syns >= 3, "the dropped SYNs are in the capture");
+    let raw = std::fs::read(&drops_pcap).unwrap();
+    assert!(
+        raw.windows(b"policy_denied".len())
+            .any(|w| w == b"policy_denied"),
+        "each packet carries its drop reason as a comment"
+    );
+    let port_pcap = dir.join("w3.pcapng");
+    let cap = capture(&["--port", "w3", "-n", "4", "-t", "10"], &port_pcap);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = exec_in(&ns_name(&p, "w1"), "ping")
+        .args(["-c", "2", "-i", "0.2", "10.1.0.23"])
+        .status();
+    assert!(cap
+        .wait_with_output()
+        .expect("capture ends")
+        .status
+        .success());
+    let text = read(&port_pcap);
+    eprintln!("w3 capture:\n{text}");
+    assert!(
+        text.contains("ICMP echo request") && text.contains("ICMP echo reply"),
+        "{text}"
+    );
+
+    // The flood.
     let stats = |path: &str| {
         let json = warden_stats(&warden_bin(), &sock).unwrap_or_else(|e| panic!("{e}"));
         counter(&json, path).unwrap_or_else(|e| panic!("{e}"))

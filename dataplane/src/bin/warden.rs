@@ -86,6 +86,41 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Capture a port's frames or the packets dropped (for one reason or
+    /// any, the reason as a packet comment) into a pcapng file that
+    /// tcpdump -r and Wireshark read. Stops after -n frames or -t seconds.
+    Capture {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The port (by its config name) whose frames to take.
+        #[arg(long, conflicts_with = "drops", required_unless_present = "drops")]
+        port: Option<String>,
+        /// Which of the port's frames: rx, tx or both.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: Direction,
+        /// Take dropped packets instead (all reasons unless --reason).
+        #[arg(long)]
+        drops: bool,
+        /// Only drops for this reason (a name `warden stats` shows).
+        #[arg(long, requires = "drops")]
+        reason: Option<String>,
+        /// Stop after this many frames.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        count: u64,
+        /// Stop after this many seconds.
+        #[arg(short = 't', long, default_value_t = 10)]
+        seconds: u64,
+        /// Bytes kept of each frame.
+        #[arg(long, default_value_t = 2048)]
+        snaplen: usize,
+        /// The pcapng file to write.
+        #[arg(short = 'w', long)]
+        write: PathBuf,
+    },
     /// Follow the flow log (`[flow_log]`) as it is written, with filters,
     /// as `hubble observe` does: one line per flow event.
     Observe {
@@ -131,6 +166,13 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Direction {
+    Rx,
+    Tx,
+    Both,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -223,6 +265,38 @@ fn main() -> ExitCode {
             json,
         } => flows(socket, config, json),
         Command::Reload { socket, config } => reload(socket, config),
+        Command::Capture {
+            socket,
+            config,
+            port,
+            direction,
+            drops,
+            reason,
+            count,
+            seconds,
+            snaplen,
+            write,
+        } => {
+            let file = match std::path::absolute(&write) {
+                Ok(f) => f.display().to_string(),
+                Err(e) => {
+                    eprintln!("warden: {}: {e}", write.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let req = dataplane::capture::Request {
+                port,
+                rx: matches!(direction, Direction::Rx | Direction::Both),
+                tx: matches!(direction, Direction::Tx | Direction::Both),
+                drops,
+                reason,
+                count,
+                seconds,
+                snaplen,
+                file,
+            };
+            capture(socket, config, &req)
+        }
         Command::Observe {
             file,
             config,
@@ -464,6 +538,39 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
     }
     println!("{} flows", rows.len());
     ExitCode::SUCCESS
+}
+
+fn capture(
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+    req: &dataplane::capture::Request,
+) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::request_capture(&path, req) {
+        Ok(o) => {
+            println!(
+                "{} frames written to {}{}",
+                o.captured,
+                o.file,
+                if o.missed > 0 {
+                    format!(" ({} more matched but found the ring full)", o.missed)
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn reload(socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {

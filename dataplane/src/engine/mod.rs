@@ -123,6 +123,8 @@ pub struct State {
     pub fqdn: crate::fqdn::FqdnTable,
     /// Where flow events go (`[flow_log]`), when configured.
     pub flow_log: Option<crate::flowlog::FlowLogTx>,
+    /// A running capture (`warden capture`).
+    pub capture: Option<crate::capture::Tap>,
     denial_next: usize,
 }
 
@@ -280,6 +282,7 @@ impl Engine {
             l7: crate::l7flows::L7Table::new(t.peers.len() + n_ports),
             fqdn: crate::fqdn::FqdnTable::new(),
             flow_log: None,
+            capture: None,
         };
         counters.workers[worker]
             .flow_table
@@ -302,6 +305,12 @@ impl Engine {
             host_due: true,
             expired: Vec::with_capacity(16),
         })
+    }
+
+    /// Start (Some) or stop (None) a capture; how many frames the one it
+    /// replaces missed.
+    pub fn set_capture(&mut self, tap: Option<crate::capture::Tap>) -> u64 {
+        std::mem::replace(&mut self.st.capture, tap).map_or(0, |t| t.missed)
     }
 
     /// Send this worker's flow events to `tx`, at most `rate` a second.
@@ -399,8 +408,12 @@ impl Engine {
             }
         };
         let mut bytes = 0u64;
+        let mut capture = self.st.capture.as_mut().filter(|t| t.wants_rx(p));
         for buf in self.rx.drain() {
             bytes += buf.len() as u64;
+            if let Some(t) = capture.as_mut() {
+                t.take(buf.frame(), 0, None);
+            }
             // A received burst never exceeds the vector.
             if let Err(b) = self
                 .vec

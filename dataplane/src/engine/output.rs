@@ -40,6 +40,9 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
             Next::Tx(p) => stage(cx, ports, tx, p, buf),
             Next::Drop(reason) => {
                 cx.c.count_drop(reason);
+                if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_drop(reason)) {
+                    t.take(buf.frame(), 0, Some(reason));
+                }
                 cx.pool.put(buf);
             }
             // Consumed, or left by a stage that had nothing to do with it.
@@ -78,6 +81,9 @@ fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReaso
 
 fn stage(cx: &mut Ctx, ports: &mut [Box<dyn Port>], tx: &mut [Burst], p: u16, buf: Buf) {
     let pi = usize::from(p);
+    if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_tx(p)) {
+        t.take(buf.frame(), 1, None);
+    }
     if let Err(buf) = tx[pi].push(buf) {
         // A full staging burst is sent now, then this packet joins the next.
         flush_port(ports, tx, cx.pool, cx.c, pi);
