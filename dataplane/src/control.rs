@@ -174,6 +174,44 @@ fn handle(
             Err(e) => writeln!(out, "{}", serde_json::json!({ "error": e })),
         };
     }
+    if command == "trace" || command == "trace-live" {
+        let Some(r) = reloader else {
+            return writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "error": "no workers to trace on" })
+            );
+        };
+        if command == "trace" {
+            let result = serde_json::from_str::<crate::explain::TraceRequest>(args)
+                .map_err(|e| format!("trace: bad request: {e}"))
+                .and_then(|req| crate::explain::run(&req, names, r.workers()));
+            return match result {
+                Ok(report) => {
+                    let json = serde_json::to_string(&report).map_err(std::io::Error::other)?;
+                    writeln!(out, "{json}")
+                }
+                Err(e) => writeln!(out, "{}", serde_json::json!({ "error": e })),
+            };
+        }
+        let req: crate::explain::LiveRequest = match serde_json::from_str(args) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("trace: bad request: {e}");
+                return writeln!(out, "{}", serde_json::json!({ "error": message }));
+            }
+        };
+        // One JSON line per traced packet as it comes, then the end.
+        let result = crate::explain::run_live(&req, names, r.workers(), |line| {
+            serde_json::to_string(line)
+                .ok()
+                .is_some_and(|j| writeln!(out, "{j}").and_then(|()| out.flush()).is_ok())
+        });
+        return match result {
+            Ok(n) => writeln!(out, "{}", serde_json::json!({ "done": n })),
+            Err(e) => writeln!(out, "{}", serde_json::json!({ "error": e })),
+        };
+    }
     match line.trim() {
         "stats" => {
             let snap = Snapshot::take(names, counters, started.elapsed().as_secs(), tsc_hz());
@@ -269,6 +307,69 @@ pub fn request_capture(
         })?
     );
     query_with_timeout(path, &line, Duration::from_secs(req.seconds + 10))
+}
+
+/// Ask a running warden what it would do with a packet.
+pub fn request_trace(
+    path: &Path,
+    req: &crate::explain::TraceRequest,
+) -> Result<crate::engine::TraceReport, ControlError> {
+    let line = format!(
+        "trace {}",
+        serde_json::to_string(req).map_err(|source| ControlError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?
+    );
+    query(path, &line)
+}
+
+/// Follow a live trace: `each` gets every traced packet; returns how many.
+pub fn follow_live_trace(
+    path: &Path,
+    req: &crate::explain::LiveRequest,
+    mut each: impl FnMut(&crate::explain::LiveLine),
+) -> Result<u64, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s = UnixStream::connect(path).map_err(|source| ControlError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(req.seconds + 10)))
+        .map_err(io)?;
+    let line = serde_json::to_string(req).map_err(|source| ControlError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    s.write_all(format!("trace-live {line}\n").as_bytes())
+        .map_err(io)?;
+    for line in BufReader::new(s).lines() {
+        let line = line.map_err(io)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|source| ControlError::Decode {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(ControlError::Remote {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+        if let Some(n) = v.get("done").and_then(serde_json::Value::as_u64) {
+            return Ok(n);
+        }
+        let l: crate::explain::LiveLine =
+            serde_json::from_value(v).map_err(|source| ControlError::Decode {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        each(&l);
+    }
+    Ok(0)
 }
 
 /// Ask a running warden to reload its config file.

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod control;
 pub mod counters;
 pub mod engine;
+pub mod explain;
 pub mod fdb;
 pub mod flowlog;
 pub mod flows;

@@ -17,6 +17,14 @@ pub enum Msg {
     /// Start a capture (Some) or stop the running one (None); the answer is
     /// how many frames the stopped one missed.
     Capture(Option<crate::capture::Tap>, Sender<u64>),
+    /// Trace a packet without forwarding it (rule names by id).
+    Trace(
+        Box<crate::explain::Resolved>,
+        Vec<String>,
+        Sender<Result<crate::engine::TraceReport, String>>,
+    ),
+    /// Start (Some) or stop (None) a live trace.
+    LiveTrace(Option<crate::engine::LiveTap>),
 }
 
 /// The end of the channel a worker polls.
@@ -44,6 +52,10 @@ pub fn run(engine: &mut Engine, worker: usize, quit: &AtomicBool, inbox: Option<
                 Msg::Capture(tap, done) => {
                     let _ = done.send(engine.set_capture(tap));
                 }
+                Msg::Trace(q, rules, done) => {
+                    let _ = done.send(crate::explain::trace_on(engine, &q, &rules));
+                }
+                Msg::LiveTrace(tap) => engine.set_live_trace(tap),
             }
         }
         let n = engine.poll();

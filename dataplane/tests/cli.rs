@@ -291,8 +291,9 @@ fn run_whose_port_cannot_open_fails_and_removes_the_control_socket() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    // Logged (tracing's text format): "TIME ERROR port uplink: ...".
     assert!(
-        stderr.starts_with("warden: port uplink: ") && stderr.contains("wdn-cli-nope0"),
+        stderr.contains(" ERROR port uplink: ") && stderr.contains("wdn-cli-nope0"),
         "{stderr:?}"
     );
     assert!(!sock.exists(), "control socket removed");

@@ -390,3 +390,154 @@ print(round(time.time() - t, 2))
     );
     running.teardown().expect("teardown");
 }
+
+/// `warden trace` on n2 of policy.toml after its checks:
+///
+/// - offline, three packets from n1 (VNI 100): api -> db tcp/5001 with
+///   api's header: forward, allowed by payments#1, delivered on w3;
+///   tcp/5003: dropped `policy_denied` by the default; a header asserting
+///   db, which n1 may not assert: dropped `identity_not_authorized`;
+/// - the live packets agree: a real connect to db:5003 is counted as
+///   `policy_denied` at n2, and a real one to db:5001 opens a flow that n2
+///   decided by payments#1 (its flow log says so);
+/// - `--live` follows two real echo requests to db through n2's stages,
+///   from decap to delivery on w3.
+#[test]
+fn trace_explains_verdicts_that_match_the_live_packets() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let p = format!("tr{}", std::process::id() % 100_000);
+    let _cleanup = Cleanup(p.clone());
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let running = lab_up(&file, &p);
+    run_lab_checks(&running);
+    let dir = running.state().dir.clone();
+    let sock = dir.join("n2.sock");
+    let trace = |extra: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(warden_bin())
+            .args(["trace", "--json", "-s"])
+            .arg(&sock)
+            .args([
+                "--peer",
+                "10.0.0.1",
+                "--vni",
+                "100",
+                "--src",
+                "10.1.0.21",
+                "--dst",
+                "10.1.0.23",
+            ])
+            .args(["--proto", "tcp", "--sport", "45000"])
+            .args(extra)
+            .output()
+            .expect("warden trace");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("a JSON report")
+    };
+    let api = "spiffe://lab/ns/payments/sa/api";
+    let allowed = trace(&["--dport", "5001", "--header", api]);
+    eprintln!("{allowed:#}");
+    assert_eq!(allowed["result"], "forward");
+    assert_eq!(
+        (allowed["verdict"].as_str(), allowed["rule"].as_str()),
+        (Some("allow"), Some("payments#1"))
+    );
+    let text = allowed["steps"].to_string();
+    assert!(
+        text.contains("delivered on port w3") && text.contains(api),
+        "{text}"
+    );
+    let denied = trace(&["--dport", "5003", "--header", api]);
+    assert_eq!(denied["result"], "drop policy_denied");
+    assert_eq!(denied["rule"], "default");
+    let refused = trace(&[
+        "--dport",
+        "5001",
+        "--header",
+        "spiffe://lab/ns/payments/sa/db",
+    ]);
+    assert_eq!(refused["result"], "drop identity_not_authorized");
+
+    // The live packets.
+    let stat = |path: &str| {
+        let json = warden_stats(&warden_bin(), &sock).unwrap_or_else(|e| panic!("{e}"));
+        counter(&json, path).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let before = stat("drops.policy_denied");
+    let knock = |port: u16| {
+        let _ = exec_in(&ns_name(&p, "w1"), "timeout")
+            .args([
+                "1",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/10.1.0.23/{port}"),
+            ])
+            .status();
+    };
+    knock(5003);
+    assert!(
+        stat("drops.policy_denied") > before,
+        "the real SYN to 5003 was denied at n2"
+    );
+    knock(5001);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(dir.join("n2-flows.jsonl")).unwrap_or_default();
+    assert!(
+        log.lines().rev().any(|l| l.contains("\"dst_port\":5001")
+            && l.contains("\"event\":\"opened\"")
+            && l.contains("\"rule\":\"payments#1\"")),
+        "n2 decided the real flow to 5001 by payments#1, as traced"
+    );
+
+    // Live: two echo requests to db.
+    let live = std::process::Command::new(warden_bin())
+        .args([
+            "trace",
+            "--live",
+            "--json",
+            "--dst",
+            "10.1.0.23",
+            "--proto",
+            "icmp",
+            "-n",
+            "2",
+            "-t",
+            "15",
+            "-s",
+        ])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("warden trace --live");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = exec_in(&ns_name(&p, "w1"), "ping")
+        .args(["-c", "2", "-i", "0.2", "10.1.0.23"])
+        .status();
+    let out = live.wait_with_output().expect("live trace ends");
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    eprintln!("{lines:#?}");
+    assert_eq!(lines.len(), 2, "two packets traced");
+    for l in &lines {
+        assert!(
+            l["packet"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("icmp 10.1.0.21")),
+            "{l}"
+        );
+        let stages = l["stages"].to_string();
+        for s in ["decap", "classify", "switch", "deliver on port w3"] {
+            assert!(stages.contains(s), "no {s:?} in {stages}");
+        }
+    }
+    running.teardown().expect("teardown");
+}

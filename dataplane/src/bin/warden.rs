@@ -86,6 +86,76 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Explain what the running instance does with a packet: each stage
+    /// (ingress, identity, flow state, policy set/rule/mode, L7, forwarding,
+    /// stamp or strip, output) or the drop reason, decided by the live
+    /// tables without forwarding anything. With --live, annotate the next
+    /// -n real packets that match, stage by stage.
+    Trace {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Follow real packets instead (filters: --src, --dst, --proto, --port-number).
+        #[arg(long)]
+        live: bool,
+        /// The access port the packet arrives on (config name)...
+        #[arg(long)]
+        port: Option<String>,
+        /// ... or the peer (underlay address) it arrives from, with --vni.
+        #[arg(long)]
+        peer: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        vni: Option<u32>,
+        #[arg(long)]
+        src: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        dst: Option<std::net::Ipv4Addr>,
+        /// tcp, udp or icmp.
+        #[arg(long)]
+        proto: Option<String>,
+        #[arg(long, default_value_t = 40000)]
+        sport: u16,
+        #[arg(long, default_value_t = 0)]
+        dport: u16,
+        /// Default: the bound workload's MAC for --src, else 02:00:00:00:00:01.
+        #[arg(long)]
+        src_mac: Option<String>,
+        /// Default: the bound workload's for --dst, the gateway's when --dst
+        /// is outside the VNI's subnet, a known neighbor's, else
+        /// 02:00:00:00:00:02.
+        #[arg(long)]
+        dst_mac: Option<String>,
+        /// From a warden peer: the identity its header asserts (by name).
+        #[arg(long)]
+        header: Option<String>,
+        /// From a plain VTEP: the VXLAN-GBP group.
+        #[arg(long)]
+        gbp: Option<u16>,
+        /// An L7 request to decide: "http GET /path host", "tls NAME", "dns NAME".
+        #[arg(long)]
+        request: Option<String>,
+        /// Take the frame from this pcap file instead (Ethernet frames).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Which frame of the pcap file (from 0).
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+        /// --live: either port of the flow.
+        #[arg(long)]
+        port_number: Option<u16>,
+        /// --live: packets to follow.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: u32,
+        /// --live: give up after this many seconds.
+        #[arg(short = 't', long, default_value_t = 30)]
+        seconds: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Capture a port's frames or the packets dropped (for one reason or
     /// any, the reason as a packet comment) into a pcapng file that
     /// tcpdump -r and Wireshark read. Stops after -n frames or -t seconds.
@@ -265,6 +335,88 @@ fn main() -> ExitCode {
             json,
         } => flows(socket, config, json),
         Command::Reload { socket, config } => reload(socket, config),
+        Command::Trace {
+            socket,
+            config,
+            live,
+            port,
+            peer,
+            vni,
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            src_mac,
+            dst_mac,
+            header,
+            gbp,
+            request,
+            pcap,
+            index,
+            port_number,
+            count,
+            seconds,
+            json,
+        } => {
+            let path = match control_socket(socket, config) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if live {
+                let req = dataplane::explain::LiveRequest {
+                    filter: dataplane::engine::LiveFilter {
+                        src: src.map(std::net::IpAddr::V4),
+                        dst: dst.map(std::net::IpAddr::V4),
+                        proto: proto.as_deref().and_then(proto_number),
+                        port: port_number,
+                    },
+                    count,
+                    seconds,
+                };
+                return trace_live(&path, &req, json);
+            }
+            let frame_hex = match &pcap {
+                Some(f) => match pcap_frame(f, index) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        eprintln!("warden: {}: {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
+            let flow = match (src, dst, &proto, &frame_hex) {
+                (Some(src), Some(dst), Some(proto), None) => Some(dataplane::engine::FlowSpec {
+                    src,
+                    dst,
+                    proto: proto.clone(),
+                    sport,
+                    dport,
+                    src_mac,
+                    dst_mac,
+                }),
+                (_, _, _, Some(_)) => None,
+                _ => {
+                    eprintln!("warden: give the packet: --src, --dst and --proto, or --pcap FILE");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let req = dataplane::explain::TraceRequest {
+                port,
+                peer,
+                vni,
+                flow,
+                frame_hex,
+                header,
+                gbp,
+                request,
+            };
+            trace(&path, &req, json)
+        }
         Command::Capture {
             socket,
             config,
@@ -540,6 +692,88 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
     ExitCode::SUCCESS
 }
 
+fn proto_number(p: &str) -> Option<u8> {
+    match p {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        n => n.parse().ok(),
+    }
+}
+
+/// Frame `index` of a pcap or pcapng file, as hex.
+fn pcap_frame(path: &Path, index: usize) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if let Ok(mut r) = pcap_file::pcap::PcapReader::new(&bytes[..]) {
+        let mut i = 0;
+        while let Some(p) = r.next_packet() {
+            let p = p.map_err(|e| e.to_string())?;
+            if i == index {
+                return Ok(hex(&p.data));
+            }
+            i += 1;
+        }
+        return Err(format!("has {i} frames, no frame {index}"));
+    }
+    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).map_err(|e| e.to_string())?;
+    let mut i = 0;
+    while let Some(block) = r.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(p) = block.map_err(|e| e.to_string())? {
+            if i == index {
+                return Ok(hex(&p.data));
+            }
+            i += 1;
+        }
+    }
+    Err(format!("has {i} frames, no frame {index}"))
+}
+
+fn trace(path: &Path, req: &dataplane::explain::TraceRequest, json: bool) -> ExitCode {
+    match control::request_trace(path, req) {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            for s in &r.steps {
+                println!("{:<14} {}", s.stage, s.text);
+            }
+            println!("result: {}", r.result);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn trace_live(path: &Path, req: &dataplane::explain::LiveRequest, json: bool) -> ExitCode {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let result = control::follow_live_trace(path, req, |l| {
+        let mut out = stdout.lock();
+        let _ = if json {
+            writeln!(out, "{}", serde_json::to_string(l).unwrap_or_default())
+        } else {
+            writeln!(out, "{}", l.packet)
+                .and_then(|()| l.stages.iter().try_for_each(|s| writeln!(out, "  {s}")))
+        };
+        let _ = out.flush();
+    });
+    match result {
+        Ok(n) => {
+            eprintln!("{n} packets traced");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn capture(
     socket: Option<PathBuf>,
     config: Option<PathBuf>,
@@ -659,10 +893,12 @@ fn netns_path(ns: &str) -> PathBuf {
 }
 
 fn run(path: &Path) -> ExitCode {
+    // A config error is the command line's answer, as `warden check`
+    // prints it (FILE:LINE:COLUMN: message), not a log event.
     let cfg = match config::load_warden(path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };

@@ -97,7 +97,7 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
 
 /// Port security and ARP: bound MACs and IPs are used only by their
 /// workloads, from their ports.
-fn source_check(
+pub(super) fn source_check(
     t: &Tables,
     id: &IdentityTables,
     from: From,
@@ -789,7 +789,7 @@ fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
 }
 
 /// Who sent a packet that opens a flow.
-fn source_identity(
+pub(super) fn source_identity(
     cx: &Ctx,
     from: From,
     vni: u16,
@@ -822,7 +822,7 @@ fn source_identity(
 }
 
 /// The VNI a frame to the gateway MAC is routed into, if it is routed.
-fn routed_vni(t: &Tables, vni: u16, dst_mac: MacAddr, dst: IpAddr) -> Option<u16> {
+pub(super) fn routed_vni(t: &Tables, vni: u16, dst_mac: MacAddr, dst: IpAddr) -> Option<u16> {
     let IpAddr::V4(dst) = dst else { return None };
     if t.gateway_mac(vni) != Some(dst_mac) || t.is_gateway_address(dst) {
         return None;
@@ -843,6 +843,20 @@ pub(super) fn fqdn_bits(
         IpAddr::V4(a) if !p.compiled.fqdn_patterns().is_empty() => st.fqdn.mask(src, a, st.now_s),
         _ => 0,
     }
+}
+
+/// The policy question for flow `key` from `src` to `dst`.
+pub(super) fn flow_query_for(
+    st: &super::State,
+    t: &Tables,
+    key: &Key,
+    src: IdentityId,
+    dst: Option<IdentityId>,
+) -> Option<policy::FlowQuery> {
+    let p = &t.identity.as_ref()?.policy;
+    let mut q = p.query(key, src, dst);
+    q.dst_fqdns = fqdn_bits(st, p, src, key);
+    Some(q)
 }
 
 /// The policy question for the flow of entry `flow`, both identities as
@@ -916,7 +930,12 @@ pub(super) struct Decided {
 /// bound here (in the VNI the frame is switched or routed into), an
 /// address map of a plain VTEP behind which it sits, or unknown (a
 /// workload behind another warden, which vouches for it in its reply).
-fn destination(t: &Tables, id: &IdentityTables, key: &Key, dst_mac: MacAddr) -> Option<IdentityId> {
+pub(super) fn destination(
+    t: &Tables,
+    id: &IdentityTables,
+    key: &Key,
+    dst_mac: MacAddr,
+) -> Option<IdentityId> {
     let dst_vni = routed_vni(t, key.vni, dst_mac, key.flow.dst).unwrap_or(key.vni);
     if let Some(b) = id.binding_at_ip(dst_vni, key.flow.dst) {
         return Some(b.identity);
@@ -983,12 +1002,7 @@ pub(super) fn decide(
 /// The decision for a live flow after a reload: as [`decide`] with both
 /// ends as the entry knows them, but nothing counted or learned (the flow
 /// was, when it opened).
-pub(super) fn redecide(
-    cx: &mut Ctx,
-    key: &Key,
-    src: IdentityId,
-    dst: Option<IdentityId>,
-) -> Decided {
+pub(super) fn redecide(cx: &Ctx, key: &Key, src: IdentityId, dst: Option<IdentityId>) -> Decided {
     judge(cx, key, src, dst).0
 }
 

@@ -45,6 +45,7 @@ mod rx_underlay;
 mod stamp;
 mod switch;
 mod tables;
+mod trace;
 
 #[cfg(test)]
 mod ident_tests;
@@ -73,8 +74,13 @@ use crate::underlay::HostStack;
 
 pub use meta::{From, VECTOR_CAP};
 pub use reload::ReloadReport;
+/// The next-step type, for tools that print a stage's decision.
+pub mod meta_next {
+    pub use super::meta::Next;
+}
 pub use route::Router;
 pub use tables::{Binding, PeerIdent, PeerRt, Tables, TablesError, VniRt};
+pub use trace::{FlowSpec, LiveFilter, LiveRecord, LiveTap, Note, Step, TraceInput, TraceReport};
 
 /// Why an engine could not be built.
 pub type IdentityError = TablesError;
@@ -125,6 +131,8 @@ pub struct State {
     pub flow_log: Option<crate::flowlog::FlowLogTx>,
     /// A running capture (`warden capture`).
     pub capture: Option<crate::capture::Tap>,
+    /// A running live trace (`warden trace --live`).
+    pub live: Option<trace::LiveTap>,
     denial_next: usize,
 }
 
@@ -283,6 +291,7 @@ impl Engine {
             fqdn: crate::fqdn::FqdnTable::new(),
             flow_log: None,
             capture: None,
+            live: None,
         };
         counters.workers[worker]
             .flow_table
@@ -450,34 +459,72 @@ impl Engine {
             pool,
             c: &counters.workers[*worker],
         };
+        // A live trace notes each stage's mark on each packet; off, that is
+        // one predictable branch per stage per burst.
+        let tracing = cx.st.live.is_some();
+        let note = |cx: &mut Ctx, vec: &meta::Vector, stage| {
+            if tracing {
+                if let Some(t) = cx.st.live.as_mut() {
+                    t.note(stage, vec);
+                }
+            }
+        };
+        if tracing {
+            if let Some(t) = cx.st.live.as_mut() {
+                t.begin();
+            }
+            note(&mut cx, vec, "rx");
+        }
         // A burst comes from one port: the underlay's, or an access port's.
         if underlay {
             if rx_underlay::run(&mut cx, vec, host) {
                 *host_due = true;
             }
+            note(&mut cx, vec, "rx_underlay");
             decap::run(&mut cx, vec);
+            note(&mut cx, vec, "decap");
         } else {
             rx_access::run(&mut cx, vec);
+            note(&mut cx, vec, "rx_access");
         }
         // Bursts with no inspected (or revoked) flow skip those stages.
         let needs = classify::run(&mut cx, vec);
+        note(&mut cx, vec, "classify");
         if needs.inspect {
             inspect::run(&mut cx, vec);
+            note(&mut cx, vec, "inspect");
         }
         if needs.revoke {
             revoke::run(&mut cx, vec);
+            note(&mut cx, vec, "revoke");
         }
         let before = vec.len();
         let to_route = switch::run(&mut cx, vec);
+        note(&mut cx, vec, "switch");
         if to_route || vec.len() > before {
             route::run(&mut cx, vec);
+            note(&mut cx, vec, "route");
             // Routed packets and what the gateway made are switched in their VNI.
             switch::run(&mut cx, vec);
+            note(&mut cx, vec, "switch");
         }
         stamp::run(&mut cx, vec);
+        note(&mut cx, vec, "stamp");
         encap::run(&mut cx, vec);
+        note(&mut cx, vec, "encap");
         output::run(&mut cx, vec, ports, tx);
+        if tracing {
+            let more = cx.st.live.as_mut().is_some_and(|t| t.end(vec));
+            if !more {
+                cx.st.live = None;
+            }
+        }
         vec.clear();
+    }
+
+    /// Start (Some) or stop (None) a live trace.
+    pub fn set_live_trace(&mut self, tap: Option<trace::LiveTap>) {
+        self.st.live = tap;
     }
 
     /// Send every staged transmit burst.

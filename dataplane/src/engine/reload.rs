@@ -190,7 +190,7 @@ impl Engine {
             };
             report.flows_checked += 1;
             let dst = (!e.recheck).then_some(e.dst_identity);
-            let d = super::classify::redecide(&mut cx, &e.key, e.src_identity, dst);
+            let d = super::classify::redecide(&cx, &e.key, e.src_identity, dst);
             let is_tcp = e.key.flow.protocol == overlay::IpProtocol::TCP;
             let refused = matches!(d.verdict, Verdict::Deny | Verdict::Reject);
             // A TCP flow's bytes cannot start being inspected mid-stream.

@@ -172,6 +172,11 @@ impl Router {
         self.neighbors.get(&(vni, ip)).map(|n| n.mac)
     }
 
+    /// The MAC of inner neighbor `ip` in VNI `vni`, if known (`trace`).
+    pub fn neighbor_of(&self, vni: u16, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.neighbor(vni, ip)
+    }
+
     /// Learn the sender of an ARP frame switched in `vni` when it sits in
     /// the VNI's gateway subnet. Returns the address when packets wait for it.
     pub fn glean_arp(&mut self, vni: u16, frame: &[u8], t: &Tables, now: u32) -> Option<Ipv4Addr> {
