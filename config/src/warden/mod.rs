@@ -521,6 +521,21 @@ interface = "eth0"
     /// (what, text after BASE, expected error)
     const CASES: &[(&str, &str, &str)] = &[
         (
+            "metrics address without a port",
+            "[instance]\nmetrics = \"127.0.0.1\"\n",
+            "w.toml:10:11: invalid metrics address `127.0.0.1`, expected ADDRESS:PORT such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+        ),
+        (
+            "flow log keep out of range",
+            "[flow_log]\npath = \"/tmp/f.jsonl\"\nkeep = 1000\n",
+            "w.toml:11:8: flow log keep 1000 is out of range, expected 0..=100",
+        ),
+        (
+            "flow log without a path",
+            "[flow_log]\nrate = 10\n",
+            "w.toml:9:1: missing field `path`",
+        ),
+        (
             "unknown field in a table",
             "[[vni]]\nid = 100\ncolour = \"blue\"\n",
             "w.toml:11:1: unknown field `colour`, expected one of `id`, `name`, `gateway`, `gateway_mac`, `mac_aging_secs`",
