@@ -417,6 +417,9 @@ impl Engine {
             }
         };
         let mut bytes = 0u64;
+        if let Some(t) = self.st.capture.as_mut() {
+            t.stamp();
+        }
         let mut capture = self.st.capture.as_mut().filter(|t| t.wants_rx(p));
         for buf in self.rx.drain() {
             bytes += buf.len() as u64;
