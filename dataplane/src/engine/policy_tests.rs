@@ -1345,3 +1345,36 @@ fn a_reload_that_needs_a_restart_is_refused_and_changes_nothing() {
     n.pump();
     assert_eq!(collect(&n.wl[2]).len(), 1, "the old policy still runs");
 }
+
+#[test]
+fn a_reload_that_rebinds_a_workload_decides_its_flows_for_its_new_identity() {
+    let mut n = nodes(BEFORE_RELOAD, BEFORE_RELOAD);
+    let seq = connection_to(&mut n, 5432);
+    n.wl[0].send(&data_to(5432, seq, b"hello"));
+    n.pump();
+    assert_eq!(collect(&n.wl[2]).len(), 1);
+    // db's port is now bound to the identity "cache": api -> cache:5432 is
+    // not in the policy.
+    let s = n._secret.0.display().to_string();
+    let text = config("node-2", &s, BEFORE_RELOAD).replacen(
+        "ip = \"10.1.0.23\"\nidentity = \"db\"",
+        "ip = \"10.1.0.23\"\nidentity = \"cache\"",
+        1,
+    );
+    assert!(
+        text.contains("ip = \"10.1.0.23\"\nidentity = \"cache\""),
+        "{text}"
+    );
+    let cfg = config::parse_warden(&text, "rebind.toml").unwrap_or_else(|e| panic!("{e}"));
+    let tables = super::Tables::build(&cfg).expect("tables");
+    let map: Vec<Option<usize>> = (0..3).map(Some).collect();
+    let report = n.b.apply(Arc::new(tables), &map).expect("reload");
+    assert_eq!(report.revoked, 1, "{report:?}");
+    n.wl[0].send(&data_to(5432, seq + 5, b"more"));
+    n.pump();
+    assert!(
+        collect(&n.wl[2]).iter().all(|f| payload(f).is_empty()),
+        "only a RST reaches db"
+    );
+    assert_eq!(Nodes::drops(&n.b, DropReason::PolicyRevoked), 1);
+}

@@ -7,6 +7,9 @@
 //! - the epoch keys are derived again from the new secrets;
 //! - FQDN-learned addresses keep the patterns that are still in the policy;
 //! - the per-rule counters follow their rules by name;
+//! - identities this warden took from its own workload bindings are looked
+//!   up again (a re-bound workload speaks for its new identity, an unbound
+//!   one for none);
 //! - every live flow is decided again by the new policy. A flow it no longer
 //!   allows is **revoked** (both directions): its next TCP segment gets both
 //!   ends reset (`revoke.rs`), anything else is dropped (`policy_revoked`).
@@ -46,6 +49,36 @@ pub struct ReloadReport {
     pub fdb_installed: u64,
     /// How long the worker spent (its packets waited that long), in µs.
     pub micros: u64,
+}
+
+/// Flow `e`'s (source, destination) identities under the current tables:
+/// those this warden took from a local binding are looked up again.
+fn rebind(
+    cx: &Ctx,
+    old: &Tables,
+    e: &crate::flows::FlowEntry,
+) -> (identity::IdentityId, identity::IdentityId) {
+    use crate::flows::{IdentitySource, Origin};
+    let Some(id) = &cx.t.identity else {
+        return (e.src_identity, e.dst_identity);
+    };
+    let src = match (e.origin, e.source) {
+        (Origin::Port { port, mac }, IdentitySource::LocalPort) => id
+            .binding_at_mac(e.key.vni, mac)
+            .filter(|b| b.port == port)
+            .map_or(identity::IdentityId::UNAUTHENTICATED, |b| b.identity),
+        _ => e.src_identity,
+    };
+    let was_local = old
+        .identity
+        .as_ref()
+        .is_some_and(|o| o.binding_at_ip(e.key.vni, e.key.flow.dst).is_some());
+    let dst = match id.binding_at_ip(e.key.vni, e.key.flow.dst) {
+        Some(b) => b.identity,
+        None if was_local => identity::IdentityId::UNAUTHENTICATED,
+        None => e.dst_identity,
+    };
+    (src, dst)
 }
 
 /// The static FDB entries tables `t` install: the config's and the
@@ -146,13 +179,13 @@ impl Engine {
         self.counters.workers[self.worker]
             .policy
             .remap_rules(rule_map);
-        self.redecide_flows(&mut report);
+        self.redecide_flows(&old, &mut report);
         report.micros = started.elapsed().as_micros() as u64;
         Ok(report)
     }
 
     /// Decide every live forward flow again with the current tables.
-    fn redecide_flows(&mut self, report: &mut ReloadReport) {
+    fn redecide_flows(&mut self, old: &Tables, report: &mut ReloadReport) {
         if self.tables.identity.is_none() {
             return;
         }
@@ -189,8 +222,17 @@ impl Engine {
                 continue;
             };
             report.flows_checked += 1;
-            let dst = (!e.recheck).then_some(e.dst_identity);
-            let d = super::classify::redecide(&cx, &e.key, e.src_identity, dst);
+            // Identities that came from this warden's own bindings are
+            // looked up again: a workload re-bound (or unbound) by the
+            // reload speaks for its new identity (or for none).
+            let (src, dst) = rebind(&cx, old, &e);
+            if (src, dst) != (e.src_identity, e.dst_identity) {
+                if let Some(x) = cx.st.flows.get_mut(r) {
+                    (x.src_identity, x.dst_identity) = (src, dst);
+                }
+            }
+            let dst = (!e.recheck).then_some(dst);
+            let d = super::classify::redecide(&cx, &e.key, src, dst);
             let is_tcp = e.key.flow.protocol == overlay::IpProtocol::TCP;
             let refused = matches!(d.verdict, Verdict::Deny | Verdict::Reject);
             // A TCP flow's bytes cannot start being inspected mid-stream.
