@@ -144,6 +144,17 @@ impl Buf {
         self.data.get_mut(start..start + n)
     }
 
+    /// [`Buf::prepend`] of a fixed size, as an array (the caller writes a
+    /// fixed-size header without further bounds checks).
+    #[inline]
+    pub fn prepend_array<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        let start = self.start.checked_sub(N)?;
+        let hdr = self.data.get_mut(start..)?.first_chunk_mut::<N>()?;
+        self.start = start;
+        self.len += N;
+        Some(hdr)
+    }
+
     /// Grows the frame by `n` bytes at the back (into the tailroom) and
     /// returns those new bytes. `None` (and no change) without room.
     #[inline]
@@ -439,6 +450,20 @@ mod tests {
         assert!(b.trim_front(50));
         assert_eq!(b.frame(), &[1, 2, 3, 4]);
         assert_eq!(b.headroom(), HEADROOM);
+    }
+
+    #[test]
+    fn prepend_array_is_prepend_of_a_fixed_size() {
+        let mut b = Buf::new();
+        assert!(b.copy_from(&[9; 10]));
+        *b.prepend_array::<4>().unwrap() = [1, 2, 3, 4];
+        assert_eq!(b.frame(), &[1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(b.headroom(), HEADROOM - 4);
+        assert!(b.prepend_array::<{ HEADROOM - 3 }>().is_none());
+        assert_eq!(b.len(), 14);
+        assert!(b.prepend_array::<{ HEADROOM - 4 }>().is_some());
+        assert_eq!(b.headroom(), 0);
+        assert!(b.prepend_array::<1>().is_none());
     }
 
     #[test]
