@@ -328,15 +328,23 @@ impl Burst {
     /// Adds a buffer, or hands it back when the burst is full.
     #[inline]
     pub fn push(&mut self, buf: Buf) -> Result<(), Buf> {
-        if self.bufs.len() >= BURST {
+        let len = self.bufs.len();
+        if len >= BURST {
             return Err(buf);
         }
-        if self.bufs.capacity() == 0 {
-            // A `Default` placeholder put to use: its storage, once.
-            self.bufs.reserve_exact(BURST);
+        if len == self.bufs.capacity() {
+            self.reserve_burst();
         }
         self.bufs.push(buf);
         Ok(())
+    }
+
+    /// A `Default` placeholder put to use: its storage, once (kept out of
+    /// line: `push` is on every packet's path).
+    #[cold]
+    #[inline(never)]
+    fn reserve_burst(&mut self) {
+        self.bufs.reserve_exact(BURST - self.bufs.len());
     }
 
     /// Removes the last buffer.

@@ -38,8 +38,8 @@ fn classify(cx: &Ctx, f: &[u8]) -> Next {
     let Some((eth, rest)) = f.split_first_chunk::<{ ethernet::HEADER_LEN }>() else {
         return Next::Drop(DropReason::Truncated);
     };
-    let dst = overlay::MacAddr([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
-    if dst != cx.st.underlay_mac && !dst.is_broadcast() {
+    let dst = u64::from_be_bytes([0, 0, eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    if dst != cx.st.underlay_mac.to_u64() && dst != overlay::MacAddr::BROADCAST.to_u64() {
         return Next::Drop(DropReason::UnderlayNotForUs);
     }
     match EtherType(u16::from_be_bytes([eth[12], eth[13]])) {
