@@ -70,7 +70,7 @@ pub fn sum(data: &[u8]) -> u16 {
 
 /// [`sum`] of an option-less IPv4 header: five 32-bit loads, no loop
 /// (decap verifies one per received packet).
-#[inline]
+#[inline(always)]
 pub fn sum_ipv4_header(h: &[u8; 20]) -> u16 {
     let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
     let folded = fold(w(0) + w(4) + w(8) + w(12) + w(16));

@@ -321,6 +321,7 @@ impl Decapped {
 
 /// Check and strip Ethernet (untagged) / IPv4 / UDP to `udp_port` / VXLAN.
 /// The IP header checksum is always verified, the UDP one when nonzero.
+#[inline]
 pub fn decap(frame: &[u8], udp_port: u16) -> Result<Decapped, DecapError> {
     use DecapError::*;
     // Fixed-size views first, so that field reads need no bounds checks.
