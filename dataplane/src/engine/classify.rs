@@ -37,17 +37,30 @@ use identity::IdentityId;
 /// Returns whether any packet goes to the inspect stage.
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> bool {
     let mut inspect = false;
+    let mut passed = None;
     for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Classify {
             continue;
         }
-        m.next = classify(cx, buf, m);
+        m.next = classify(cx, buf, m, &mut passed);
         inspect |= m.next == Next::Inspect;
     }
     inspect
 }
 
-fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
+/// The sender of an IP packet as port security sees it: where it came
+/// from, its VNI, source MAC (as a word) and source address.
+type Sender = (From, u16, u64, IpAddr);
+
+/// `passed`: the last IP sender that passed port security in this burst
+/// (the check reads only the sender and the config tables, which do not
+/// change within a burst: the same sender passes again).
+fn classify(
+    cx: &mut Ctx,
+    buf: &mut Option<Buf>,
+    m: &mut Meta,
+    passed: &mut Option<Sender>,
+) -> Next {
     let frame = buf.as_ref().map_or(&[][..], |b| b.frame());
     if let Err(reason) = super::parse::parse_into(frame, m.vni, &mut m.pkt) {
         if cx.t.identity.is_some() || frame.len() < overlay::ethernet::HEADER_LEN {
@@ -73,7 +86,7 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
         From::Router => return Next::Switch,
     };
     if let Some(id) = &cx.t.identity {
-        if let Err(reason) = source_check(cx.t, id, m.from, m.vni, &m.pkt) {
+        if let Err(reason) = check_sender(cx.t, id, m, passed) {
             return Next::Drop(reason);
         }
     }
@@ -86,6 +99,26 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
         Kind::IcmpError => related(cx, frame, m, origin),
         Kind::Arp | Kind::Unknown => Next::Switch,
     }
+}
+
+/// [`source_check`], unless this IP sender passed it already in this burst.
+#[inline(never)]
+fn check_sender(
+    t: &Tables,
+    id: &IdentityTables,
+    m: &Meta,
+    passed: &mut Option<Sender>,
+) -> Result<(), DropReason> {
+    let sender =
+        (m.pkt.kind == Kind::Ip).then(|| (m.from, m.vni, m.pkt.src_mac.to_u64(), m.pkt.ip_src));
+    if sender.is_some() && *passed == sender {
+        return Ok(());
+    }
+    source_check(t, id, m.from, m.vni, &m.pkt)?;
+    if sender.is_some() {
+        *passed = sender;
+    }
+    Ok(())
 }
 
 /// Port security and ARP: bound MACs and IPs are used only by their
