@@ -472,28 +472,40 @@ impl FlowTable {
 
     /// Insert a new unestablished flow, evicting as the module doc says.
     pub fn insert(&mut self, mut entry: FlowEntry) -> Result<FlowRef, InsertError> {
-        if self.index.contains_key(&entry.key) {
-            return Err(InsertError::Exists);
-        }
         let o = self.origin_slot(entry.origin);
-        if o >= self.origins.len() {
-            return Err(InsertError::Full);
-        }
-        if self.origins[o].count >= self.quota {
-            self.evict_oldest(o);
-        }
-        if self.len() >= self.capacity {
-            let most = (0..self.origins.len())
-                .filter(|&i| self.origins[i].count > 0)
-                .max_by_key(|&i| self.origins[i].count);
-            match most {
-                Some(i) => self.evict_oldest(i),
-                None => {
-                    self.stats.refused += 1;
-                    return Err(InsertError::Full);
+        let evicts = o < self.origins.len()
+            && (self.origins[o].count >= self.quota || self.len() >= self.capacity);
+        if evicts || o >= self.origins.len() {
+            // Refused before anything is evicted when the key is there.
+            if self.index.contains_key(&entry.key) {
+                return Err(InsertError::Exists);
+            }
+            if o >= self.origins.len() {
+                return Err(InsertError::Full);
+            }
+            if self.origins[o].count >= self.quota {
+                self.evict_oldest(o);
+            }
+            if self.len() >= self.capacity {
+                let most = (0..self.origins.len())
+                    .filter(|&i| self.origins[i].count > 0)
+                    .max_by_key(|&i| self.origins[i].count);
+                match most {
+                    Some(i) => self.evict_oldest(i),
+                    None => {
+                        self.stats.refused += 1;
+                        return Err(InsertError::Full);
+                    }
                 }
             }
         }
+        entry.state = FlowState::Unestablished;
+        let key = entry.key;
+        // One hash and probe both refuses a present key and places a new one.
+        let vacant = match self.index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => return Err(InsertError::Exists),
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -506,12 +518,10 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        entry.state = FlowState::Unestablished;
-        let key = entry.key;
+        vacant.insert(idx);
         let slot = &mut self.slots[idx as usize];
         slot.entry = Some(entry);
         let r = FlowRef { idx, gen: slot.gen };
-        self.index.insert(key, idx);
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
