@@ -102,21 +102,37 @@ fn classify(
 }
 
 /// [`source_check`], unless this IP sender passed it already in this burst.
-#[inline(never)]
+#[inline(always)]
 fn check_sender(
     t: &Tables,
     id: &IdentityTables,
     m: &Meta,
     passed: &mut Option<Sender>,
 ) -> Result<(), DropReason> {
-    let sender =
-        (m.pkt.kind == Kind::Ip).then(|| (m.from, m.vni, m.pkt.src_mac.to_u64(), m.pkt.ip_src));
-    if sender.is_some() && *passed == sender {
-        return Ok(());
+    if let Some((from, vni, mac, ip)) = *passed {
+        if m.pkt.kind == Kind::Ip
+            && m.pkt.src_mac.to_u64() == mac
+            && m.pkt.ip_src == ip
+            && m.vni == vni
+            && m.from == from
+        {
+            return Ok(());
+        }
     }
+    check_new_sender(t, id, m, passed)
+}
+
+/// [`check_sender`] for a sender not seen yet in this burst.
+#[inline(never)]
+fn check_new_sender(
+    t: &Tables,
+    id: &IdentityTables,
+    m: &Meta,
+    passed: &mut Option<Sender>,
+) -> Result<(), DropReason> {
     source_check(t, id, m.from, m.vni, &m.pkt)?;
-    if sender.is_some() {
-        *passed = sender;
+    if m.pkt.kind == Kind::Ip {
+        *passed = Some((m.from, m.vni, m.pkt.src_mac.to_u64(), m.pkt.ip_src));
     }
     Ok(())
 }
