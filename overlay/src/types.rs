@@ -38,7 +38,10 @@ impl MacAddr {
     #[inline]
     pub const fn to_u64(self) -> u64 {
         let m = self.0;
-        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+        // A 4-byte and a 2-byte load, not six byte loads.
+        let hi = u32::from_be_bytes([m[0], m[1], m[2], m[3]]) as u64;
+        let lo = u16::from_be_bytes([m[4], m[5]]) as u64;
+        (hi << 16) | lo
     }
     /// The inverse of [`MacAddr::to_u64`] (bits above 48 ignored).
     #[inline]
@@ -50,12 +53,11 @@ impl MacAddr {
     /// as [`MacAddr::to_u64`] gives them (two loads, no byte shuffling).
     #[inline]
     pub fn pair_from_frame(hdr: &[u8; 12]) -> (u64, u64) {
-        let d = u64::from_be_bytes([
-            hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7],
-        ]);
-        let s = u64::from_be_bytes([
-            hdr[4], hdr[5], hdr[6], hdr[7], hdr[8], hdr[9], hdr[10], hdr[11],
-        ]);
+        // Two 8-byte loads (the split points are constants).
+        let (first, _) = hdr.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+        let (_, last) = hdr.split_last_chunk::<8>().unwrap_or((&[], &[0; 8]));
+        let d = u64::from_be_bytes(*first);
+        let s = u64::from_be_bytes(*last);
         (d >> 16, s & 0xffff_ffff_ffff)
     }
 }
