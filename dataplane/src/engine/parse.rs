@@ -120,6 +120,7 @@ fn parse_ipv6(p: &[u8], pkt: &mut Pkt) -> Result<(), DropReason> {
 }
 
 /// Fill the flow key (or, for an ICMP error, the quoted flow's key).
+#[inline(always)]
 fn l4_into(
     protocol: IpProtocol,
     src: IpAddr,
