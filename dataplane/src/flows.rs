@@ -428,14 +428,21 @@ impl FlowTable {
         self.lookup_hashed(key, overlay::flow_hash(&key.flow))
     }
 
-    /// The flow of `key`, given `overlay::flow_hash(&key.flow)`.
-    #[inline]
+    /// The flow of `key`, given `overlay::flow_hash(&key.flow)`. The
+    /// cache hit inline; a miss asks the index out of line.
+    #[inline(always)]
     pub fn lookup_hashed(&self, key: &Key, hash: u32) -> Option<FlowRef> {
         let slot = &self.cache[cache_slot(key, hash)];
         let (k, r) = slot.get();
         if k == *key && self.is_live(r) {
             return Some(r);
         }
+        self.lookup_index(key, slot)
+    }
+
+    /// The index's answer for `key`, remembered in its cache `slot`.
+    #[inline(never)]
+    fn lookup_index(&self, key: &Key, slot: &Cell<(Key, FlowRef)>) -> Option<FlowRef> {
         let idx = *self.index.get(key)?;
         let r = FlowRef {
             idx,

@@ -76,6 +76,7 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(p: &[u8], pkt: &mut Pkt) -> Result<(), DropReason> {
     let Some((h, _)) = p.split_first_chunk::<20>() else {
         return Err(DropReason::Truncated);
