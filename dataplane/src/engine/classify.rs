@@ -247,7 +247,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
         _ => None,
     };
-    let header_id = header.map(|h| h.id);
+    let header_id = header.map(|(h, _)| h.id);
     let mut seen = Seen::default();
     let r = match cx.st.flows.lookup_hashed(&pkt.key, m.hash) {
         Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac, &mut seen) {
@@ -276,13 +276,13 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
             e.last_header = Some(now);
         }
     }
-    if let Some(h) = header {
+    if let Some((h, found)) = header {
         if h.is_announce() {
             // Verified and recorded: its job is done.
             cx.c.identity_announces.inc();
             return Next::Done;
         }
-        if let Err(reason) = ingress_identity::strip(b) {
+        if let Err(reason) = ingress_identity::strip(b, &found) {
             return Next::Drop(reason);
         }
     }
