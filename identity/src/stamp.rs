@@ -502,14 +502,17 @@ pub struct Found(FoundAt);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FoundAt {
+    /// Offsets and lengths within one frame: they fit 16 bits (an IPv4
+    /// total length does), and keep the value small.
     V4 {
-        l3: usize,
-        ihl: usize,
-        total: usize,
-        offset: usize,
+        l3: u16,
+        ihl: u16,
+        total: u16,
+        offset: u16,
     },
-    /// IPv6: [`strip_found`] walks the extension headers again.
-    V6,
+    /// IPv6 (or an offset beyond 16 bits): [`strip_found`] walks the
+    /// frame again.
+    Walk,
 }
 
 impl Found {
@@ -517,8 +520,8 @@ impl Found {
     /// [`find`] gives it; `None` for IPv6.
     pub fn ipv4_offset(&self) -> Option<usize> {
         match self.0 {
-            FoundAt::V4 { offset, .. } => Some(offset),
-            FoundAt::V6 => None,
+            FoundAt::V4 { offset, .. } => Some(usize::from(offset)),
+            FoundAt::Walk => None,
         }
     }
 }
@@ -527,18 +530,29 @@ impl Found {
 /// same answers and errors.
 pub fn find_located(frame: &[u8]) -> Result<Option<(Found, Repr)>, StampError> {
     match vlan::locate_l3(frame).map(|l| l.ethertype) {
-        Ok(EtherType::IPV6) => Ok(find_ipv6(frame)?.map(|(_, r)| (Found(FoundAt::V6), r))),
+        Ok(EtherType::IPV6) => Ok(find_ipv6(frame)?.map(|(_, r)| (Found(FoundAt::Walk), r))),
         Ok(_) => {
             let v = parse_v4(frame)?;
-            Ok(parse_found_v4(frame, &v)?.map(|(offset, r)| {
-                let at = FoundAt::V4 {
-                    l3: v.l3,
-                    ihl: v.ihl,
-                    total: v.total,
+            let Some((offset, r)) = parse_found_v4(frame, &v)? else {
+                return Ok(None);
+            };
+            // A frame longer than 64 KiB (never one with a valid IPv4
+            // header in it) is walked again by `strip_found`.
+            let at = match (
+                u16::try_from(v.l3),
+                u16::try_from(v.ihl),
+                u16::try_from(v.total),
+                u16::try_from(offset),
+            ) {
+                (Ok(l3), Ok(ihl), Ok(total), Ok(offset)) => FoundAt::V4 {
+                    l3,
+                    ihl,
+                    total,
                     offset,
-                };
-                (Found(at), r)
-            }))
+                },
+                _ => FoundAt::Walk,
+            };
+            Ok(Some((Found(at), r)))
         }
         Err(overlay::Error::Truncated) => Err(StampError::Truncated),
         Err(_) => Err(StampError::NotIp),
@@ -555,8 +569,15 @@ pub fn strip_found(buf: &mut [u8], start: usize, found: &Found) -> Result<usize,
             ihl,
             total,
             offset,
-        } => remove_v4(buf, start, l3, ihl, total, offset),
-        FoundAt::V6 => strip(buf, start),
+        } => remove_v4(
+            buf,
+            start,
+            usize::from(l3),
+            usize::from(ihl),
+            usize::from(total),
+            usize::from(offset),
+        ),
+        FoundAt::Walk => strip(buf, start),
     }
 }
 
