@@ -253,10 +253,13 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
 /// What the route stage keeps for the rest of a burst.
 struct Burst {
     tally: RunTally,
-    /// The last destination looked up: whether it is a gateway address,
-    /// and its route.
-    last: Option<(Ipv4Addr, bool, Option<(u16, Ipv4Addr)>)>,
+    /// The last destination looked up and the answer.
+    last: Option<(Ipv4Addr, DstAnswer)>,
 }
+
+/// Whether a destination is a gateway address, and its route (egress VNI
+/// index, next hop).
+type DstAnswer = (bool, Option<(u16, Ipv4Addr)>);
 
 /// Count `n` packets routed from VNI index `from` to `to`.
 fn count_routed(c: &WorkerCounters, from: u16, to: u16, n: u64) {
@@ -317,11 +320,11 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     // Ethernet padding beyond the IP packet is not forwarded.
     buf.set_len(ethernet::HEADER_LEN + total);
     let (to_gateway, found) = match b.last {
-        Some((ip, g, r)) if ip == dst => (g, r),
+        Some((ip, answer)) if ip == dst => answer,
         _ => {
             let g = cx.t.is_gateway_address(dst);
             let r = if g { None } else { cx.t.lookup_route(dst) };
-            b.last = Some((dst, g, r));
+            b.last = Some((dst, (g, r)));
             (g, r)
         }
     };
