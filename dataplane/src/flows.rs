@@ -478,7 +478,18 @@ impl FlowTable {
     }
 
     /// Insert a new unestablished flow, evicting as the module doc says.
-    pub fn insert(&mut self, mut entry: FlowEntry) -> Result<FlowRef, InsertError> {
+    pub fn insert(&mut self, entry: FlowEntry) -> Result<FlowRef, InsertError> {
+        let hash = overlay::flow_hash(&entry.key.flow);
+        self.insert_hashed(entry, hash)
+    }
+
+    /// [`FlowTable::insert`] given `overlay::flow_hash(&entry.key.flow)`
+    /// (it places the flow in the cache; a wrong one only costs a miss).
+    pub fn insert_hashed(
+        &mut self,
+        mut entry: FlowEntry,
+        hash: u32,
+    ) -> Result<FlowRef, InsertError> {
         let o = self.origin_slot(entry.origin);
         let evicts = o < self.origins.len()
             && (self.origins[o].count >= self.quota || self.len() >= self.capacity);
@@ -532,7 +543,7 @@ impl FlowTable {
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
-        self.cache[cache_slot(&key, overlay::flow_hash(&key.flow))].set((key, r));
+        self.cache[cache_slot(&key, hash)].set((key, r));
         Ok(r)
     }
 

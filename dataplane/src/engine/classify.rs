@@ -517,7 +517,7 @@ fn new_flow(
             Verdict::NoPolicy
         };
         e.dst_identity = f.src_identity;
-        let r = insert(cx, e).map_err(none)?;
+        let r = insert(cx, e, m.hash).map_err(none)?;
         // Mutual: the forward entry learns who answered.
         let mut inspected = crate::l7flows::NO_L7;
         if let Some(f) = cx.st.flows.get_mut(fwd) {
@@ -544,7 +544,7 @@ fn new_flow(
         d.inspect,
         matches!(d.verdict, Verdict::Deny | Verdict::Reject),
     ) {
-        return inspected(cx, e, d.rule, ins, pkt.tcp).map_err(none);
+        return inspected(cx, e, m.hash, d.rule, ins, pkt.tcp).map_err(none);
     }
     match d.verdict {
         Verdict::Deny => {
@@ -555,7 +555,7 @@ fn new_flow(
             cx.st.record_denial(e);
             Err((DropReason::PolicyRejected, d.dst))
         }
-        _ => insert(cx, e).map_err(none),
+        _ => insert(cx, e, m.hash).map_err(none),
     }
 }
 
@@ -612,6 +612,7 @@ fn recheck(
 fn inspected(
     cx: &mut Ctx,
     e: FlowEntry,
+    hash: u32,
     rule: Option<policy::RuleId>,
     ins: policy::Inspect,
     tcp: Option<(u8, u32)>,
@@ -620,7 +621,7 @@ fn inspected(
     // Picked up mid-stream, or a protocol no clause here parses: refused.
     let parser = parser_for(&e.key, ins, syn).ok_or(DropReason::L7Refused)?;
     let rule = rule.ok_or(DropReason::L7Refused)?;
-    let r = insert(cx, e)?;
+    let r = insert(cx, e, hash)?;
     open_inspection(cx, r, rule, parser, None)?;
     Ok(r)
 }
@@ -748,8 +749,9 @@ pub(super) fn decide_request(
     (v, eff.learn)
 }
 
-fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
-    match cx.st.flows.insert(e) {
+/// Insert `e`, whose key hashes (`overlay::flow_hash`) to `hash`.
+fn insert(cx: &mut Ctx, e: FlowEntry, hash: u32) -> Result<FlowRef, DropReason> {
+    match cx.st.flows.insert_hashed(e, hash) {
         Ok(r) => Ok(r),
         Err(InsertError::Full) => Err(DropReason::FlowTableFull),
         // Looked up just before: cannot happen; refuse rather than guess.
