@@ -40,6 +40,8 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     let f = v.frame(i);
     // Both MACs straight from the frame, as words (classify parsed the
     // same bytes; frames the gateway made or rewrote are read anyway).
+    // Segments the inspect stage held and releases are switched by their
+    // own MACs, not those of the segment that released them.
     let Some(hdr) = f.first_chunk::<12>() else {
         return Next::Drop(DropReason::Truncated);
     };
