@@ -24,7 +24,15 @@
 #   MemoryPort   the in-memory port's rx_burst + tx_burst (ring copies)
 #   engine only  whole poll minus MemoryPort
 # Raw outputs stay in $OUT (default /tmp/warden-instr) for callgrind_annotate,
-# e.g. `callgrind_annotate --auto=yes $OUT/l2.out`.
+# e.g. `callgrind_annotate --auto=yes $OUT/l2.out`; benches/instr_report.py
+# makes the summary (and the TOP list) from them.
+#
+# Counts repeat exactly for one build. Between builds, a change in one
+# file can move functions between codegen units (release has 4) and change
+# inlining elsewhere: differences of 1-2% in a scenario that the change does
+# not touch are that, not the change. Instructions are not cycles either:
+# cache misses and slow instructions (a 64-bit division) cost more than
+# their count says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenarios=()
