@@ -70,7 +70,9 @@ impl fmt::Debug for BufFlags {
 /// One packet buffer: [`BUF_CAPACITY`] bytes allocated once, holding one
 /// frame at `data[start..start + len]`.
 pub struct Buf {
-    data: Box<[u8]>,
+    /// A fixed-size array: a thin pointer (a buffer moves as four words)
+    /// and bounds checked against a constant.
+    data: Box<[u8; BUF_CAPACITY]>,
     start: usize,
     len: usize,
     /// Index of the port the frame was received on.
@@ -84,7 +86,7 @@ impl Buf {
     /// packet path takes buffers from a [`Pool`].
     pub fn new() -> Buf {
         Buf {
-            data: vec![0u8; BUF_CAPACITY].into_boxed_slice(),
+            data: Box::new([0u8; BUF_CAPACITY]),
             start: HEADROOM,
             len: 0,
             port: 0,
@@ -142,6 +144,17 @@ impl Buf {
         self.start = start;
         self.len += n;
         self.data.get_mut(start..start + n)
+    }
+
+    /// [`Buf::prepend`] of a fixed size, as an array (the caller writes a
+    /// fixed-size header without further bounds checks).
+    #[inline]
+    pub fn prepend_array<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        let start = self.start.checked_sub(N)?;
+        let hdr = self.data.get_mut(start..)?.first_chunk_mut::<N>()?;
+        self.start = start;
+        self.len += N;
+        Some(hdr)
     }
 
     /// Grows the frame by `n` bytes at the back (into the tailroom) and
@@ -317,15 +330,23 @@ impl Burst {
     /// Adds a buffer, or hands it back when the burst is full.
     #[inline]
     pub fn push(&mut self, buf: Buf) -> Result<(), Buf> {
-        if self.bufs.len() >= BURST {
+        let len = self.bufs.len();
+        if len >= BURST {
             return Err(buf);
         }
-        if self.bufs.capacity() == 0 {
-            // A `Default` placeholder put to use: its storage, once.
-            self.bufs.reserve_exact(BURST);
+        if len == self.bufs.capacity() {
+            self.reserve_burst();
         }
         self.bufs.push(buf);
         Ok(())
+    }
+
+    /// A `Default` placeholder put to use: its storage, once (kept out of
+    /// line: `push` is on every packet's path).
+    #[cold]
+    #[inline(never)]
+    fn reserve_burst(&mut self) {
+        self.bufs.reserve_exact(BURST - self.bufs.len());
     }
 
     /// Removes the last buffer.
@@ -439,6 +460,26 @@ mod tests {
         assert!(b.trim_front(50));
         assert_eq!(b.frame(), &[1, 2, 3, 4]);
         assert_eq!(b.headroom(), HEADROOM);
+    }
+
+    #[test]
+    fn a_buffer_is_four_words() {
+        // Buffers move between the vector, bursts and the pool per packet.
+        assert_eq!(std::mem::size_of::<Option<Buf>>(), 32);
+    }
+
+    #[test]
+    fn prepend_array_is_prepend_of_a_fixed_size() {
+        let mut b = Buf::new();
+        assert!(b.copy_from(&[9; 10]));
+        *b.prepend_array::<4>().unwrap() = [1, 2, 3, 4];
+        assert_eq!(b.frame(), &[1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(b.headroom(), HEADROOM - 4);
+        assert!(b.prepend_array::<{ HEADROOM - 3 }>().is_none());
+        assert_eq!(b.len(), 14);
+        assert!(b.prepend_array::<{ HEADROOM - 4 }>().is_some());
+        assert_eq!(b.headroom(), 0);
+        assert!(b.prepend_array::<1>().is_none());
     }
 
     #[test]

@@ -33,6 +33,54 @@ impl Counter {
     }
 }
 
+/// Per-packet counters of a stage, summed per burst: packets and bytes of
+/// a run of packets with the same key (peer, VNI index) go to the counters
+/// in one add when the key changes and when the stage ends (a burst mostly
+/// comes from one peer in one VNI).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunTally {
+    key: (u16, u16),
+    packets: u64,
+    bytes: u64,
+}
+
+impl RunTally {
+    pub(crate) const fn new() -> RunTally {
+        RunTally {
+            key: (u16::MAX, u16::MAX),
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Count one packet of `bytes` under `key`; `flush(key, packets, bytes)`
+    /// adds a finished run to the counters.
+    #[inline]
+    pub(crate) fn add(
+        &mut self,
+        key: (u16, u16),
+        bytes: u64,
+        flush: impl FnOnce((u16, u16), u64, u64),
+    ) {
+        if key != self.key {
+            self.finish(flush);
+            self.key = key;
+        }
+        self.packets += 1;
+        self.bytes += bytes;
+    }
+
+    /// Add the current run, if any, to the counters.
+    #[inline]
+    pub(crate) fn finish(&mut self, flush: impl FnOnce((u16, u16), u64, u64)) {
+        if self.packets > 0 {
+            flush(self.key, self.packets, self.bytes);
+            self.packets = 0;
+            self.bytes = 0;
+        }
+    }
+}
+
 macro_rules! drop_reasons {
     ($($variant:ident => $name:literal, $doc:literal;)*) => {
         /// Why a packet was dropped. A fixed set: each indexes one counter.

@@ -14,17 +14,13 @@ use foldhash::fast::RandomState;
 /// (VNI index, MAC) packed in one word: a cheap key to hash and compare.
 #[inline]
 fn key(vni: u16, mac: MacAddr) -> u64 {
-    let m = mac.0;
-    u64::from_be_bytes([
-        (vni >> 8) as u8,
-        vni as u8,
-        m[0],
-        m[1],
-        m[2],
-        m[3],
-        m[4],
-        m[5],
-    ])
+    key_bits(vni, mac.to_u64())
+}
+
+/// As [`key`], for a MAC given as [`MacAddr::to_u64`] bits.
+#[inline]
+fn key_bits(vni: u16, mac: u64) -> u64 {
+    (u64::from(vni) << 48) | (mac & 0xffff_ffff_ffff)
 }
 
 #[inline]
@@ -130,7 +126,14 @@ impl Fdb {
     /// Record that `mac` was seen at `location` in VNI `vni` at time `now` (s).
     #[inline]
     pub fn learn(&mut self, vni: u16, mac: MacAddr, location: Location, now: u32) -> Learned {
-        let k = key(vni, mac);
+        self.learn_bits(vni, mac.to_u64(), location, now)
+    }
+
+    /// [`Fdb::learn`] for a MAC given as [`MacAddr::to_u64`] bits (the
+    /// switch reads them from the frame so).
+    #[inline]
+    pub fn learn_bits(&mut self, vni: u16, mac: u64, location: Location, now: u32) -> Learned {
+        let k = key_bits(vni, mac);
         if self.last_learned == Some((k, location, now)) {
             return Learned::Refreshed;
         }
@@ -171,7 +174,13 @@ impl Fdb {
     /// Where `mac` lives in `vni`, if known and not expired.
     #[inline]
     pub fn lookup(&self, vni: u16, mac: MacAddr, now: u32) -> Option<Location> {
-        let k = key(vni, mac);
+        self.lookup_bits(vni, mac.to_u64(), now)
+    }
+
+    /// [`Fdb::lookup`] for a MAC given as [`MacAddr::to_u64`] bits.
+    #[inline]
+    pub fn lookup_bits(&self, vni: u16, mac: u64, now: u32) -> Option<Location> {
+        let k = key_bits(vni, mac);
         if let Some((ck, loc, t, g)) = self.last_lookup.get() {
             if ck == k && t == now && g == self.generation {
                 return Some(loc);

@@ -433,14 +433,21 @@ impl FlowTable {
         self.lookup_hashed(key, overlay::flow_hash(&key.flow))
     }
 
-    /// The flow of `key`, given `overlay::flow_hash(&key.flow)`.
-    #[inline]
+    /// The flow of `key`, given `overlay::flow_hash(&key.flow)`. The
+    /// cache hit inline; a miss asks the index out of line.
+    #[inline(always)]
     pub fn lookup_hashed(&self, key: &Key, hash: u32) -> Option<FlowRef> {
         let slot = &self.cache[cache_slot(key, hash)];
         let (k, r) = slot.get();
         if k == *key && self.is_live(r) {
             return Some(r);
         }
+        self.lookup_index(key, slot)
+    }
+
+    /// The index's answer for `key`, remembered in its cache `slot`.
+    #[inline(never)]
+    fn lookup_index(&self, key: &Key, slot: &Cell<(Key, FlowRef)>) -> Option<FlowRef> {
         let idx = *self.index.get(key)?;
         let r = FlowRef {
             idx,
@@ -476,29 +483,52 @@ impl FlowTable {
     }
 
     /// Insert a new unestablished flow, evicting as the module doc says.
-    pub fn insert(&mut self, mut entry: FlowEntry) -> Result<FlowRef, InsertError> {
-        if self.index.contains_key(&entry.key) {
-            return Err(InsertError::Exists);
-        }
+    pub fn insert(&mut self, entry: FlowEntry) -> Result<FlowRef, InsertError> {
+        let hash = overlay::flow_hash(&entry.key.flow);
+        self.insert_hashed(entry, hash)
+    }
+
+    /// [`FlowTable::insert`] given `overlay::flow_hash(&entry.key.flow)`
+    /// (it places the flow in the cache; a wrong one only costs a miss).
+    pub fn insert_hashed(
+        &mut self,
+        mut entry: FlowEntry,
+        hash: u32,
+    ) -> Result<FlowRef, InsertError> {
         let o = self.origin_slot(entry.origin);
-        if o >= self.origins.len() {
-            return Err(InsertError::Full);
-        }
-        if self.origins[o].count >= self.quota {
-            self.evict_oldest(o);
-        }
-        if self.len() >= self.capacity {
-            let most = (0..self.origins.len())
-                .filter(|&i| self.origins[i].count > 0)
-                .max_by_key(|&i| self.origins[i].count);
-            match most {
-                Some(i) => self.evict_oldest(i),
-                None => {
-                    self.stats.refused += 1;
-                    return Err(InsertError::Full);
+        let evicts = o < self.origins.len()
+            && (self.origins[o].count >= self.quota || self.len() >= self.capacity);
+        if evicts || o >= self.origins.len() {
+            // Refused before anything is evicted when the key is there.
+            if self.index.contains_key(&entry.key) {
+                return Err(InsertError::Exists);
+            }
+            if o >= self.origins.len() {
+                return Err(InsertError::Full);
+            }
+            if self.origins[o].count >= self.quota {
+                self.evict_oldest(o);
+            }
+            if self.len() >= self.capacity {
+                let most = (0..self.origins.len())
+                    .filter(|&i| self.origins[i].count > 0)
+                    .max_by_key(|&i| self.origins[i].count);
+                match most {
+                    Some(i) => self.evict_oldest(i),
+                    None => {
+                        self.stats.refused += 1;
+                        return Err(InsertError::Full);
+                    }
                 }
             }
         }
+        entry.state = FlowState::Unestablished;
+        let key = entry.key;
+        // One hash and probe both refuses a present key and places a new one.
+        let vacant = match self.index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => return Err(InsertError::Exists),
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -511,16 +541,14 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        entry.state = FlowState::Unestablished;
-        let key = entry.key;
+        vacant.insert(idx);
         let slot = &mut self.slots[idx as usize];
         slot.entry = Some(entry);
         let r = FlowRef { idx, gen: slot.gen };
-        self.index.insert(key, idx);
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
-        self.cache[cache_slot(&key, overlay::flow_hash(&key.flow))].set((key, r));
+        self.cache[cache_slot(&key, hash)].set((key, r));
         Ok(r)
     }
 

@@ -275,18 +275,31 @@ pub fn strip_ipv4(buf: &mut [u8], start: usize) -> Result<usize, StampError> {
     let frame = buf.get(start..).ok_or(StampError::Truncated)?;
     let v = parse_v4(frame)?;
     let (offset, _) = parse_found_v4(frame, &v)?.ok_or(StampError::NotStamped)?;
-    let opt_in_ip = offset - v.l3;
+    remove_v4(buf, start, v.l3, v.ihl, v.total, offset)
+}
+
+/// The removal half of [`strip_ipv4`], for the option at `offset` of the
+/// IPv4 frame at `buf[start..]` (IP header at `l3`, `ihl` and `total` as
+/// its header says), as [`parse_v4`] and [`parse_found_v4`] found them.
+fn remove_v4(
+    buf: &mut [u8],
+    start: usize,
+    l3: usize,
+    ihl: usize,
+    total: usize,
+    offset: usize,
+) -> Result<usize, StampError> {
+    let frame = buf.get(start..).ok_or(StampError::Truncated)?;
+    let opt_in_ip = offset - l3;
     let opt = frame
         .get(offset..offset + HEADER_LEN)
         .ok_or(StampError::Truncated)?;
     let removed = sum_at(opt, opt_in_ip);
-    let split = start + v.l3 + opt_in_ip;
+    let split = start + l3 + opt_in_ip;
     buf.copy_within(start..split, start + IPV4_GROWTH);
     let new_start = start + IPV4_GROWTH;
-    let ip = buf
-        .get_mut(new_start + v.l3..)
-        .ok_or(StampError::Truncated)?;
-    fix_v4(ip, v.ihl - IPV4_GROWTH, v.total - IPV4_GROWTH, 0, removed);
+    let ip = buf.get_mut(new_start + l3..).ok_or(StampError::Truncated)?;
+    fix_v4(ip, ihl - IPV4_GROWTH, total - IPV4_GROWTH, 0, removed);
     Ok(new_start)
 }
 
@@ -481,6 +494,93 @@ pub fn announce_ipv6(frame: &[u8], repr: &Repr, out: &mut [u8]) -> Result<usize,
     Ok(len)
 }
 
+/// Where [`find_located`] found an identity header: what [`strip_found`]
+/// needs to remove it from the same, unchanged frame without walking the
+/// frame and parsing the header again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found(FoundAt);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FoundAt {
+    /// Offsets and lengths within one frame: they fit 16 bits (an IPv4
+    /// total length does), and keep the value small.
+    V4 {
+        l3: u16,
+        ihl: u16,
+        total: u16,
+        offset: u16,
+    },
+    /// IPv6 (or an offset beyond 16 bits): [`strip_found`] walks the
+    /// frame again.
+    Walk,
+}
+
+impl Found {
+    /// Offset of the header from the start of the frame (IPv4), as
+    /// [`find`] gives it; `None` for IPv6.
+    pub fn ipv4_offset(&self) -> Option<usize> {
+        match self.0 {
+            FoundAt::V4 { offset, .. } => Some(usize::from(offset)),
+            FoundAt::Walk => None,
+        }
+    }
+}
+
+/// [`find`], and where the header was found, for [`strip_found`]: the
+/// same answers and errors.
+pub fn find_located(frame: &[u8]) -> Result<Option<(Found, Repr)>, StampError> {
+    match vlan::locate_l3(frame).map(|l| l.ethertype) {
+        Ok(EtherType::IPV6) => Ok(find_ipv6(frame)?.map(|(_, r)| (Found(FoundAt::Walk), r))),
+        Ok(_) => {
+            let v = parse_v4(frame)?;
+            let Some((offset, r)) = parse_found_v4(frame, &v)? else {
+                return Ok(None);
+            };
+            // A frame longer than 64 KiB (never one with a valid IPv4
+            // header in it) is walked again by `strip_found`.
+            let at = match (
+                u16::try_from(v.l3),
+                u16::try_from(v.ihl),
+                u16::try_from(v.total),
+                u16::try_from(offset),
+            ) {
+                (Ok(l3), Ok(ihl), Ok(total), Ok(offset)) => FoundAt::V4 {
+                    l3,
+                    ihl,
+                    total,
+                    offset,
+                },
+                _ => FoundAt::Walk,
+            };
+            Ok(Some((Found(at), r)))
+        }
+        Err(overlay::Error::Truncated) => Err(StampError::Truncated),
+        Err(_) => Err(StampError::NotIp),
+    }
+}
+
+/// [`strip`] of the header that [`find_located`] found in the frame at
+/// `buf[start..]`, which must not have changed since: the IPv4 option is
+/// removed without walking the frame again.
+pub fn strip_found(buf: &mut [u8], start: usize, found: &Found) -> Result<usize, StampError> {
+    match found.0 {
+        FoundAt::V4 {
+            l3,
+            ihl,
+            total,
+            offset,
+        } => remove_v4(
+            buf,
+            start,
+            usize::from(l3),
+            usize::from(ihl),
+            usize::from(total),
+            usize::from(offset),
+        ),
+        FoundAt::Walk => strip(buf, start),
+    }
+}
+
 /// [`find_ipv4`] or [`find_ipv6`] by the frame's EtherType (after VLAN
 /// tags); `NotIp` for anything else.
 pub fn find(frame: &[u8]) -> Result<Option<(usize, Repr)>, StampError> {
@@ -652,7 +752,15 @@ mod tests {
             insert(&mut buf, start, &repr()),
             Err(StampError::AlreadyStamped)
         );
+        let (found, r2) = find_located(&stamped).unwrap().unwrap();
+        assert_eq!(r2, r);
+        if !v6 {
+            assert_eq!(found.ipv4_offset(), Some(off));
+        }
+        let mut again = buf.clone();
+        let back2 = strip_found(&mut again, start, &found).unwrap();
         let back = strip(&mut buf, start).unwrap();
+        assert_eq!((back2, &again), (back, &buf), "strip_found is strip");
         assert_eq!(back, HEADROOM);
         assert_eq!(&buf[back..], frame, "strip restores the frame");
         assert_eq!(find(&buf[back..]), Ok(None));

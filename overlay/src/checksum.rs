@@ -68,6 +68,19 @@ pub fn sum(data: &[u8]) -> u16 {
     }
 }
 
+/// [`sum`] of an option-less IPv4 header: five 32-bit loads, no loop
+/// (decap verifies one per received packet).
+#[inline(always)]
+pub fn sum_ipv4_header(h: &[u8; 20]) -> u16 {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let folded = fold(w(0) + w(4) + w(8) + w(12) + w(16));
+    if cfg!(target_endian = "little") {
+        folded.swap_bytes()
+    } else {
+        folded
+    }
+}
+
 /// The checksum of `data` as written on the wire: the inverted sum.
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
@@ -230,6 +243,11 @@ mod tests {
                                   skip in 0usize..8) {
             let s = skip.min(data.len());
             prop_assert_eq!(sum(&data[s..]), naive_sum(&data[s..]));
+        }
+
+        #[test]
+        fn ipv4_header_sum_matches_sum(h in any::<[u8; 20]>()) {
+            prop_assert_eq!(sum_ipv4_header(&h), sum(&h));
         }
 
         #[test]

@@ -151,7 +151,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The header checksum is right.
     pub fn verify_checksum(&self) -> bool {
         let hl = usize::from(self.header_len());
-        checksum::sum(&self.buffer.as_ref()[..hl]) == 0xffff
+        let b = self.buffer.as_ref();
+        if hl == HEADER_LEN {
+            if let Some(h) = b.first_chunk::<HEADER_LEN>() {
+                return checksum::sum_ipv4_header(h) == 0xffff;
+            }
+        }
+        checksum::sum(&b[..hl]) == 0xffff
     }
 
     /// The option bytes between the fixed header and the payload.

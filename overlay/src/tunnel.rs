@@ -195,8 +195,30 @@ impl OuterTemplate {
 
 /// Rewrite the VXLAN flags and group policy of a written outer header, for
 /// a per-flow group id. No checksum covers these bytes (UDP checksum 0).
+/// Writes what [`vxlan::Packet::set_header`] writes, straight into the
+/// fixed-size header (no slice bounds to check: encap calls it per packet).
+#[inline]
 pub fn set_gbp(hdr: &mut [u8; OUTER_LEN], vni: Vni, gbp: Option<Gbp>) {
-    vxlan::Packet::new_unchecked(&mut hdr[VXLAN_AT..]).set_header(vni, gbp);
+    let (flags, ext) = match gbp {
+        Some(g) => (
+            vxlan::FLAG_G | vxlan::FLAG_I,
+            (u32::from(
+                if g.dont_learn { vxlan::GBP_FLAG_D } else { 0 }
+                    | if g.policy_applied {
+                        vxlan::GBP_FLAG_A
+                    } else {
+                        0
+                    },
+            ) << 16)
+                | u32::from(g.group),
+        ),
+        None => (vxlan::FLAG_I, 0),
+    };
+    let first = (u32::from(flags) << 24) | ext;
+    // VNI in the top 24 bits, the reserved byte 0.
+    let second = vni.get() << 8;
+    hdr[VXLAN_AT..VXLAN_AT + 4].copy_from_slice(&first.to_be_bytes());
+    hdr[VXLAN_AT + 4..VXLAN_AT + 8].copy_from_slice(&second.to_be_bytes());
 }
 
 /// Why decapsulation dropped a frame. One variant per check so that each
@@ -299,6 +321,7 @@ impl Decapped {
 
 /// Check and strip Ethernet (untagged) / IPv4 / UDP to `udp_port` / VXLAN.
 /// The IP header checksum is always verified, the UDP one when nonzero.
+#[inline]
 pub fn decap(frame: &[u8], udp_port: u16) -> Result<Decapped, DecapError> {
     use DecapError::*;
     // Fixed-size views first, so that field reads need no bounds checks.
@@ -321,7 +344,7 @@ pub fn decap(frame: &[u8], udp_port: u16) -> Result<Decapped, DecapError> {
     }
     let ip = ip.get(..total).ok_or(Truncated)?;
     let ip_sum = if hl == IP_LEN {
-        checksum::sum(iph)
+        checksum::sum_ipv4_header(iph)
     } else {
         checksum::sum(ip.get(..hl).ok_or(Truncated)?)
     };
@@ -468,6 +491,34 @@ mod tests {
         let hdr: &mut [u8; OUTER_LEN] = (&mut f[..OUTER_LEN]).try_into().unwrap();
         set_gbp(hdr, p.vni, None);
         assert_eq!(decap(&f, 4789).unwrap().gbp, None);
+    }
+
+    #[test]
+    fn set_gbp_writes_what_set_header_writes() {
+        let gbps = [
+            None,
+            Some(Gbp::default()),
+            Some(Gbp {
+                dont_learn: true,
+                policy_applied: false,
+                group: 0xbeef,
+            }),
+            Some(Gbp {
+                dont_learn: false,
+                policy_applied: true,
+                group: 1,
+            }),
+        ];
+        for vni in [0, 1, 100, 0x12_3456, 0xff_ffff] {
+            for gbp in gbps {
+                let vni = Vni::new(vni).unwrap();
+                let mut a = [0xa5u8; OUTER_LEN];
+                let mut b = a;
+                set_gbp(&mut a, vni, gbp);
+                vxlan::Packet::new_unchecked(&mut b[VXLAN_AT..]).set_header(vni, gbp);
+                assert_eq!(a, b, "{vni:?} {gbp:?}");
+            }
+        }
     }
 
     #[test]

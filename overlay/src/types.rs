@@ -33,6 +33,33 @@ impl MacAddr {
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast() && *self != MacAddr::ZERO
     }
+    /// The address as the low 48 bits of a word, first byte highest: one
+    /// register to compare or to pack into a key.
+    #[inline]
+    pub const fn to_u64(self) -> u64 {
+        let m = self.0;
+        // A 4-byte and a 2-byte load, not six byte loads.
+        let hi = u32::from_be_bytes([m[0], m[1], m[2], m[3]]) as u64;
+        let lo = u16::from_be_bytes([m[4], m[5]]) as u64;
+        (hi << 16) | lo
+    }
+    /// The inverse of [`MacAddr::to_u64`] (bits above 48 ignored).
+    #[inline]
+    pub const fn from_u64(v: u64) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+    /// Destination and source MACs of an Ethernet frame's first 12 bytes,
+    /// as [`MacAddr::to_u64`] gives them (two loads, no byte shuffling).
+    #[inline]
+    pub fn pair_from_frame(hdr: &[u8; 12]) -> (u64, u64) {
+        // Two 8-byte loads (the split points are constants).
+        let (first, _) = hdr.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+        let (_, last) = hdr.split_last_chunk::<8>().unwrap_or((&[], &[0; 8]));
+        let d = u64::from_be_bytes(*first);
+        let s = u64::from_be_bytes(*last);
+        (d >> 16, s & 0xffff_ffff_ffff)
+    }
 }
 
 impl fmt::Display for MacAddr {
@@ -197,6 +224,20 @@ impl FromStr for Ipv4Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_words() {
+        let m = MacAddr([0x02, 0xab, 0x03, 0x04, 0x05, 0xf6]);
+        assert_eq!(m.to_u64(), 0x02ab_0304_05f6);
+        assert_eq!(MacAddr::from_u64(m.to_u64() | (0xffff << 48)), m);
+        let mut hdr = [0u8; 12];
+        hdr[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        hdr[6..].copy_from_slice(&m.0);
+        assert_eq!(
+            MacAddr::pair_from_frame(&hdr),
+            (MacAddr::BROADCAST.to_u64(), m.to_u64())
+        );
+    }
 
     #[test]
     fn mac_roundtrip_and_errors() {

@@ -71,6 +71,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The I flag is set and every bit that must be zero is (as Linux,
     /// which drops packets with unknown bits): in byte 0 all but G and I;
     /// with G, all of byte 1 but D and A; without G, bytes 1-3; byte 7.
+    #[inline]
     pub fn check_flags(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         let flags = b[field::FLAGS];
@@ -118,6 +119,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The extension fields when G is set.
+    #[inline]
     pub fn gbp(&self) -> Option<Gbp> {
         self.g_flag().then(|| Gbp {
             dont_learn: self.d_flag(),
@@ -126,6 +128,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         })
     }
 
+    #[inline]
     pub fn vni(&self) -> Vni {
         let b = self.buffer.as_ref();
         Vni::new_masked(u32::from_be_bytes([0, b[4], b[5], b[6]]))

@@ -43,18 +43,31 @@ pub(super) struct Needs {
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> Needs {
     let mut needs = Needs::default();
+    let mut passed = None;
     for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Classify {
             continue;
         }
-        m.next = classify(cx, buf, m);
+        m.next = classify(cx, buf, m, &mut passed);
         needs.inspect |= m.next == Next::Inspect;
         needs.revoke |= m.next == Next::Revoke;
     }
     needs
 }
 
-fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
+/// The sender of an IP packet as port security sees it: where it came
+/// from, its VNI, source MAC (as a word) and source address.
+type Sender = (From, u16, u64, IpAddr);
+
+/// `passed`: the last IP sender that passed port security in this burst
+/// (the check reads only the sender and the config tables, which do not
+/// change within a burst: the same sender passes again).
+fn classify(
+    cx: &mut Ctx,
+    buf: &mut Option<Buf>,
+    m: &mut Meta,
+    passed: &mut Option<Sender>,
+) -> Next {
     let frame = buf.as_ref().map_or(&[][..], |b| b.frame());
     if let Err(reason) = super::parse::parse_into(frame, m.vni, &mut m.pkt) {
         if cx.t.identity.is_some() || frame.len() < overlay::ethernet::HEADER_LEN {
@@ -80,7 +93,7 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
         From::Router => return Next::Switch,
     };
     if let Some(id) = &cx.t.identity {
-        if let Err(reason) = source_check(cx.t, id, m.from, m.vni, &m.pkt) {
+        if let Err(reason) = check_sender(cx.t, id, m, passed) {
             return Next::Drop(reason);
         }
     }
@@ -93,6 +106,42 @@ fn classify(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta) -> Next {
         Kind::IcmpError => related(cx, frame, m, origin),
         Kind::Arp | Kind::Unknown => Next::Switch,
     }
+}
+
+/// [`source_check`], unless this IP sender passed it already in this burst.
+#[inline(always)]
+fn check_sender(
+    t: &Tables,
+    id: &IdentityTables,
+    m: &Meta,
+    passed: &mut Option<Sender>,
+) -> Result<(), DropReason> {
+    if let Some((from, vni, mac, ip)) = *passed {
+        if m.pkt.kind == Kind::Ip
+            && m.pkt.src_mac.to_u64() == mac
+            && m.pkt.ip_src == ip
+            && m.vni == vni
+            && m.from == from
+        {
+            return Ok(());
+        }
+    }
+    check_new_sender(t, id, m, passed)
+}
+
+/// [`check_sender`] for a sender not seen yet in this burst.
+#[inline(never)]
+fn check_new_sender(
+    t: &Tables,
+    id: &IdentityTables,
+    m: &Meta,
+    passed: &mut Option<Sender>,
+) -> Result<(), DropReason> {
+    source_check(t, id, m.from, m.vni, &m.pkt)?;
+    if m.pkt.kind == Kind::Ip {
+        *passed = Some((m.from, m.vni, m.pkt.src_mac.to_u64(), m.pkt.ip_src));
+    }
+    Ok(())
 }
 
 /// Port security and ARP: bound MACs and IPs are used only by their
@@ -205,7 +254,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
         _ => None,
     };
-    let header_id = header.map(|h| h.id);
+    let header_id = header.map(|(h, _)| h.id);
     let mut seen = Seen::default();
     let mut found = cx.st.flows.lookup_hashed(&pkt.key, m.hash);
     if let Some(r) = found {
@@ -252,13 +301,13 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
             e.last_header = Some(now);
         }
     }
-    if let Some(h) = header {
+    if let Some((h, found)) = header {
         if h.is_announce() {
             // Verified and recorded: its job is done.
             cx.c.identity_announces.inc();
             return Next::Done;
         }
-        if let Err(reason) = ingress_identity::strip(b) {
+        if let Err(reason) = ingress_identity::strip(b, &found) {
             return Next::Drop(reason);
         }
     }
@@ -529,7 +578,7 @@ fn new_flow(
             Verdict::NoPolicy
         };
         e.dst_identity = f.src_identity;
-        let r = insert(cx, e).map_err(none)?;
+        let r = insert(cx, e, m.hash).map_err(none)?;
         // Mutual: the forward entry learns who answered.
         let mut inspected = crate::l7flows::NO_L7;
         if let Some(f) = cx.st.flows.get_mut(fwd) {
@@ -556,7 +605,7 @@ fn new_flow(
         d.inspect,
         matches!(d.verdict, Verdict::Deny | Verdict::Reject),
     ) {
-        return inspected(cx, e, d.rule, ins, pkt.tcp).map_err(none);
+        return inspected(cx, e, m.hash, d.rule, ins, pkt.tcp).map_err(none);
     }
     match d.verdict {
         Verdict::Deny => {
@@ -567,7 +616,7 @@ fn new_flow(
             cx.st.record_denial(e);
             Err((DropReason::PolicyRejected, d.dst))
         }
-        _ => insert(cx, e).map_err(none),
+        _ => insert(cx, e, m.hash).map_err(none),
     }
 }
 
@@ -624,6 +673,7 @@ fn recheck(
 fn inspected(
     cx: &mut Ctx,
     e: FlowEntry,
+    hash: u32,
     rule: Option<policy::RuleId>,
     ins: policy::Inspect,
     tcp: Option<(u8, u32)>,
@@ -632,7 +682,7 @@ fn inspected(
     // Picked up mid-stream, or a protocol no clause here parses: refused.
     let parser = parser_for(&e.key, ins, syn).ok_or(DropReason::L7Refused)?;
     let rule = rule.ok_or(DropReason::L7Refused)?;
-    let r = insert(cx, e)?;
+    let r = insert(cx, e, hash)?;
     open_inspection(cx, r, rule, parser, None)?;
     Ok(r)
 }
@@ -774,8 +824,9 @@ pub(super) fn decide_request(
     (v, eff.learn)
 }
 
-fn insert(cx: &mut Ctx, e: FlowEntry) -> Result<FlowRef, DropReason> {
-    match cx.st.flows.insert(e) {
+/// Insert `e`, whose key hashes (`overlay::flow_hash`) to `hash`.
+fn insert(cx: &mut Ctx, e: FlowEntry, hash: u32) -> Result<FlowRef, DropReason> {
+    match cx.st.flows.insert_hashed(e, hash) {
         Ok(r) => {
             if e.verdict != Verdict::Reply {
                 cx.st.log_flow(crate::flowlog::EventKind::Opened, &e, None);

@@ -5,9 +5,18 @@
 use super::meta::{From, Next, Vector};
 use super::{csum, Ctx};
 use crate::buffer::BufFlags;
-use crate::counters::DropReason;
+use crate::counters::{DropReason, RunTally};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    // Per (peer, VNI) counters, added once per run of packets.
+    let mut tally = RunTally::new();
+    let c = cx.c;
+    let flush = |(peer, vni): (u16, u16), packets: u64, bytes: u64| {
+        c.peers[usize::from(peer)].rx_packets.add(packets);
+        let vc = &c.vnis[usize::from(vni)];
+        vc.rx_decap_packets.add(packets);
+        vc.rx_decap_bytes.add(bytes);
+    };
     // Last-hit caches for the burst (VPP's decap keeps one): a burst
     // mostly comes from one peer in one VNI.
     let mut last_peer: Option<(std::net::Ipv4Addr, u16)> = None;
@@ -52,20 +61,18 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
             v.meta[i].next = Next::Drop(DropReason::PeerVniNotAllowed);
             continue;
         }
-        cx.c.peers[usize::from(peer)].rx_packets.inc();
         buf.trim_front(d.inner_offset);
         // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
         buf.set_len(d.inner_len);
         finish_partial_checksum(buf);
-        let vc = &cx.c.vnis[usize::from(vni)];
-        vc.rx_decap_packets.inc();
-        vc.rx_decap_bytes.add(buf.len() as u64);
+        tally.add((peer, vni), buf.len() as u64, flush);
         let m = &mut v.meta[i];
         m.from = From::Peer(peer);
         m.vni = vni;
         m.gbp = d.gbp.map(|g| g.group);
         m.next = Next::Classify;
     }
+    tally.finish(flush);
 }
 
 /// Complete a checksum the sending kernel left to offload (see `csum`).

@@ -6,17 +6,34 @@ use overlay::{ethernet, OUTER_LEN};
 
 use super::meta::{Next, Vector};
 use super::Ctx;
-use crate::counters::DropReason;
+use crate::counters::{DropReason, RunTally};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    // Per (peer, VNI) counters, added once per run of packets.
+    let mut tally = RunTally::new();
+    let c = cx.c;
+    let flush = |(r, vni): (u16, u16), packets: u64, bytes: u64| {
+        c.peers[usize::from(r)].tx_packets.add(packets);
+        let vc = &c.vnis[usize::from(vni)];
+        vc.tx_encap_packets.add(packets);
+        vc.tx_encap_bytes.add(bytes);
+    };
     for i in 0..v.len() {
         let Next::Encap(r) = v.meta[i].next else {
             continue;
         };
-        v.meta[i].next = encap(cx, v, i, r);
+        let next = encap(cx, v, i, r);
+        if let Next::Tx(_) = next {
+            let inner_len = v.bufs[i].as_ref().map_or(0, |b| b.len() - OUTER_LEN);
+            tally.add((r, v.meta[i].vni), inner_len as u64, flush);
+        }
+        v.meta[i].next = next;
     }
+    tally.finish(flush);
 }
 
+/// Encapsulate packet `i` toward peer `r` (counted by the caller).
+#[inline]
 fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
     let m = &v.meta[i];
     let Some(template) = &cx.st.templates[usize::from(r)] else {
@@ -39,24 +56,13 @@ fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
     let src_port = overlay::vxlan_src_port(hash);
     let vni = m.vni;
     let vni_id = cx.t.vnis[usize::from(vni)].id;
-    if buf.prepend(OUTER_LEN).is_none() {
+    let Some(hdr) = buf.prepend_array::<OUTER_LEN>() else {
         return Next::Drop(DropReason::PoolEmpty);
-    }
-    let Some(hdr) = buf
-        .frame_mut()
-        .get_mut(..OUTER_LEN)
-        .and_then(|s| <&mut [u8; OUTER_LEN]>::try_from(s).ok())
-    else {
-        return Next::Drop(DropReason::Truncated);
     };
     if template.write(hdr, inner_len, src_port).is_err() {
         return Next::Drop(DropReason::TooBig);
     }
     overlay::tunnel::set_gbp(hdr, vni_id, None);
-    cx.c.peers[usize::from(r)].tx_packets.inc();
-    let vc = &cx.c.vnis[usize::from(vni)];
-    vc.tx_encap_packets.inc();
-    vc.tx_encap_bytes.add(inner_len as u64);
     Next::Tx(cx.t.underlay_port)
 }
 

@@ -10,28 +10,34 @@ use identity::header::{self, Repr, TagInput};
 use identity::keys::KeySource;
 use identity::{stamp, IdentityId};
 
-use super::meta::Pkt;
+use super::meta::{Kind, Pkt};
 use super::tables::{IdentityTables, PeerIdent};
 use super::Ctx;
 use crate::buffer::Buf;
 use crate::counters::DropReason;
 use crate::flows::IdentitySource;
 
-/// Find and verify the identity header of a frame from peer `peer`.
-/// `Ok(None)`: no header. A header from a plain VTEP is forged (it holds
-/// no key).
+/// Find and verify the identity header of a frame from peer `peer`, and
+/// say where it is (for [`strip`]). `Ok(None)`: no header. A header from
+/// a plain VTEP is forged (it holds no key).
 pub(super) fn verify(
     cx: &Ctx,
     peer: u16,
     frame: &[u8],
     pkt: &Pkt,
     vni_id: u32,
-) -> Result<Option<Repr>, DropReason> {
+) -> Result<Option<(Repr, stamp::Found)>, DropReason> {
     let (Some(id), Some(keys)) = (&cx.t.identity, &cx.st.keys) else {
         return Ok(None);
     };
-    let repr = match stamp::find(frame) {
-        Ok(Some((_, r))) => r,
+    // The header is an IPv4 option: an IPv4 header without options (first
+    // byte 0x45; classify parsed and length-checked it as IPv4) has none,
+    // which is what `stamp::find` answers after walking the frame again.
+    if pkt.kind == Kind::Ip && frame.get(usize::from(pkt.l3)) == Some(&0x45) {
+        return Ok(None);
+    }
+    let (found, repr) = match stamp::find_located(frame) {
+        Ok(Some(f)) => f,
         Ok(None) => return Ok(None),
         Err(_) => return Err(DropReason::IdentityMalformed),
     };
@@ -61,12 +67,14 @@ pub(super) fn verify(
             return Err(DropReason::IdentityNonce);
         }
     }
-    Ok(Some(repr))
+    Ok(Some((repr, found)))
 }
 
-/// Remove the (verified) identity header before the frame goes on.
-pub(super) fn strip(buf: &mut Buf) -> Result<(), DropReason> {
-    let start = stamp::strip(buf.frame_mut(), 0).map_err(|_| DropReason::IdentityMalformed)?;
+/// Remove the (verified) identity header, where [`verify`] found it in
+/// the unchanged frame, before the frame goes on.
+pub(super) fn strip(buf: &mut Buf, found: &stamp::Found) -> Result<(), DropReason> {
+    let start =
+        stamp::strip_found(buf.frame_mut(), 0, found).map_err(|_| DropReason::IdentityMalformed)?;
     buf.trim_front(start);
     Ok(())
 }

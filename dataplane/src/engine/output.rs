@@ -23,9 +23,9 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
                 stage(cx, ports, tx, p, buf);
             }
         }
-        let Some(buf) = v.bufs[i].take() else {
+        if v.bufs[i].is_none() {
             continue;
-        };
+        }
         let next = match v.meta[i].next {
             Next::Deliver(p) => match deliver_check(cx, v, i, p) {
                 Ok(()) => {
@@ -36,17 +36,25 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
             },
             other => other,
         };
+        // Moved from its slot straight into the transmit burst.
+        let slot = &mut v.bufs[i];
         match next {
-            Next::Tx(p) => stage(cx, ports, tx, p, buf),
+            Next::Tx(p) => stage_slot(cx, ports, tx, p, slot),
             Next::Drop(reason) => {
                 cx.c.count_drop(reason);
-                if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_drop(reason)) {
-                    t.take(buf.frame(), 0, Some(reason));
+                if let Some(buf) = slot.take() {
+                    if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_drop(reason)) {
+                        t.take(buf.frame(), 0, Some(reason));
+                    }
+                    cx.pool.put(buf);
                 }
-                cx.pool.put(buf);
             }
             // Consumed, or left by a stage that had nothing to do with it.
-            _ => cx.pool.put(buf),
+            _ => {
+                if let Some(buf) = slot.take() {
+                    cx.pool.put(buf);
+                }
+            }
         }
     }
 }
@@ -80,18 +88,46 @@ fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReaso
 }
 
 fn stage(cx: &mut Ctx, ports: &mut [Box<dyn Port>], tx: &mut [Burst], p: u16, buf: Buf) {
+    stage_slot(cx, ports, tx, p, &mut Some(buf));
+}
+
+/// Stage the buffer in `slot` on port `p`'s transmit burst. A full
+/// staging burst is sent first; a buffer that still finds no room is
+/// dropped, counted.
+#[inline(always)]
+fn stage_slot(
+    cx: &mut Ctx,
+    ports: &mut [Box<dyn Port>],
+    tx: &mut [Burst],
+    p: u16,
+    slot: &mut Option<Buf>,
+) {
     let pi = usize::from(p);
-    if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_tx(p)) {
-        t.take(buf.frame(), 1, None);
+    if tx[pi].is_full() {
+        flush_full(ports, tx, cx.pool, cx.c, pi);
     }
-    if let Err(buf) = tx[pi].push(buf) {
-        // A full staging burst is sent now, then this packet joins the next.
-        flush_port(ports, tx, cx.pool, cx.c, pi);
+    if let Some(buf) = slot.take() {
+        if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_tx(p)) {
+            t.take(buf.frame(), 1, None);
+        }
         if let Err(buf) = tx[pi].push(buf) {
             cx.c.count_drop(DropReason::TxFull);
             cx.pool.put(buf);
         }
     }
+}
+
+/// [`flush_port`] in the middle of a vector (a burst filled up): rare.
+#[cold]
+#[inline(never)]
+fn flush_full(
+    ports: &mut [Box<dyn Port>],
+    tx: &mut [Burst],
+    pool: &mut Pool,
+    c: &WorkerCounters,
+    p: usize,
+) {
+    flush_port(ports, tx, pool, c, p);
 }
 
 /// Send port `p`'s staged burst; a full ring drops and counts.

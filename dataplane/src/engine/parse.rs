@@ -75,6 +75,7 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(p: &[u8], pkt: &mut Pkt) -> Result<(), DropReason> {
     let Some((h, _)) = p.split_first_chunk::<20>() else {
         return Err(DropReason::Truncated);
@@ -119,6 +120,7 @@ fn parse_ipv6(p: &[u8], pkt: &mut Pkt) -> Result<(), DropReason> {
 }
 
 /// Fill the flow key (or, for an ICMP error, the quoted flow's key).
+#[inline(always)]
 fn l4_into(
     protocol: IpProtocol,
     src: IpAddr,

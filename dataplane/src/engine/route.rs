@@ -13,6 +13,7 @@
 //! gateway makes (ARP, echo replies, ICMP errors) is appended to the
 //! vector the same way; the driver runs the switch stage again.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 use overlay::{arp, checksum, ethernet, icmpv4, ipv4, EtherType, IpProtocol, Ipv4Cidr, MacAddr};
@@ -23,7 +24,7 @@ use foldhash::fast::RandomState;
 use super::meta::{From, Meta, Next, Vector, ROUTED};
 use super::{Ctx, Tables};
 use crate::buffer::Buf;
-use crate::counters::DropReason;
+use crate::counters::{DropReason, RunTally, WorkerCounters};
 
 /// Inner neighbors per worker; full means new ones are not learned.
 const NEIGHBOR_CAPACITY: usize = 16384;
@@ -67,6 +68,15 @@ pub struct Router {
     arp_sent: HashMap<(u16, Ipv4Addr), u32, RandomState>,
     icmp_tokens: u32,
     parked: Vec<Parked>,
+    /// Last-hit caches (as the FDB's): a stream of routed packets learns
+    /// the same sender and resolves the same next hop in a row.
+    /// Learn: (VNI, address, MAC, second) already recorded.
+    last_learned: Option<(u16, Ipv4Addr, MacAddr, u32)>,
+    /// Neighbor lookup: (VNI, address, MAC, generation).
+    last_neighbor: Cell<Option<(u16, Ipv4Addr, MacAddr, u64)>>,
+    /// Bumped whenever a neighbor appears, changes MAC or may have gone:
+    /// validates `last_neighbor`.
+    generation: u64,
 }
 
 impl Router {
@@ -88,6 +98,9 @@ impl Router {
             arp_sent: HashMap::with_capacity_and_hasher(ARP_SENT_MAX, Default::default()),
             icmp_tokens: ICMP_ERRORS_PER_SEC,
             parked: Vec::with_capacity(PARK_SLOTS),
+            last_learned: None,
+            last_neighbor: Cell::new(None),
+            generation: 0,
         }
     }
 
@@ -124,6 +137,8 @@ impl Router {
             }
         }
         self.icmp_tokens = ICMP_ERRORS_PER_SEC;
+        self.generation = self.generation.wrapping_add(1);
+        self.last_learned = None;
         self.neighbors
             .retain(|_, n| n.is_static || now.saturating_sub(n.last_seen) < NEIGHBOR_AGING);
         // At most one ARP request per target per second.
@@ -144,24 +159,35 @@ impl Router {
         if !mac.is_unicast() {
             return false;
         }
-        let len = self.neighbors.len();
-        match self.neighbors.get_mut(&(vni, ip)) {
-            Some(n) if n.is_static => {}
-            Some(n) => {
-                n.mac = mac;
-                n.last_seen = now;
-            }
-            None if len < NEIGHBOR_CAPACITY => {
-                self.neighbors.insert(
-                    (vni, ip),
-                    Neighbor {
-                        mac,
-                        last_seen: now,
-                        is_static: false,
-                    },
-                );
-            }
-            None => {}
+        // The same sender at the same MAC this second: recorded already
+        // (only `tick` removes entries, and it clears this cache).
+        if self.last_learned != Some((vni, ip, mac, now)) {
+            let len = self.neighbors.len();
+            let recorded = match self.neighbors.get_mut(&(vni, ip)) {
+                Some(n) if n.is_static => true,
+                Some(n) => {
+                    if n.mac != mac {
+                        n.mac = mac;
+                        self.generation = self.generation.wrapping_add(1);
+                    }
+                    n.last_seen = now;
+                    true
+                }
+                None if len < NEIGHBOR_CAPACITY => {
+                    self.neighbors.insert(
+                        (vni, ip),
+                        Neighbor {
+                            mac,
+                            last_seen: now,
+                            is_static: false,
+                        },
+                    );
+                    self.generation = self.generation.wrapping_add(1);
+                    true
+                }
+                None => false,
+            };
+            self.last_learned = recorded.then_some((vni, ip, mac, now));
         }
         self.parked
             .iter()
@@ -169,7 +195,15 @@ impl Router {
     }
 
     fn neighbor(&self, vni: u16, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.neighbors.get(&(vni, ip)).map(|n| n.mac)
+        if let Some((v, a, mac, g)) = self.last_neighbor.get() {
+            if v == vni && a == ip && g == self.generation {
+                return Some(mac);
+            }
+        }
+        let mac = self.neighbors.get(&(vni, ip)).map(|n| n.mac)?;
+        self.last_neighbor
+            .set(Some((vni, ip, mac, self.generation)));
+        Some(mac)
     }
 
     /// The MAC of inner neighbor `ip` in VNI `vni`, if known (`trace`).
@@ -221,14 +255,42 @@ enum IcmpError {
 }
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
+    // Per burst: routed packets counted once per run of (ingress, egress)
+    // VNI; the last destination's gateway/route answer (config tables do
+    // not change within a burst).
+    let mut b = Burst {
+        tally: RunTally::new(),
+        last: None,
+    };
     let mut i = 0;
     while i < v.len() {
         if v.meta[i].next == Next::Route {
-            let next = route(cx, v, i);
+            let next = route(cx, v, i, &mut b);
             v.meta[i].next = next;
         }
         i += 1;
     }
+    let c = cx.c;
+    b.tally
+        .finish(|(from, to), n, _| count_routed(c, from, to, n));
+}
+
+/// What the route stage keeps for the rest of a burst.
+struct Burst {
+    tally: RunTally,
+    /// The last destination looked up and the answer.
+    last: Option<(Ipv4Addr, DstAnswer)>,
+}
+
+/// Whether a destination is a gateway address, and its route (egress VNI
+/// index, next hop).
+type DstAnswer = (bool, Option<(u16, Ipv4Addr)>);
+
+/// Count `n` packets routed from VNI index `from` to `to`.
+fn count_routed(c: &WorkerCounters, from: u16, to: u16, n: u64) {
+    c.routed_packets.add(n);
+    c.vnis[usize::from(from)].routed_out.add(n);
+    c.vnis[usize::from(to)].routed_in.add(n);
 }
 
 /// Leave packet `i` as gateway output: switched next in `vni`, not learned.
@@ -242,7 +304,7 @@ fn as_gateway_output(m: &mut Meta, vni: u16) -> Next {
 
 /// A frame addressed to the gateway in its VNI (its MAC, or a broadcast
 /// ARP request for its address).
-fn route(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     let vni = v.meta[i].vni;
     let Some((gw_cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway else {
         return Next::Drop(DropReason::NotIpv4Routed);
@@ -282,10 +344,19 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     };
     // Ethernet padding beyond the IP packet is not forwarded.
     buf.set_len(ethernet::HEADER_LEN + total);
-    if cx.t.is_gateway_address(dst) {
+    let (to_gateway, found) = match b.last {
+        Some((ip, answer)) if ip == dst => answer,
+        _ => {
+            let g = cx.t.is_gateway_address(dst);
+            let r = if g { None } else { cx.t.lookup_route(dst) };
+            b.last = Some((dst, (g, r)));
+            (g, r)
+        }
+    };
+    if to_gateway {
         return gateway_local(v, i, gw_mac);
     }
-    let Some((out_vni, next_hop)) = cx.t.lookup_route(dst) else {
+    let Some((out_vni, next_hop)) = found else {
         icmp_error(cx, v, i, IcmpError::NetUnreachable);
         return Next::Drop(DropReason::NoRoute);
     };
@@ -306,7 +377,11 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             let Some(buf) = v.bufs[i].as_mut() else {
                 return Next::Done;
             };
-            rewrite(cx, buf, vni, out_vni, dst_mac);
+            rewrite(cx, buf, out_vni, dst_mac);
+            let c = cx.c;
+            b.tally.add((vni, out_vni), 0, |(from, to), n, _| {
+                count_routed(c, from, to, n)
+            });
             as_gateway_output(&mut v.meta[i], out_vni)
         }
         None => {
@@ -331,18 +406,30 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     }
 }
 
-/// Rewrite a routed packet for its next hop: MACs and TTL.
-fn rewrite(cx: &Ctx, buf: &mut Buf, in_vni: u16, out_vni: u16, dst_mac: MacAddr) {
+/// Rewrite a routed packet for its next hop: MACs and TTL (the checksum
+/// patched incrementally). The caller counts it (`count_routed`).
+fn rewrite(cx: &Ctx, buf: &mut Buf, out_vni: u16, dst_mac: MacAddr) {
     let out_mac = cx.t.gateway_mac(out_vni).unwrap_or(MacAddr::ZERO);
-    let f = buf.frame_mut();
-    let mut eth = ethernet::Frame::new_unchecked(&mut *f);
-    eth.set_dst_addr(dst_mac);
-    eth.set_src_addr(out_mac);
-    let mut ip = ipv4::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
-    ip.decrement_ttl();
-    cx.c.routed_packets.inc();
-    cx.c.vnis[usize::from(in_vni)].routed_out.inc();
-    cx.c.vnis[usize::from(out_vni)].routed_in.inc();
+    // Ethernet and the IPv4 fields up to the checksum; the route stage
+    // checked the header before it got here.
+    let Some(h) = buf
+        .frame_mut()
+        .first_chunk_mut::<{ ethernet::HEADER_LEN + 12 }>()
+    else {
+        return;
+    };
+    h[0..6].copy_from_slice(&dst_mac.0);
+    h[6..12].copy_from_slice(&out_mac.0);
+    let ip = &mut h[ethernet::HEADER_LEN..];
+    let (ttl, proto) = (ip[8], ip[9]);
+    if ttl <= 1 {
+        return;
+    }
+    let old = u16::from_be_bytes([ttl, proto]);
+    let new = u16::from_be_bytes([ttl - 1, proto]);
+    let c = checksum::update_u16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    ip[8] = ttl - 1;
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Send the packets that waited for `ip` in `vni`, now that it is known:
@@ -356,7 +443,8 @@ pub(super) fn release_parked(cx: &mut Ctx, v: &mut Vector, vni: u16, ip: Ipv4Add
         let p = &cx.st.router.parked[i];
         if p.out_vni == vni && p.next_hop == ip {
             let mut p = cx.st.router.parked.swap_remove(i);
-            rewrite(cx, &mut p.buf, p.in_vni, p.out_vni, mac);
+            rewrite(cx, &mut p.buf, p.out_vni, mac);
+            count_routed(cx.c, p.in_vni, p.out_vni, 1);
             let mut m = p.meta;
             m.next = as_gateway_output(&mut m, p.out_vni);
             if let Err(b) = v.push(p.buf, m) {

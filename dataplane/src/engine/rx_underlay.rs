@@ -12,20 +12,21 @@ use crate::underlay::HostStack;
 /// Returns true when the host stack got frames to process.
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector, host: &mut HostStack) -> bool {
     let mut punted = false;
-    for i in 0..v.len() {
-        if v.meta[i].next != Next::Underlay {
+    for (buf, m) in v.bufs.iter().zip(v.meta.iter_mut()) {
+        if m.next != Next::Underlay {
             continue;
         }
-        let next = classify(cx, v.frame(i));
+        let frame = buf.as_ref().map_or(&[][..], |b| b.frame());
+        let next = classify(cx, frame);
         if next == Next::Done {
             // The host stack takes a copy; the buffer is recycled by output.
             cx.c.host_stack_rx.inc();
-            if !host.push_rx(v.frame(i)) {
+            if !host.push_rx(frame) {
                 cx.c.count_drop(DropReason::HostStackBusy);
             }
             punted = true;
         }
-        v.meta[i].next = next;
+        m.next = next;
     }
     punted
 }
@@ -38,8 +39,8 @@ fn classify(cx: &Ctx, f: &[u8]) -> Next {
     let Some((eth, rest)) = f.split_first_chunk::<{ ethernet::HEADER_LEN }>() else {
         return Next::Drop(DropReason::Truncated);
     };
-    let dst = overlay::MacAddr([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
-    if dst != cx.st.underlay_mac && !dst.is_broadcast() {
+    let dst = u64::from_be_bytes([0, 0, eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    if dst != cx.st.underlay_mac.to_u64() && dst != overlay::MacAddr::BROADCAST.to_u64() {
         return Next::Drop(DropReason::UnderlayNotForUs);
     }
     match EtherType(u16::from_be_bytes([eth[12], eth[13]])) {

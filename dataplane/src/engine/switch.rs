@@ -38,18 +38,16 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     };
     let is_arp = kind == Kind::Arp;
     let f = v.frame(i);
-    // Classify parsed the MACs; frames the gateway made or rewrote are read.
-    let (dst, src) = if kind != Kind::Unknown && flags & ROUTED == 0 {
-        (v.meta[i].pkt.dst_mac, v.meta[i].pkt.src_mac)
-    } else {
-        match (
-            MacAddr::from_bytes(f),
-            f.get(6..).and_then(MacAddr::from_bytes),
-        ) {
-            (Some(d), Some(s)) => (d, s),
-            _ => return Next::Drop(DropReason::Truncated),
-        }
+    // Both MACs straight from the frame, as words (classify parsed the
+    // same bytes; frames the gateway made or rewrote are read anyway).
+    // Segments the inspect stage held and releases are switched by their
+    // own MACs, not those of the segment that released them.
+    let Some(hdr) = f.first_chunk::<12>() else {
+        return Next::Drop(DropReason::Truncated);
     };
+    let (dst, src) = MacAddr::pair_from_frame(hdr);
+    const GROUP_BIT: u64 = 1 << 40;
+    const BROADCAST: u64 = 0xffff_ffff_ffff;
     let learn_at = match from {
         _ if flags & ROUTED != 0 => None,
         From::Port(p) => Some(Location::Port(p)),
@@ -58,15 +56,17 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
     };
     // Frames the gateway produced or routed are neither learned nor routed again.
     if let Some(loc) = learn_at {
-        if !src.is_unicast() {
+        // Unicast: neither a group address nor zero.
+        if src & GROUP_BIT != 0 || src == 0 {
             return Next::Drop(DropReason::BadSourceMac);
         }
         let now = cx.st.now_s;
-        if cx.st.fdb.learn(vni, src, loc, now) == Learned::New {
+        if cx.st.fdb.learn_bits(vni, src, loc, now) == Learned::New {
             cx.c.vnis[usize::from(vni)].macs_learned.inc();
         }
         if let Some((cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway {
-            if dst == gw_mac || (dst.is_broadcast() && route::is_arp_request_for(f, cidr.address()))
+            if dst == gw_mac.to_u64()
+                || (dst == BROADCAST && route::is_arp_request_for(f, cidr.address()))
             {
                 return Next::Route;
             }
@@ -87,10 +87,10 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
             _ => Next::Drop(DropReason::SameSegment),
         };
     }
-    if dst.is_multicast() {
+    if dst & GROUP_BIT != 0 {
         return flood(cx, v, i);
     }
-    let next = match cx.st.fdb.lookup(vni, dst, cx.st.now_s) {
+    let next = match cx.st.fdb.lookup_bits(vni, dst, cx.st.now_s) {
         Some(Location::Port(p)) if from == From::Port(p) && learn_at.is_some() => {
             return Next::Drop(DropReason::SameSegment)
         }

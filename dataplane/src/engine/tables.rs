@@ -93,10 +93,13 @@ pub struct IdentityTables {
     /// The compiled policy (an empty one, default deny, when the config
     /// has no `[policy]`).
     pub policy: PolicyTables,
-    /// (VNI index, IP) of each local workload -> binding index.
-    pub by_ip: FxHashMap<(u16, IpAddr), u16>,
-    /// (VNI index, MAC) of each local workload -> binding index.
-    pub by_mac: FxHashMap<(u16, MacAddr), u16>,
+    /// (VNI index, IPv4 address) of each local workload, packed in one
+    /// word (`ipv4_key`) -> binding index. Workloads are bound to IPv4
+    /// addresses only.
+    by_ip: FxHashMap<u64, u16>,
+    /// (VNI index, MAC) of each local workload, packed in one word
+    /// (`mac_key`) -> binding index.
+    by_mac: FxHashMap<u64, u16>,
     pub bindings: Vec<Binding>,
     /// The identity of the (first) workload bound on each port; None: the
     /// port is not bound.
@@ -163,16 +166,31 @@ impl IdentityTables {
     /// The workload bound at (VNI, IP), if any.
     #[inline]
     pub fn binding_at_ip(&self, vni: u16, ip: IpAddr) -> Option<&Binding> {
-        let i = *self.by_ip.get(&(vni, ip))?;
+        let IpAddr::V4(a) = ip else {
+            return None;
+        };
+        let i = *self.by_ip.get(&ipv4_key(vni, a))?;
         self.bindings.get(usize::from(i))
     }
 
     /// The workload bound at (VNI, MAC), if any.
     #[inline]
     pub fn binding_at_mac(&self, vni: u16, mac: MacAddr) -> Option<&Binding> {
-        let i = *self.by_mac.get(&(vni, mac))?;
+        let i = *self.by_mac.get(&mac_key(vni, mac))?;
         self.bindings.get(usize::from(i))
     }
+}
+
+/// (VNI index, IPv4 address) as one word: one multiply to hash.
+#[inline]
+fn ipv4_key(vni: u16, a: Ipv4Addr) -> u64 {
+    (u64::from(vni) << 32) | u64::from(u32::from(a))
+}
+
+/// (VNI index, MAC) as one word.
+#[inline]
+fn mac_key(vni: u16, mac: MacAddr) -> u64 {
+    (u64::from(vni) << 48) | mac.to_u64()
 }
 
 /// Everything from the config that the stages read.
@@ -385,8 +403,8 @@ impl Tables {
                         ip: IpAddr::V4(w.ip),
                         identity: id_of(w.identity),
                     });
-                    by_ip.insert((vni, IpAddr::V4(w.ip)), i);
-                    by_mac.insert((vni, w.mac), i);
+                    by_ip.insert(ipv4_key(vni, w.ip), i);
+                    by_mac.insert(mac_key(vni, w.mac), i);
                     port_identity[w.port].get_or_insert(id_of(w.identity));
                 }
                 let maps = cfg

@@ -45,7 +45,12 @@ impl Ring {
         if self.len >= self.capacity() || frame.len() > BUF_SIZE {
             return false;
         }
-        let i = (self.head + self.len) % self.capacity();
+        // head < capacity and len < capacity here: one wrap at most (a
+        // compare, not a division per frame).
+        let mut i = self.head + self.len;
+        if i >= self.capacity() {
+            i -= self.capacity();
+        }
         let (Some(slot), Some(len)) = (
             self.slots.get_mut(i * BUF_SIZE..i * BUF_SIZE + frame.len()),
             self.lens.get_mut(i),
@@ -66,7 +71,10 @@ impl Ring {
         let i = self.head;
         let n = usize::from(*self.lens.get(i)?);
         let r = f(self.slots.get(i * BUF_SIZE..i * BUF_SIZE + n)?);
-        self.head = (self.head + 1) % self.capacity();
+        self.head += 1;
+        if self.head == self.capacity() {
+            self.head = 0;
+        }
         self.len -= 1;
         Some(r)
     }
