@@ -14,11 +14,12 @@ use dataplane::engine::Engine;
 use dataplane::port::{AfPacketPort, Port, TapPort};
 use dataplane::stats::Names;
 use dataplane::worker;
+use dataplane::{out, outln};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "warden",
-    version,
+    version = dataplane::VERSION,
     about = "identity-aware poll-mode VXLAN switch"
 )]
 struct Cli {
@@ -40,8 +41,49 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Print the counters of a running instance.
+    /// Print the counters of a running instance (since start, or since the
+    /// last `--reset`); with --interval, rates over each interval.
     Stats {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Every SECONDS, print packets/s, bytes/s, drops/s and busy cycles
+        /// per packet over the interval, until interrupted (or --count).
+        #[arg(short, long, value_name = "SECONDS")]
+        interval: Option<f64>,
+        /// With --interval: stop after this many intervals.
+        #[arg(long, requires = "interval")]
+        count: Option<u64>,
+        /// Make `warden stats` count from now on, for every client (the
+        /// instance keeps the totals as a baseline; the workers' counters
+        /// are never written by anyone but the workers).
+        #[arg(long, conflicts_with_all = ["interval", "total"])]
+        reset: bool,
+        /// Totals since start, ignoring a --reset.
+        #[arg(long)]
+        total: bool,
+    },
+    /// Print the forwarding database of a running instance: (VNI, MAC) ->
+    /// port or peer, static or learned, age.
+    Fdb {
+        /// The control socket of the instance.
+        #[arg(short, long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Or the instance config, to find its control socket.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the L3 gateway's neighbors (inner ARP table) of a running instance.
+    Neighbors {
         /// The control socket of the instance.
         #[arg(short, long, conflicts_with = "config")]
         socket: Option<PathBuf>,
@@ -65,6 +107,8 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FlowFilter,
     },
     /// Workload identity tools.
     Identity {
@@ -76,6 +120,22 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+/// Which flows `warden flows` shows.
+#[derive(clap::Args, Debug, Default)]
+struct FlowFilter {
+    /// Only flows with this identity at either end (a name, `*` globs).
+    #[arg(long, value_name = "NAME")]
+    identity: Option<String>,
+    /// Only flows with this verdict (allow, deny, reject, reply,
+    /// would_deny, learn, gateway, no_policy, or `peer` for flows whose
+    /// verdict the peer's warden makes).
+    #[arg(long)]
+    verdict: Option<String>,
+    /// Only flows with this port number at either end.
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,12 +185,37 @@ fn main() -> ExitCode {
             socket,
             config,
             json,
-        } => stats(socket, config, json),
+            interval,
+            count,
+            reset,
+            total,
+        } => stats(
+            socket,
+            config,
+            &StatsOpts {
+                json,
+                interval,
+                count,
+                reset,
+                total,
+            },
+        ),
+        Command::Fdb {
+            socket,
+            config,
+            json,
+        } => fdb(socket, config, json),
+        Command::Neighbors {
+            socket,
+            config,
+            json,
+        } => neighbors(socket, config, json),
         Command::Flows {
             socket,
             config,
             json,
-        } => flows(socket, config, json),
+            filter,
+        } => flows(socket, config, json, &filter),
         Command::Identity {
             command:
                 IdentityCommand::Attest {
@@ -182,23 +267,23 @@ fn learned(config: &Path, socket: Option<PathBuf>, set: &str) -> ExitCode {
             f
         })
         .collect();
-    println!(
+    outln!(
         "# warden policy learned: {} flows recorded by {}",
         flows.len(),
         cfg.instance.name
     );
     if report.dropped > 0 {
-        println!(
+        outln!(
             "# WARNING: {} flows were not recorded (the learn table was full): this list is incomplete",
             report.dropped
         );
     }
     if skipped > 0 {
-        println!(
+        outln!(
             "# {skipped} flows skipped: an end with neither a known identity nor an IPv4 address"
         );
     }
-    print!("{}", policy::propose(&flows, &cfg.documents, set));
+    out!("{}", policy::propose(&flows, &cfg.documents, set));
     ExitCode::SUCCESS
 }
 
@@ -231,7 +316,7 @@ fn attest(exe: &Path, name: String, labels: &[String], host_id: Option<String>) 
             return ExitCode::FAILURE;
         }
     }
-    print!("# id = {}\n{}", doc.id(), config::document_toml(&doc));
+    out!("# id = {}\n{}", doc.id(), config::document_toml(&doc));
     ExitCode::SUCCESS
 }
 
@@ -239,10 +324,11 @@ fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
         match config::check_file(f) {
-            Ok(FileKind::Warden) => println!("{}: ok (warden config)", f.display()),
-            Ok(FileKind::Lab) => println!("{}: ok (lab topology)", f.display()),
+            Ok(FileKind::Warden) => outln!("{}: ok (warden config)", f.display()),
+            Ok(FileKind::Lab) => outln!("{}: ok (lab topology)", f.display()),
             Err(e) => {
                 eprintln!("{e}");
+                dataplane::cli::set_failed();
                 ok = false;
             }
         }
@@ -265,7 +351,81 @@ fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<Pa
     }
 }
 
-fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+/// Does `name` match `pattern` (`*` matches any run of characters)?
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    if !name.ends_with(last) {
+        return false;
+    }
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+impl FlowFilter {
+    fn is_empty(&self) -> bool {
+        self.identity.is_none() && self.verdict.is_none() && self.port.is_none()
+    }
+
+    fn matches(&self, r: &dataplane::flows::FlowRow) -> bool {
+        if let Some(id) = &self.identity {
+            if !glob(id, &r.src_identity) && !glob(id, &r.dst_identity) {
+                return false;
+            }
+        }
+        if let Some(v) = &self.verdict {
+            let at_peer = r.recheck;
+            let ok = match v.as_str() {
+                "peer" | "decided_at_peer" => at_peer,
+                other => r.verdict == other,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(p) = self.port {
+            if r.src_port != p && r.dst_port != p {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Protocol name as people know it, else its number.
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".to_string(),
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        58 => "icmp6".to_string(),
+        n => n.to_string(),
+    }
+}
+
+/// Rows from the recent-denials ring (never in the flow table).
+fn is_denial(r: &dataplane::flows::FlowRow) -> bool {
+    matches!(r.verdict.as_str(), "deny" | "reject")
+}
+
+fn flows(
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+    filter: &FlowFilter,
+) -> ExitCode {
     let path = match control_socket(socket, config) {
         Ok(p) => p,
         Err(e) => {
@@ -280,9 +440,10 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
+    let rows: Vec<_> = rows.into_iter().filter(|r| filter.matches(r)).collect();
     if json {
         match serde_json::to_string_pretty(&rows) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => {
                 eprintln!("warden: {e}");
                 return ExitCode::FAILURE;
@@ -290,9 +451,18 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         }
         return ExitCode::SUCCESS;
     }
-    println!(
-        "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:<24} {:>9} {:>11}",
+    // The table's size and whether identity is on come with the counters.
+    let snap = control::query_stats_total(&path).ok();
+    if let Some(s) = snap.as_ref().filter(|s| !s.identity) {
+        outln!(
+            "identity is off on {} (no [identity] in its config): flows are tracked for their origin and replies, without identities or verdicts",
+            s.instance
+        );
+    }
+    outln!(
+        "{:<6} {:<7} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<15} {:<20} {:<24} {:>9} {:>11} {:>6} {:>6}",
         "vni",
+        "dir",
         "proto",
         "source",
         "destination",
@@ -306,24 +476,37 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
         "rule",
         "l7",
         "packets",
-        "bytes"
+        "bytes",
+        "age s",
+        "idle s"
     );
     for r in &rows {
-        let proto = match r.protocol {
-            1 => "icmp".to_string(),
-            6 => "tcp".to_string(),
-            17 => "udp".to_string(),
-            58 => "icmp6".to_string(),
-            n => n.to_string(),
-        };
         let state = match r.state {
             dataplane::flows::FlowState::Established => "established",
             dataplane::flows::FlowState::Unestablished => "unestablished",
         };
-        println!(
-            "{:<6} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<11} {:<20} {:<24} {:>9} {:>11}",
+        let dir = if r.verdict == "reply" {
+            "reply"
+        } else {
+            "forward"
+        };
+        // A provisional decision: the destination's warden decides, and
+        // this one decides again when the reply says who answered.
+        let (verdict, dst_identity) = if r.recheck {
+            let dst = if r.dst_identity == "unauthenticated" {
+                "(known at reply)".to_string()
+            } else {
+                r.dst_identity.clone()
+            };
+            ("decided at peer".to_string(), dst)
+        } else {
+            (r.verdict.clone(), r.dst_identity.clone())
+        };
+        outln!(
+            "{:<6} {:<7} {:<5} {:<22} {:<22} {:<30} {:<22} {:<14} {:<34} {:<15} {:<34} {:<15} {:<20} {:<24} {:>9} {:>11} {:>6} {:>6}",
             r.vni,
-            proto,
+            dir,
+            proto_name(r.protocol),
             format!("{}:{}", r.src, r.src_port),
             format!("{}:{}", r.dst, r.dst_port),
             r.origin,
@@ -331,24 +514,47 @@ fn flows(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             state,
             r.src_identity,
             r.identity_source,
-            r.dst_identity,
-            // A provisional decision awaits the destination's identity.
-            if r.recheck {
-                format!("{}?", r.verdict)
-            } else {
-                r.verdict.clone()
-            },
+            dst_identity,
+            verdict,
             r.rule,
             r.l7,
             r.packets,
-            r.bytes
+            r.bytes,
+            r.age_secs,
+            r.idle_secs
         );
     }
-    println!("{} flows", rows.len());
+    let in_rows = rows.iter().filter(|r| !is_denial(r)).count();
+    let denials = rows.len() - in_rows;
+    let filtered = if filter.is_empty() {
+        ""
+    } else {
+        " matching the filter"
+    };
+    match snap.map(|s| s.flows) {
+        Some(total) if (in_rows as u64) < total => outln!(
+            "{in_rows} flows{filtered} shown of {total} in the table (a snapshot holds at most {} per worker; filter with --identity, --verdict, --port)",
+            dataplane::flows::MAX_ROWS
+        ),
+        _ => outln!("{in_rows} flows{filtered}"),
+    }
+    if denials > 0 {
+        outln!("{denials} recent denials{filtered} (first packets refused; never in the table)");
+    }
     ExitCode::SUCCESS
 }
 
-fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+/// How `warden stats` was asked to run.
+#[derive(Debug)]
+struct StatsOpts {
+    json: bool,
+    interval: Option<f64>,
+    count: Option<u64>,
+    reset: bool,
+    total: bool,
+}
+
+fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, o: &StatsOpts) -> ExitCode {
     let path = match control_socket(socket, config) {
         Ok(p) => p,
         Err(e) => {
@@ -356,10 +562,30 @@ fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    match control::query_stats(&path) {
-        Ok(snap) if json => match serde_json::to_string_pretty(&snap) {
+    if o.reset {
+        return match control::query_reset(&path) {
+            Ok(()) => {
+                outln!("counters reset: `warden stats` counts from now on (for every client); `warden stats --total` still shows the totals since start");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("warden: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(secs) = o.interval {
+        return stats_interval(&path, secs, o.count, o.json);
+    }
+    let snap = if o.total {
+        control::query_stats_total(&path)
+    } else {
+        control::query_stats(&path)
+    };
+    match snap {
+        Ok(snap) if o.json => match serde_json::to_string_pretty(&snap) {
             Ok(s) => {
-                println!("{s}");
+                outln!("{s}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -368,7 +594,102 @@ fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCo
             }
         },
         Ok(snap) => {
-            print!("{}", snap.render());
+            out!("{}", snap.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `warden stats --interval SECS`: what moved over each interval, as rates.
+fn stats_interval(path: &Path, secs: f64, count: Option<u64>, json: bool) -> ExitCode {
+    if !(secs.is_finite() && secs >= 0.1) {
+        eprintln!("warden: --interval must be at least 0.1 seconds, not {secs}");
+        return ExitCode::FAILURE;
+    }
+    let take = || control::query_stats_total(path);
+    let mut prev = match take() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut at = std::time::Instant::now();
+    let mut done = 0u64;
+    while count.is_none_or(|c| done < c) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        let now = match take() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warden: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let elapsed = at.elapsed().as_secs_f64();
+        at = std::time::Instant::now();
+        let d = now.since(&prev, elapsed.round() as u64);
+        if json {
+            let line = serde_json::json!({ "interval_secs": elapsed, "delta": d });
+            outln!("{line}");
+        } else {
+            out!("{}", dataplane::stats::Snapshot::render_rates(&d, elapsed));
+        }
+        prev = now;
+        done += 1;
+    }
+    ExitCode::SUCCESS
+}
+
+fn fdb(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::query_fdb(&path) {
+        Ok(d) if json => print_json(&d),
+        Ok(d) => {
+            out!("{}", dataplane::tables_dump::render_fdb(&d));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn neighbors(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match control_socket(socket, config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::query_neighbors(&path) {
+        Ok(d) if json => print_json(&d),
+        Ok(d) => {
+            out!("{}", dataplane::tables_dump::render_neighbors(&d));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            outln!("{s}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -397,6 +718,32 @@ fn open_ports(cfg: &WardenConfig) -> Result<Vec<Box<dyn Port>>, String> {
         .collect()
 }
 
+/// Hold every port's interface for this process ([`dataplane::iface_lock`]).
+fn lock_interfaces(
+    cfg: &WardenConfig,
+    config: &Path,
+) -> Result<Vec<dataplane::iface_lock::InterfaceLock>, dataplane::iface_lock::LockError> {
+    let owner = format!(
+        "instance {}, config {}, control socket {}",
+        cfg.instance.name,
+        config.display(),
+        cfg.instance.control_socket.display()
+    );
+    let mut locks = Vec::new();
+    for p in &cfg.ports {
+        let ns = p.netns.as_deref().map(netns_path);
+        if let Some(l) = dataplane::iface_lock::lock_interface(
+            Path::new(dataplane::iface_lock::LOCK_DIR),
+            ns.as_deref(),
+            &p.interface,
+            &owner,
+        )? {
+            locks.push(l);
+        }
+    }
+    Ok(locks)
+}
+
 /// A namespace given by name lives under /var/run/netns.
 fn netns_path(ns: &str) -> PathBuf {
     if ns.starts_with('/') {
@@ -414,6 +761,15 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Held until the process ends: a second instance on one of these
+    // interfaces refuses to start.
+    let _locks = match lock_interfaces(&cfg, path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match ControlServer::bind(&cfg.instance.control_socket) {
         Ok(s) => s,
         Err(e) => {
@@ -421,22 +777,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let names = Names {
-        instance: cfg.instance.name.clone(),
-        ports: cfg.ports.iter().map(|p| p.name.clone()).collect(),
-        vnis: cfg.vnis.iter().map(|v| v.id.get()).collect(),
-        peers: cfg
-            .peers
-            .iter()
-            .map(|p| (p.address.to_string(), p.name.clone()))
-            .collect(),
-        identities: cfg
-            .documents
-            .iter()
-            .map(|d| (format!("{:08x}", d.id().0), d.name.clone()))
-            .collect(),
-        rules: dataplane::stats::rule_names(cfg.policy.as_ref()),
-    };
+    let names = Names::from_config(&cfg);
     let rules = cfg
         .policy
         .as_ref()
