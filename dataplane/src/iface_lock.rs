@@ -57,6 +57,15 @@ fn netns_id(path: &Path) -> std::io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
+/// Index of `iface` in namespace `netns` (a namespace file; the current
+/// one when None). Looking inside another namespace needs root.
+pub fn ifindex_in(netns: Option<&Path>, iface: &str) -> Result<i32, PortError> {
+    match netns {
+        None => ifindex_here(iface),
+        Some(ns) => in_netns(ns, || ifindex_here(iface)),
+    }
+}
+
 /// Index of `iface` in the current thread's network namespace.
 fn ifindex_here(iface: &str) -> Result<i32, PortError> {
     // Any socket answers SIOCGIFINDEX for the namespace it was made in.

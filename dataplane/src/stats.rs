@@ -712,6 +712,55 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// What `warden stats --json` of an instance with `cfg` looks like
+    /// (every counter zero): the shape lab checks' paths are checked against.
+    pub fn shape(cfg: &config::WardenConfig) -> serde_json::Value {
+        let names = Names::from_config(cfg);
+        let rules = cfg
+            .policy
+            .as_ref()
+            .map_or(0, policy::PolicySpec::rule_count);
+        let c =
+            Counters::new(cfg.ports.len(), cfg.vnis.len(), cfg.peers.len(), 1).with_rules(rules);
+        serde_json::to_value(Snapshot::take(&names, &c, 0, 0)).unwrap_or_default()
+    }
+}
+
+/// Why dotted `path` names no counter in `shape` (a [`Snapshot::shape`]),
+/// with the keys that exist where it went wrong; None when it does.
+pub fn path_problem(shape: &serde_json::Value, path: &str) -> Option<String> {
+    let mut node = shape;
+    let mut walked = Vec::new();
+    for seg in path.split('.') {
+        let next = match node {
+            serde_json::Value::Object(map) => map.get(seg),
+            serde_json::Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        let Some(next) = next else {
+            let at = if walked.is_empty() {
+                "the top level".to_string()
+            } else {
+                format!("`{}`", walked.join("."))
+            };
+            let keys = match node {
+                serde_json::Value::Object(map) => {
+                    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                    format!("; {at} has: {}", keys.join(", "))
+                }
+                serde_json::Value::Array(items) => format!("; {at} has indexes 0..{}", items.len()),
+                _ => format!("; {at} is a value, not a table"),
+            };
+            return Some(format!("no counter `{path}`: `{seg}` is not in {at}{keys}"));
+        };
+        walked.push(seg);
+        node = next;
+    }
+    (!node.is_u64())
+        .then(|| format!("`{path}` is not a counter (it is {node}); name a number under it"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,3 +269,106 @@ fn live_instance_cli_safety() {
     let nb = warden(&["neighbors", "-s"], &sock);
     assert!(String::from_utf8_lossy(&nb.stdout).contains("neighbors"));
 }
+
+/// `warden check` reports what `run` would refuse (as warnings, with
+/// positions), misspelled stats paths in lab checks (as errors), names a
+/// duplicate key, and says so when a file of the other kind is given.
+#[test]
+fn check_reports_what_run_would_refuse() {
+    let dir = std::env::temp_dir().join(format!("warden-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("w.toml");
+    std::fs::write(
+        &w,
+        "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\n\
+         [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"nosuchif9\"\n\n\
+         [[port]]\nname = \"web\"\nbackend = \"tap\"\ninterface = \"wl0\"\nnetns = \"no-such-ns-9\"\nvni = 100\n\n\
+         [[vni]]\nid = 100\n",
+    )
+    .unwrap();
+    let w2 = dir.join("w2.toml");
+    std::fs::write(
+        &w2,
+        "[underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\n\
+         [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"lo\"\n\n\
+         [identity]\nwarden_id = \"a\"\nsecret_file = \"/nonexistent/pair.key\"\n",
+    )
+    .unwrap();
+    let out = Command::new(warden_bin())
+        .arg("check")
+        .arg(&w)
+        .arg(&w2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let origin = w.display().to_string();
+    assert!(out.status.success(), "warnings only: {err}");
+    for want in [
+        format!("{origin}:8:13: warning: interface `nosuchif9` of port `uplink` does not exist"),
+        format!(
+            "{origin}:14:9: warning: network namespace `no-such-ns-9` of port `web` does not exist"
+        ),
+        format!(
+            "{}:12:15: warning: secret file /nonexistent/pair.key",
+            w2.display()
+        ),
+    ] {
+        assert!(err.contains(&want), "no {want:?} in:\n{err}");
+    }
+
+    // A lab check's stats path that names no counter: an error, positioned.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let node = std::fs::read_to_string(root.join("examples/node.toml")).unwrap();
+    let bad = node.replace("vni.100.rx_decap_packets", "vni.100.decap_packets");
+    let lab = dir.join("lab.toml");
+    std::fs::write(&lab, &bad).unwrap();
+    let out = Command::new(warden_bin())
+        .arg("check")
+        .arg(&lab)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = 1 + bad[..bad.find("\"vni.100.decap_packets").unwrap()]
+        .matches('\n')
+        .count();
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{}:{line}:", lab.display()))
+            && err.contains("no counter `vni.100.decap_packets`")
+            && err.contains("rx_decap_packets"),
+        "{err}"
+    );
+
+    // Duplicate keys are named.
+    let dup = dir.join("dup.toml");
+    std::fs::write(&dup, "[instance]\nname = \"a\"\nname = \"b\"\n").unwrap();
+    let out = Command::new(warden_bin())
+        .arg("check")
+        .arg(&dup)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":3:1: duplicate key `name`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The other kind of file: a hint naming the command that takes it.
+    let out = Command::new(warden_bin())
+        .args(["stats", "-c"])
+        .arg(root.join("examples/node.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this is a lab topology") && err.contains("warden-lab up"),
+        "{err}"
+    );
+    let out = Command::new(LAB_BIN).arg("up").arg(&w).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this is a warden instance config") && err.contains("warden run -c"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -250,7 +250,7 @@ fn learned(config: &Path, socket: Option<PathBuf>, set: &str) -> ExitCode {
     let report = match control::query_learned(&path) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -323,13 +323,35 @@ fn attest(exe: &Path, name: String, labels: &[String], host_id: Option<String>) 
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
-        match config::check_file(f) {
-            Ok(FileKind::Warden) => outln!("{}: ok (warden config)", f.display()),
-            Ok(FileKind::Lab) => outln!("{}: ok (lab topology)", f.display()),
+        let kind = match config::check_file(f) {
+            Ok(k) => k,
             Err(e) => {
                 eprintln!("{e}");
                 dataplane::cli::set_failed();
                 ok = false;
+                continue;
+            }
+        };
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let origin = f.display().to_string();
+        match kind {
+            FileKind::Warden => {
+                for w in environment_warnings(&text, &origin) {
+                    eprintln!("{w}");
+                }
+                outln!("{origin}: ok (warden config)");
+            }
+            FileKind::Lab => {
+                let errors = lab_stats_paths(&text, &origin);
+                if errors.is_empty() {
+                    outln!("{origin}: ok (lab topology)");
+                } else {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                    dataplane::cli::set_failed();
+                    ok = false;
+                }
             }
         }
     }
@@ -338,6 +360,131 @@ fn check(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `e`, with "needs root" when it is a permission error and this process
+/// is not root (raw sockets, TAP devices, /run/warden and root's control
+/// sockets all need it).
+fn root_hint(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let denied = text.contains("Permission denied") || text.contains("Operation not permitted");
+    if denied && !is_root() && !text.contains("needs root") {
+        format!("{text} (needs root)")
+    } else {
+        text
+    }
+}
+
+/// True when running as root (the checks that look inside namespaces, and
+/// `run` itself, need it).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// What `warden run` would refuse that only the machine can tell: missing
+/// interfaces, namespaces, TAPs in their namespace, secret files. Warnings
+/// (`FILE:LINE:COLUMN: warning: ...`), not errors: a config is often
+/// checked where it will not run (a lab's interfaces exist only inside it).
+fn environment_warnings(text: &str, origin: &str) -> Vec<String> {
+    use config::Reference;
+    use dataplane::iface_lock::ifindex_in;
+    let mut out = Vec::new();
+    let root = is_root();
+    for (r, line, col) in config::references(text) {
+        let at = format!("{origin}:{line}:{col}: warning:");
+        match r {
+            Reference::Interface {
+                port,
+                name,
+                backend,
+                netns,
+            } => match (&netns, backend) {
+                (Some(ns), Backend::Tap) => {
+                    let path = netns_path(ns);
+                    if !path.exists() {
+                        continue; // the Netns reference reports it
+                    }
+                    if !root {
+                        out.push(format!("{at} cannot look for TAP `{name}` of port `{port}` inside namespace `{ns}`: needs root"));
+                    } else if ifindex_in(Some(&path), &name).is_err() {
+                        out.push(format!("{at} TAP `{name}` of port `{port}` does not exist in namespace `{ns}`: `warden run` would refuse (warden attaches to an existing TAP, it never creates one)"));
+                    }
+                }
+                _ => {
+                    if ifindex_in(None, &name).is_err() {
+                        let what = if backend == Backend::Tap {
+                            "TAP"
+                        } else {
+                            "interface"
+                        };
+                        out.push(format!("{at} {what} `{name}` of port `{port}` does not exist in this network namespace: `warden run` here would refuse (fine if warden runs elsewhere, e.g. inside a lab's namespace)"));
+                    }
+                }
+            },
+            Reference::Netns { port, name } => {
+                let path = netns_path(&name);
+                if !path.exists() {
+                    out.push(format!("{at} network namespace `{name}` of port `{port}` does not exist ({}): `warden run` would refuse", path.display()));
+                }
+            }
+            Reference::SecretFile { path } => match std::fs::File::open(&path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    out.push(format!("{at} secret file {} is not readable by this user: `warden run` needs root (or read access)", path.display()));
+                }
+                Err(e) => out.push(format!(
+                    "{at} secret file {}: {e}: `warden run` would refuse",
+                    path.display()
+                )),
+            },
+        }
+    }
+    out
+}
+
+/// Errors for stats paths in a lab's checks that name no counter of the
+/// warden they read (`vni.100.decap_packets` for `rx_decap_packets`).
+fn lab_stats_paths(text: &str, origin: &str) -> Vec<String> {
+    let Ok(lab) = config::parse_lab(text, origin) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &lab.checks {
+        let config::Check::Stats { warden, expect, .. } = c else {
+            continue;
+        };
+        let Some(w) = lab.wardens.iter().find(|w| &w.name == warden) else {
+            continue;
+        };
+        let shape = dataplane::stats::Snapshot::shape(&w.config);
+        for e in expect {
+            if let Some(problem) = dataplane::stats::path_problem(&shape, &e.path) {
+                let (line, col) = position_of_path(text, &e.path);
+                out.push(format!(
+                    "{origin}:{line}:{col}: {problem} (of warden `{warden}`)"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Line and column of a stats expectation that starts with `path` (the
+/// first `"PATH` in the file), else of `path` anywhere, else 1:1.
+fn position_of_path(text: &str, path: &str) -> (usize, usize) {
+    let quoted = format!("\"{path}");
+    let at = text
+        .find(&quoted)
+        .map(|i| i + 1)
+        .or_else(|| text.find(path))
+        .unwrap_or(0);
+    let before = &text[..at];
+    let line = 1 + before.matches('\n').count();
+    let col = 1 + before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+    (line, col)
 }
 
 /// The control socket named on the command line or in the config.
@@ -436,7 +583,7 @@ fn flows(
     let rows = match control::query_flows(&path) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -445,7 +592,7 @@ fn flows(
         match serde_json::to_string_pretty(&rows) {
             Ok(s) => outln!("{s}"),
             Err(e) => {
-                eprintln!("warden: {e}");
+                eprintln!("warden: {}", root_hint(&e));
                 return ExitCode::FAILURE;
             }
         }
@@ -569,7 +716,7 @@ fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, o: &StatsOpts) -> Exi
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("warden: {e}");
+                eprintln!("warden: {}", root_hint(&e));
                 ExitCode::FAILURE
             }
         };
@@ -589,7 +736,7 @@ fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, o: &StatsOpts) -> Exi
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("warden: {e}");
+                eprintln!("warden: {}", root_hint(&e));
                 ExitCode::FAILURE
             }
         },
@@ -598,7 +745,7 @@ fn stats(socket: Option<PathBuf>, config: Option<PathBuf>, o: &StatsOpts) -> Exi
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             ExitCode::FAILURE
         }
     }
@@ -614,7 +761,7 @@ fn stats_interval(path: &Path, secs: f64, count: Option<u64>, json: bool) -> Exi
     let mut prev = match take() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -625,7 +772,7 @@ fn stats_interval(path: &Path, secs: f64, count: Option<u64>, json: bool) -> Exi
         let now = match take() {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("warden: {e}");
+                eprintln!("warden: {}", root_hint(&e));
                 return ExitCode::FAILURE;
             }
         };
@@ -659,7 +806,7 @@ fn fdb(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             ExitCode::FAILURE
         }
     }
@@ -680,7 +827,7 @@ fn neighbors(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Ex
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             ExitCode::FAILURE
         }
     }
@@ -693,7 +840,7 @@ fn print_json(v: &impl serde::Serialize) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             ExitCode::FAILURE
         }
     }
@@ -766,14 +913,14 @@ fn run(path: &Path) -> ExitCode {
     let _locks = match lock_interfaces(&cfg, path) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             return ExitCode::FAILURE;
         }
     };
     let server = match ControlServer::bind(&cfg.instance.control_socket) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -829,7 +976,7 @@ fn run(path: &Path) -> ExitCode {
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("warden: {e}");
+            eprintln!("warden: {}", root_hint(&e));
             let _ = worker.join();
             return ExitCode::FAILURE;
         }
