@@ -266,6 +266,14 @@ fn live_instance_cli_safety() {
     let fdb = warden(&["fdb", "--json", "-s"], &sock);
     let v: serde_json::Value = serde_json::from_slice(&fdb.stdout).unwrap();
     assert!(v["rows"].is_array(), "{v}");
+    // flows on an instance without identity says why it shows no identities.
+    let fl = warden(&["flows", "-s"], &sock);
+    let text = String::from_utf8_lossy(&fl.stdout);
+    assert!(text.contains("identity is off on first"), "{text}");
+    assert!(
+        text.contains("dir") && text.contains("age s") && text.contains("idle s"),
+        "{text}"
+    );
     let nb = warden(&["neighbors", "-s"], &sock);
     assert!(String::from_utf8_lossy(&nb.stdout).contains("neighbors"));
 }

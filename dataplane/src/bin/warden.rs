@@ -1009,3 +1009,40 @@ fn run(path: &Path) -> ExitCode {
     eprintln!("warden {}: stopped", cfg.instance.name);
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_protocols_and_filters() {
+        assert!(glob("spiffe://lab/ns/pay/*", "spiffe://lab/ns/pay/sa/api"));
+        assert!(glob("*api", "spiffe://lab/ns/pay/sa/api"));
+        assert!(glob("a*b*c", "a-x-b-y-c"));
+        assert!(!glob("a*b*c", "a-x-c"));
+        assert!(glob("exact", "exact") && !glob("exact", "exactly"));
+        assert_eq!(proto_name(6), "tcp");
+        assert_eq!(proto_name(58), "icmp6");
+        assert_eq!(proto_name(132), "132");
+        let row: dataplane::flows::FlowRow = serde_json::from_value(serde_json::json!({
+            "vni": 100, "src": "10.1.0.1", "dst": "10.1.0.2", "protocol": 6,
+            "src_port": 40000, "dst_port": 5432, "class": "ports", "from": "local",
+            "origin": "port w1", "egress": "peer 10.0.0.2", "state": "established",
+            "src_identity": "spiffe://lab/api", "identity_source": "local_port",
+            "dst_identity": "unauthenticated", "verdict": "allow", "rule": "s#1",
+            "recheck": true, "l7": "-", "packets": 3, "bytes": 180,
+            "age_secs": 5, "idle_secs": 1
+        }))
+        .unwrap();
+        let f = |identity: Option<&str>, verdict: Option<&str>, port: Option<u16>| FlowFilter {
+            identity: identity.map(str::to_string),
+            verdict: verdict.map(str::to_string),
+            port,
+        };
+        assert!(f(Some("spiffe://lab/*"), None, None).matches(&row));
+        assert!(!f(Some("other"), None, None).matches(&row));
+        assert!(f(None, Some("peer"), Some(5432)).matches(&row));
+        assert!(!f(None, Some("deny"), None).matches(&row));
+        assert!(!f(None, None, Some(22)).matches(&row));
+    }
+}
