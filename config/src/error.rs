@@ -52,7 +52,24 @@ impl ConfigError {
     /// Turn a `toml` parse or deserialize error into a one-line error,
     /// keeping toml's message and dropping its multi-line snippet.
     pub(crate) fn from_toml(origin: &str, text: &str, e: &toml::de::Error) -> Self {
-        let kind = ErrorKind::Parse(e.message().to_owned());
+        let message = e.message().trim();
+        // toml says "duplicate key" without the key: name it from the span.
+        let message = match (message, e.span().and_then(|s| text.get(s))) {
+            ("duplicate key", Some(key)) => {
+                let key = key.trim().trim_matches(['[', ']']).trim();
+                let header = text
+                    .get(..e.span().map_or(0, |s| s.start))
+                    .and_then(|b| b.rsplit('\n').next())
+                    .is_some_and(|line| line.trim_start().starts_with('['));
+                if header {
+                    format!("duplicate key `{key}`: table [{key}] is declared twice (for several, write [[{key}]])")
+                } else {
+                    format!("duplicate key `{key}`: it is already set in this table")
+                }
+            }
+            (m, _) => m.to_owned(),
+        };
+        let kind = ErrorKind::Parse(message);
         match e.span() {
             Some(span) => Self::at(origin, text, span, kind),
             None => Self::whole_file(origin, kind),
@@ -111,6 +128,10 @@ pub enum ErrorKind {
     /// the parser's.
     #[error("{0}")]
     Parse(String),
+    /// A file of the other schema: a lab where an instance config is
+    /// expected, or back.
+    #[error("{0}")]
+    WrongFileKind(String),
     /// A value that must be unique appears twice.
     #[error("duplicate {what} {value} (first declared at line {first_line})")]
     Duplicate {
@@ -238,7 +259,7 @@ pub enum ErrorKind {
     #[error("invalid stats expectation `{text}`, expected `PATH OP VALUE` such as `drops.not_a_peer == 0` (OP one of == != < <= > >=)")]
     StatExpect { text: String },
     /// A TAP port whose namespace names a lab host without that TAP.
-    #[error("port `{port}` attaches to TAP `{interface}` in host `{host}`, but that host declares no [[host.tap]] named `{interface}`")]
+    #[error("port `{port}` attaches to TAP `{interface}` in host `{host}`, but that host declares no [[host.tap]] named `{interface}` (warden attaches to an existing TAP; it never creates one)")]
     TapNotDeclared {
         port: String,
         interface: String,

@@ -196,6 +196,13 @@ pub(crate) fn key(k: &str) -> String {
 // DTOs
 // ---------------------------------------------------------------------------
 
+impl IdentityDto {
+    /// `[identity] secret_file` with its span (for `warden check`).
+    pub(crate) fn secret_file(&self) -> Option<&Spanned<String>> {
+        self.secret_file.as_ref()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IdentityDto {

@@ -918,8 +918,22 @@ pub(crate) fn build(dto: LabDto, text: &str) -> Result<Lab, Invalid> {
                         }
                     }
                 }
-                // A TAP in the warden's own namespace: warden creates it.
-                (None, Backend::Tap) => {}
+                // A TAP in the warden's own namespace: warden attaches to
+                // it (it never creates one), so the host must declare it.
+                (None, Backend::Tap) => {
+                    if let Some(host) = hosts.get(hi) {
+                        if !host.taps.iter().any(|t| t.name == p.interface) {
+                            return Err(invalid(
+                                at,
+                                ErrorKind::TapNotDeclared {
+                                    port: p.name.clone(),
+                                    interface: p.interface.clone(),
+                                    host: host.name.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
             }
         }
         wardens.push(LabWarden {
@@ -1482,7 +1496,7 @@ host = "h1"
         (
             "tap port in a host without that tap",
             "  [[warden.config.vni]]\n  id = 1\n  [[warden.config.port]]\n  name = \"p\"\n  backend = \"tap\"\n  interface = \"wl0\"\n  netns = \"h1\"\n  vni = 1\n",
-            "lab.toml:28:15: port `p` attaches to TAP `wl0` in host `h1`, but that host declares no [[host.tap]] named `wl0`",
+            "lab.toml:28:15: port `p` attaches to TAP `wl0` in host `h1`, but that host declares no [[host.tap]] named `wl0` (warden attaches to an existing TAP; it never creates one)",
         ),
         (
             "tap port in an unknown host",

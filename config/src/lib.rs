@@ -128,9 +128,10 @@ pub use lab::{
 };
 pub use value::IFNAME_MAX;
 pub use warden::{
-    default_control_socket, default_gateway_mac, Backend, FdbEntry, FdbTarget, FlowLog, Instance,
-    Neighbor, PeerConfig, PortConfig, RouteConfig, Underlay, VniConfig, WardenConfig,
-    DEFAULT_INSTANCE_NAME, DEFAULT_MAC_AGING_SECS, DEFAULT_MTU, DEFAULT_UDP_PORT, MAX_MTU, MIN_MTU,
+    default_control_socket, default_gateway_mac, references, Backend, FdbEntry, FdbTarget, FlowLog,
+    Instance, Neighbor, PeerConfig, PortConfig, Reference, RouteConfig, Underlay, VniConfig,
+    WardenConfig, DEFAULT_INSTANCE_NAME, DEFAULT_MAC_AGING_SECS, DEFAULT_MTU, DEFAULT_UDP_PORT,
+    MAX_MTU, MIN_MTU,
 };
 
 /// Which schema a file follows.
@@ -145,6 +146,16 @@ pub enum FileKind {
 /// Parse and validate a warden instance config; `origin` names the text in
 /// errors (usually the file name).
 pub fn parse_warden(text: &str, origin: &str) -> Result<WardenConfig, ConfigError> {
+    if guess_kind(text) == Some(FileKind::Lab) {
+        return Err(ConfigError::whole_file(
+            origin,
+            ErrorKind::WrongFileKind(format!(
+                "this is a lab topology (it has a [lab] table), not a warden instance config: \
+                 `warden-lab up|run {origin}` takes it; for one of its wardens, give the control \
+                 socket `warden-lab up` prints (-s SOCKET)"
+            )),
+        ));
+    }
     if let Some(e) = warden::removed_allow(text, false) {
         return Err(ConfigError::at(origin, text, e.span, e.kind));
     }
@@ -156,6 +167,16 @@ pub fn parse_warden(text: &str, origin: &str) -> Result<WardenConfig, ConfigErro
 
 /// Parse and validate a lab topology; `origin` names the text in errors.
 pub fn parse_lab(text: &str, origin: &str) -> Result<Lab, ConfigError> {
+    if guess_kind(text) == Some(FileKind::Warden) {
+        return Err(ConfigError::whole_file(
+            origin,
+            ErrorKind::WrongFileKind(format!(
+                "this is a warden instance config (no [lab] table; it has [underlay] or [[port]]), \
+                 not a lab topology: `warden run -c {origin}` takes it; a lab puts it under \
+                 [[warden]] as [warden.config]"
+            )),
+        ));
+    }
     if let Some(e) = warden::removed_allow(text, true) {
         return Err(ConfigError::at(origin, text, e.span, e.kind));
     }
@@ -164,16 +185,35 @@ pub fn parse_lab(text: &str, origin: &str) -> Result<Lab, ConfigError> {
     lab::build(dto, text).map_err(|e| ConfigError::at(origin, text, e.span, e.kind))
 }
 
-/// Read and validate a warden instance config file.
+/// Read and validate a warden instance config file. A lab file gets an
+/// error that says so and which command takes it.
 pub fn load_warden(path: &Path) -> Result<WardenConfig, ConfigError> {
     let (text, origin) = read(path)?;
     parse_warden(&text, &origin)
 }
 
-/// Read and validate a lab topology file.
+/// Read and validate a lab topology file. A warden instance config gets
+/// an error that says so and which command takes it.
 pub fn load_lab(path: &Path) -> Result<Lab, ConfigError> {
     let (text, origin) = read(path)?;
     parse_lab(&text, &origin)
+}
+
+/// Which schema `text` looks like from its top-level keys (`lab`: a lab;
+/// `underlay`, `port` or `instance` without `lab`: an instance config);
+/// None when it does not parse as TOML or has neither.
+pub fn guess_kind(text: &str) -> Option<FileKind> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    if table.contains_key("lab") {
+        Some(FileKind::Lab)
+    } else if ["underlay", "port", "instance"]
+        .iter()
+        .any(|k| table.contains_key(*k))
+    {
+        Some(FileKind::Warden)
+    } else {
+        None
+    }
 }
 
 /// Tell which schema `text` follows (a top-level `lab` key means a lab) and
@@ -217,10 +257,11 @@ mod tests {
 
     /// The `n`th ```toml block of the schema reference.
     fn doc_block(n: usize) -> &'static str {
+        // Any info string after `toml` (`toml fragment`).
         let start = SCHEMA_DOC
-            .match_indices("```toml\n")
+            .match_indices("```toml")
             .nth(n)
-            .map(|(i, m)| i + m.len())
+            .and_then(|(i, _)| SCHEMA_DOC[i..].find('\n').map(|nl| i + nl + 1))
             .expect("toml block in docs/config-schema.md");
         let len = SCHEMA_DOC
             .get(start..)
@@ -575,7 +616,7 @@ mod tests {
                     warden: "gw".into(),
                     expect: vec![
                         StatExpect {
-                            path: "vni.100.decap_packets".into(),
+                            path: "vni.100.rx_decap_packets".into(),
                             op: CompareOp::Ge,
                             value: 10,
                         },
@@ -620,11 +661,24 @@ mod tests {
         assert_eq!(check_file(&l), Ok(FileKind::Lab));
         assert_eq!(load_warden(&w).unwrap().instance.name, "gw");
         assert_eq!(load_lab(&l).unwrap().name, "gateway");
-        // A lab file given as a warden config names the unexpected table.
+        // A file of the other kind says what it is and which command
+        // takes it.
         let e = load_warden(&l).unwrap_err().to_string();
         assert!(
-            e.starts_with(&format!("{}:1:2: unknown field `lab`", l.display())),
+            e.starts_with(&format!("{}:1:1: this is a lab topology", l.display()))
+                && e.contains("warden-lab up|run"),
             "{e}"
+        );
+        let e = load_lab(&w).unwrap_err().to_string();
+        assert!(
+            e.contains("this is a warden instance config") && e.contains("warden run -c"),
+            "{e}"
+        );
+        // A duplicate key is named.
+        let e = parse_warden("[instance]\nname = \"a\"\nname = \"b\"\n", "d.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d.toml:3:1: duplicate key `name`: it is already set in this table"
         );
 
         let missing = dir.0.join("missing.toml");

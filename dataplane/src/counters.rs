@@ -123,6 +123,7 @@ drop_reasons! {
     BadSourceMac => "bad_source_mac", "inner source MAC is multicast or zero";
     SameSegment => "same_segment", "destination is on the segment the frame came from";
     NoPeerNextHop => "no_peer_next_hop", "next-hop MAC of the peer VTEP not yet resolved";
+    PeerDown => "peer_down", "the peer VTEP is down (no probe answered, no VXLAN received for 3 s)";
     BadInnerIpHeader => "bad_inner_ip_header", "inner IP header malformed (on a routed packet, or any with identity on)";
     BadInnerChecksum => "bad_inner_checksum", "routed packet with a wrong IPv4 header checksum";
     TtlExceeded => "ttl_exceeded", "routed packet whose TTL ran out (ICMP time exceeded sent)";
@@ -353,6 +354,9 @@ pub struct WorkerCounters {
     /// (over the rate budget, or the writer behind); mirrored once a second.
     pub flow_log_events: Counter,
     pub flow_log_dropped: Counter,
+    /// The FDB and the gateway's neighbors as last published (the same way).
+    pub fdb_rows: std::sync::Mutex<Vec<crate::tables_dump::RawFdbRow>>,
+    pub neighbor_rows: std::sync::Mutex<Vec<crate::tables_dump::RawNeighborRow>>,
     pub policy: PolicyCounters,
 }
 
@@ -383,6 +387,10 @@ impl WorkerCounters {
             flow_rows: std::sync::Mutex::new(Vec::with_capacity(crate::flows::MAX_ROWS)),
             flow_log_events: Counter::default(),
             flow_log_dropped: Counter::default(),
+            fdb_rows: std::sync::Mutex::new(Vec::with_capacity(crate::tables_dump::MAX_TABLE_ROWS)),
+            neighbor_rows: std::sync::Mutex::new(Vec::with_capacity(
+                crate::tables_dump::MAX_TABLE_ROWS,
+            )),
             policy: PolicyCounters::new(),
         }
     }
@@ -433,6 +441,10 @@ pub struct PeerCounters {
     /// Next-hop MAC as 48 bits, plus bit 63 when resolved.
     pub next_hop: Counter,
     pub up: Counter,
+    /// Liveness as the engine last saw it: 0 unknown, 1 up, 2 down.
+    pub state: Counter,
+    /// Times the liveness changed.
+    pub state_changes: Counter,
     pub probes_sent: Counter,
     pub replies: Counter,
     pub rx_packets: Counter,

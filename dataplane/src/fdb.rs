@@ -222,6 +222,20 @@ impl Fdb {
         self.map.is_empty()
     }
 
+    /// Every entry as (VNI index, MAC, location, static, age s), in no
+    /// order (no allocation: the worker publishes from it).
+    pub fn iter(&self, now: u32) -> impl Iterator<Item = (u16, MacAddr, Location, bool, u32)> + '_ {
+        self.map.iter().map(move |(k, e)| {
+            (
+                key_vni(*k),
+                key_mac(*k),
+                e.location,
+                e.is_static,
+                now.saturating_sub(e.last_seen),
+            )
+        })
+    }
+
     /// A snapshot for display: (VNI index, MAC, location, static, age s).
     pub fn entries(&self, now: u32) -> Vec<(u16, MacAddr, Location, bool, u32)> {
         let mut v: Vec<_> = self

@@ -671,6 +671,7 @@ mod tests {
             identities: Vec::new(),
             rules: vec!["shop#1".into(), "shop#2".into()],
             labels: Default::default(),
+            identity: false,
         }
     }
 

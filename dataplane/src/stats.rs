@@ -23,6 +23,8 @@ pub struct Names {
     pub rules: Vec<String>,
     /// Identity ids (8 hex digits) -> the document's labels.
     pub labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[identity]` is configured (flows carry identities and verdicts).
+    pub identity: bool,
 }
 
 /// `set#n` for each rule of `policy`, by rule id (n counts from 1).
@@ -35,7 +37,7 @@ pub fn rule_names(policy: Option<&policy::PolicySpec>) -> Vec<String> {
 }
 
 impl Names {
-    /// The names of an instance configured by `cfg`.
+    /// The names of everything `cfg` configures.
     pub fn of(cfg: &config::WardenConfig) -> Names {
         Names {
             instance: cfg.instance.name.clone(),
@@ -57,6 +59,7 @@ impl Names {
                 .iter()
                 .map(|d| (format!("{:08x}", d.id().0), d.labels.clone()))
                 .collect(),
+            identity: cfg.identity.is_some(),
         }
     }
 
@@ -113,6 +116,13 @@ pub struct PeerSnap {
     pub name: Option<String>,
     pub next_hop_mac: Option<String>,
     pub up: bool,
+    /// `up`, `down` (traffic to it dropped as `peer_down`) or `unknown`
+    /// (not heard from yet); see `underlay::PEER_DETECTION_SECS`.
+    #[serde(default)]
+    pub state: String,
+    /// Times the state changed since start.
+    #[serde(default)]
+    pub state_changes: u64,
     pub probes_sent: u64,
     pub replies: u64,
     /// VXLAN frames received from / sent to this peer.
@@ -240,6 +250,10 @@ impl PolicySnap {
     }
 }
 
+/// What `rx_ring_full` in the drop list means.
+pub const RX_RING_DESCRIBE: &str =
+    "frames the kernel dropped because a port's receive ring was full (before warden saw them)";
+
 /// Everything `warden stats --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -264,8 +278,17 @@ pub struct Snapshot {
     pub identity_stamped: u64,
     /// Announce-only identity packets verified and consumed.
     pub identity_announces: u64,
+    /// Every packet dropped: the engine's drops (`drops`, one reason
+    /// each) plus the frames the kernel dropped because a port's receive
+    /// ring was full (`rx_ring_drops`).
     pub drops_total: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Frames lost before warden saw them: receive rings full (all ports).
+    #[serde(default)]
+    pub rx_ring_drops: u64,
+    /// `[identity]` is configured: flows carry identities and verdicts.
+    #[serde(default)]
+    pub identity: bool,
     pub policy: PolicySnap,
     /// The flow log: events written, events counted instead.
     #[serde(default)]
@@ -349,6 +372,17 @@ impl Snapshot {
                         name: name.clone(),
                         next_hop_mac: owner.and_then(|p| p.next_hop_mac()).map(|m| m.to_string()),
                         up: owner.is_some_and(|p| p.up.get() != 0),
+                        state: crate::underlay::Liveness::from_u64(
+                            c.workers
+                                .iter()
+                                .filter_map(|w| w.peers.get(i))
+                                .map(|p| p.state.get())
+                                .max()
+                                .unwrap_or(0),
+                        )
+                        .name()
+                        .to_string(),
+                        state_changes: sum(|p| p.state_changes.get()),
                         probes_sent: owner.map_or(0, |p| p.probes_sent.get()),
                         replies: owner.map_or(0, |p| p.replies.get()),
                         rx_packets: sum(|p| p.rx_packets.get()),
@@ -379,6 +413,7 @@ impl Snapshot {
                 }
             })
             .collect();
+        let rx_ring_drops = c.sum(|w| w.ports.iter().map(|p| p.rx_kernel_drops.get()).sum());
         let flow_table = FlowTableSnap {
             capacity: c.sum(|w| w.flow_table.capacity.get()),
             established: c.sum(|w| w.flow_table.established.get()),
@@ -406,8 +441,10 @@ impl Snapshot {
             flow_table,
             identity_stamped: c.sum(|w| w.identity_stamped.get()),
             identity_announces: c.sum(|w| w.identity_announces.get()),
-            drops_total: c.drops_total(),
+            drops_total: c.drops_total() + rx_ring_drops,
             drops,
+            rx_ring_drops,
+            identity: names.identity,
             policy: PolicySnap::take(names, c),
             flow_log: FlowLogSnap {
                 events: c.sum(|w| w.flow_log_events.get()),
@@ -467,7 +504,15 @@ impl Snapshot {
                 addr,
                 p.name.as_deref().unwrap_or("-"),
                 p.next_hop_mac.as_deref().unwrap_or("unresolved"),
-                if p.up { "up" } else { "down" },
+                if p.state.is_empty() {
+                    if p.up {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                } else {
+                    p.state.as_str()
+                },
                 p.probes_sent,
                 p.replies,
                 p.rx_packets,
@@ -521,6 +566,13 @@ impl Snapshot {
                 let _ = writeln!(s, "  {:<22}{:>12}  {}", r.name(), n, r.describe());
             }
         }
+        if self.rx_ring_drops > 0 {
+            let _ = writeln!(
+                s,
+                "  {:<22}{:>12}  {}",
+                "rx_ring_full", self.rx_ring_drops, RX_RING_DESCRIBE
+            );
+        }
         let _ = writeln!(s, "\nworkers (tsc {:.2} GHz)", self.tsc_hz as f64 / 1e9);
         for w in &self.workers {
             let _ = writeln!(
@@ -530,5 +582,262 @@ impl Snapshot {
             );
         }
         s
+    }
+}
+
+/// Paths (dotted, `*` for any key) of values that are levels, not counts:
+/// `since` keeps them as they are now instead of subtracting.
+const GAUGES: &[&str] = &[
+    "uptime_secs",
+    "tsc_hz",
+    "fdb_entries",
+    "neighbors",
+    "flows",
+    "flow_table.capacity",
+    "flow_table.established",
+    "flow_table.unestablished",
+    "policy.learned",
+    "workers.*.id",
+];
+
+fn is_gauge(path: &[String]) -> bool {
+    GAUGES.iter().any(|g| {
+        let parts: Vec<&str> = g.split('.').collect();
+        parts.len() == path.len() && parts.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
+    })
+}
+
+/// `now - base` for every unsigned count in `now` that is not a gauge.
+fn subtract(now: &mut serde_json::Value, base: &serde_json::Value, path: &mut Vec<String>) {
+    use serde_json::Value;
+    match now {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.clone());
+                if let Some(b) = base.get(k) {
+                    subtract(v, b, path);
+                }
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                path.push("*".into());
+                if let Some(b) = base.get(i) {
+                    subtract(v, b, path);
+                }
+                path.pop();
+            }
+        }
+        Value::Number(n) => {
+            if let (Some(a), Some(b)) = (n.as_u64(), base.as_u64()) {
+                if !is_gauge(path) {
+                    *now = Value::from(a.saturating_sub(b));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Snapshot {
+    /// What moved since `base`: every counter minus its value in `base`
+    /// (gauges such as flows, FDB entries and peer state as they are now),
+    /// cycles per packet and busy share over the interval, and
+    /// `uptime_secs` set to `secs`, the seconds the interval covers.
+    pub fn since(&self, base: &Snapshot, secs: u64) -> Snapshot {
+        let (Ok(mut now), Ok(b)) = (serde_json::to_value(self), serde_json::to_value(base)) else {
+            return self.clone();
+        };
+        subtract(&mut now, &b, &mut Vec::new());
+        let Ok(mut d) = serde_json::from_value::<Snapshot>(now) else {
+            return self.clone();
+        };
+        d.uptime_secs = secs;
+        for w in &mut d.workers {
+            let total = w.busy_cycles + w.idle_cycles;
+            w.busy_pct = if total == 0 {
+                0.0
+            } else {
+                w.busy_cycles as f64 * 100.0 / total as f64
+            };
+            w.cycles_per_packet = if w.packets == 0 {
+                0.0
+            } else {
+                w.busy_cycles as f64 / w.packets as f64
+            };
+        }
+        d
+    }
+
+    /// The lines `warden stats --interval` prints for `d`, the counters
+    /// moved over `secs` seconds ([`Snapshot::since`]): rates per port,
+    /// drops per second by reason, and each worker's busy share and
+    /// processing cycles per packet over the interval.
+    pub fn render_rates(d: &Snapshot, secs: f64) -> String {
+        let secs = secs.max(1e-3);
+        let rate = |n: u64| n as f64 / secs;
+        let mut s = String::new();
+        let _ = writeln!(s, "warden {}: last {:.1} s", d.instance, secs);
+        let _ = writeln!(
+            s,
+            "  {:<20}{:>12}{:>14}{:>12}{:>14}{:>12}",
+            "port", "rx pkt/s", "rx B/s", "tx pkt/s", "tx B/s", "ring drop/s"
+        );
+        for (n, p) in &d.ports {
+            let _ = writeln!(
+                s,
+                "  {:<20}{:>12.0}{:>14.0}{:>12.0}{:>14.0}{:>12.0}",
+                n,
+                rate(p.rx_packets),
+                rate(p.rx_bytes),
+                rate(p.tx_packets),
+                rate(p.tx_bytes),
+                rate(p.rx_kernel_drops)
+            );
+        }
+        let mut reasons: Vec<(&str, u64)> = d
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        if d.rx_ring_drops > 0 {
+            reasons.push(("rx_ring_full", d.rx_ring_drops));
+        }
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+        let detail: Vec<String> = reasons
+            .iter()
+            .map(|(k, n)| format!("{k} {:.0}", rate(*n)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  drops/s {:.0}{}",
+            rate(d.drops_total),
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join(", "))
+            }
+        );
+        for w in &d.workers {
+            let _ = writeln!(
+                s,
+                "  worker {}: {:.0} pkt/s  busy {:.1}%  cycles/packet {:.0}",
+                w.id,
+                rate(w.packets),
+                w.busy_pct,
+                w.cycles_per_packet
+            );
+        }
+        s
+    }
+}
+
+impl Snapshot {
+    /// What `warden stats --json` of an instance with `cfg` looks like
+    /// (every counter zero): the shape lab checks' paths are checked against.
+    pub fn shape(cfg: &config::WardenConfig) -> serde_json::Value {
+        let names = Names::of(cfg);
+        let c = Counters::new(cfg.ports.len(), cfg.vnis.len(), cfg.peers.len(), 1);
+        serde_json::to_value(Snapshot::take(&names, &c, 0, 0)).unwrap_or_default()
+    }
+}
+
+/// Why dotted `path` names no counter in `shape` (a [`Snapshot::shape`]),
+/// with the keys that exist where it went wrong; None when it does.
+pub fn path_problem(shape: &serde_json::Value, path: &str) -> Option<String> {
+    let mut node = shape;
+    let mut walked = Vec::new();
+    for seg in path.split('.') {
+        let next = match node {
+            serde_json::Value::Object(map) => map.get(seg),
+            serde_json::Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        let Some(next) = next else {
+            let at = if walked.is_empty() {
+                "the top level".to_string()
+            } else {
+                format!("`{}`", walked.join("."))
+            };
+            let keys = match node {
+                serde_json::Value::Object(map) => {
+                    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                    format!("; {at} has: {}", keys.join(", "))
+                }
+                serde_json::Value::Array(items) => format!("; {at} has indexes 0..{}", items.len()),
+                _ => format!("; {at} is a value, not a table"),
+            };
+            return Some(format!("no counter `{path}`: `{seg}` is not in {at}{keys}"));
+        };
+        walked.push(seg);
+        node = next;
+    }
+    (!node.is_u64())
+        .then(|| format!("`{path}` is not a counter (it is {node}); name a number under it"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Names {
+        Names {
+            instance: "t".into(),
+            ports: vec!["uplink".into()],
+            vnis: vec![100],
+            peers: vec![("10.0.0.2".into(), None)],
+            identities: Vec::new(),
+            rules: Vec::new(),
+            identity: true,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ring_drops_are_in_the_total() {
+        let c = Counters::new(1, 1, 1, 1);
+        c.workers[0].ports[0].rx_kernel_drops.set(881);
+        c.workers[0].count_drop(DropReason::TxFull);
+        let s = Snapshot::take(&names(), &c, 1, 1);
+        assert_eq!(s.drops_total, 882);
+        assert_eq!(s.rx_ring_drops, 881);
+        assert!(s.render().contains("rx_ring_full"), "{}", s.render());
+    }
+
+    #[test]
+    fn since_subtracts_counters_keeps_gauges_and_recomputes_cycles() {
+        let c = Counters::new(1, 1, 1, 1);
+        let w = &c.workers[0];
+        w.ports[0].rx_packets.add(100);
+        w.busy_cycles.add(1_000_000);
+        w.idle_cycles.add(9_000_000);
+        w.packets.add(100);
+        w.flows.set(5);
+        let a = Snapshot::take(&names(), &c, 10, 1);
+        w.ports[0].rx_packets.add(50);
+        w.busy_cycles.add(50_000);
+        w.idle_cycles.add(50_000);
+        w.packets.add(50);
+        w.flows.set(6);
+        w.count_drop(DropReason::PeerDown);
+        w.peers[0].tx_packets.add(4);
+        let b = Snapshot::take(&names(), &c, 12, 1);
+        let d = b.since(&a, 2);
+        assert_eq!(d.ports["uplink"].rx_packets, 50);
+        assert_eq!(d.flows, 6);
+        assert_eq!(d.uptime_secs, 2);
+        assert_eq!(d.drops["peer_down"], 1);
+        assert_eq!(d.drops_total, 1);
+        assert_eq!(d.peers["10.0.0.2"].tx_packets, 4);
+        assert_eq!(d.workers[0].cycles_per_packet, 1000.0);
+        assert_eq!(d.workers[0].busy_pct, 50.0);
+        let text = Snapshot::render_rates(&d, 2.0);
+        assert!(
+            text.contains("drops/s 0 (peer_down 0)") || text.contains("peer_down"),
+            "{text}"
+        );
+        assert!(text.contains("cycles/packet 1000"), "{text}");
     }
 }

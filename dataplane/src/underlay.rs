@@ -34,9 +34,16 @@ fn probe_ident(i: usize) -> u16 {
 const QUEUE_DEPTH: usize = 64;
 /// Probe period while a peer's next hop is unknown, and once it is known.
 const PROBE_UNRESOLVED: Duration = Duration::from_millis(500);
-const PROBE_RESOLVED: Duration = Duration::from_secs(5);
-/// A peer that answered no probe for this long is shown as down.
-const PEER_DOWN_AFTER: Duration = Duration::from_secs(16);
+const PROBE_RESOLVED: Duration = Duration::from_secs(1);
+/// A peer from which nothing was heard (no probe answered, no VXLAN frame
+/// received) for this long is down. With a probe a second and the engine
+/// looking once a second, a peer that goes silent is declared down 3 to 5 s
+/// later: [`PEER_DETECTION_SECS`].
+pub const PEER_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// The longest time from a peer's last sign of life to `down` in
+/// `warden stats` (and the log line): the window, plus one probe period,
+/// plus one engine second.
+pub const PEER_DETECTION_SECS: u64 = 5;
 const FRAME_CAP: usize = 2048;
 
 /// What the host stack knows about one peer VTEP.
@@ -51,14 +58,82 @@ pub struct PeerState {
     pub probes_sent: u64,
     pub replies: u64,
     last_probe: Option<StdInstant>,
+    /// When the first probe went out (liveness counts from there).
+    first_probe: Option<StdInstant>,
     last_reply: Option<StdInstant>,
 }
 
+/// Whether a peer VTEP is alive, as far as warden can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Liveness {
+    /// Not heard from yet, and not probed for long enough to say it is down
+    /// (traffic is sent: a fresh start does not drop).
+    Unknown = 0,
+    /// Heard from within [`PEER_DOWN_AFTER`].
+    Up = 1,
+    /// Silent for [`PEER_DOWN_AFTER`] (or never answered in that long):
+    /// traffic to it is dropped as `peer_down`.
+    Down = 2,
+}
+
+impl Liveness {
+    /// From the number `warden stats` reads (0, 1, 2).
+    pub const fn from_u64(v: u64) -> Liveness {
+        match v {
+            1 => Liveness::Up,
+            2 => Liveness::Down,
+            _ => Liveness::Unknown,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Liveness::Unknown => "unknown",
+            Liveness::Up => "up",
+            Liveness::Down => "down",
+        }
+    }
+}
+
 impl PeerState {
-    /// The peer answered a probe recently.
+    /// The peer answered a probe (or sent VXLAN) recently.
     pub fn is_up(&self, now: StdInstant) -> bool {
-        self.last_reply
-            .is_some_and(|t| now.saturating_duration_since(t) < PEER_DOWN_AFTER)
+        self.liveness(now) == Liveness::Up
+    }
+
+    /// Up, down, or not known yet.
+    pub fn liveness(&self, now: StdInstant) -> Liveness {
+        match self.last_reply {
+            Some(t) if now.saturating_duration_since(t) < PEER_DOWN_AFTER => Liveness::Up,
+            Some(_) => Liveness::Down,
+            None => match self.first_probe {
+                Some(t) if now.saturating_duration_since(t) >= PEER_DOWN_AFTER => Liveness::Down,
+                _ => Liveness::Unknown,
+            },
+        }
+    }
+}
+
+/// The one place a peer's change of state is logged (stderr now; a
+/// `tracing` event later).
+pub fn log_peer_state(address: Ipv4Addr, name: Option<&str>, from: Liveness, to: Liveness) {
+    let name = name.map(|n| format!(" ({n})")).unwrap_or_default();
+    let why = match to {
+        Liveness::Down => format!(
+            ": nothing heard for {} s, traffic to it is dropped as peer_down",
+            PEER_DOWN_AFTER.as_secs()
+        ),
+        _ => String::new(),
+    };
+    let text = format!(
+        "peer {address}{name} is {} (was {}){why}",
+        to.name(),
+        from.name()
+    );
+    match to {
+        Liveness::Down => tracing::warn!(peer = %address, state = to.name(), "{text}"),
+        _ => tracing::info!(peer = %address, state = to.name(), "{text}"),
     }
 }
 
@@ -219,6 +294,7 @@ impl HostStack {
                     probes_sent: 0,
                     replies: 0,
                     last_probe: None,
+                    first_probe: None,
                     last_reply: None,
                 }
             })
@@ -288,6 +364,7 @@ impl HostStack {
             if !self.probe_due(&self.peers[i], now) {
                 continue;
             }
+            self.peers[i].first_probe.get_or_insert(now);
             let socket = self.sockets.get_mut::<icmp::Socket>(self.peers[i].socket);
             if !socket.can_send() {
                 // Still waiting for ARP; smoltcp retries by itself.
@@ -353,6 +430,14 @@ impl HostStack {
 
     pub fn peers(&self) -> &[PeerState] {
         &self.peers
+    }
+
+    /// VXLAN arrived from peer `i`: it is alive whether or not it answers
+    /// probes.
+    pub fn heard_from(&mut self, i: usize, now: StdInstant) {
+        if let Some(p) = self.peers.get_mut(i) {
+            p.last_reply = Some(now);
+        }
     }
 
     /// Next-hop MAC for peer `i` (index in the order given to `new`).
@@ -539,5 +624,40 @@ mod tests {
         ));
         s.poll(t0 + PROBE_UNRESOLVED);
         assert_eq!(s.next_hop(0), Some(PEER_MAC));
+    }
+
+    #[test]
+    fn liveness_unknown_until_the_window_then_down_and_back_up() {
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let mut stack =
+            HostStack::new(OUR_MAC, "10.0.0.1/24".parse().unwrap(), None, 1500, &[peer]);
+        let t0 = StdInstant::now();
+        assert_eq!(stack.peers()[0].liveness(t0), Liveness::Unknown);
+        stack.peers[0].first_probe = Some(t0);
+        assert_eq!(
+            stack.peers()[0].liveness(t0 + Duration::from_secs(2)),
+            Liveness::Unknown
+        );
+        assert_eq!(
+            stack.peers()[0].liveness(t0 + PEER_DOWN_AFTER),
+            Liveness::Down
+        );
+        // VXLAN from the peer is a sign of life, as an answered probe is.
+        let t1 = t0 + Duration::from_secs(10);
+        stack.heard_from(0, t1);
+        assert_eq!(
+            stack.peers()[0].liveness(t1 + Duration::from_secs(1)),
+            Liveness::Up
+        );
+        assert_eq!(
+            stack.peers()[0].liveness(t1 + PEER_DOWN_AFTER),
+            Liveness::Down
+        );
+        // The stated detection time covers the window, a probe period and
+        // the engine's once-a-second look.
+        assert!(
+            PEER_DOWN_AFTER + PROBE_RESOLVED + Duration::from_secs(1)
+                <= Duration::from_secs(PEER_DETECTION_SECS)
+        );
     }
 }

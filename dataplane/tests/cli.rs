@@ -142,7 +142,12 @@ fn base_config_is_valid() {
         String::from_utf8_lossy(&out.stdout),
         format!("{}: ok (warden config)\n", f.display())
     );
-    assert!(out.stderr.is_empty());
+    // Only warnings: its interfaces do not exist on this machine.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().all(|l| l.contains(": warning: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -252,7 +257,12 @@ host = "gw"
         Duration::from_secs(20),
     );
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = stderr
+        .lines()
+        .filter(|l| !l.contains(": warning: "))
+        .count();
+    assert_eq!(errors, 1, "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
 

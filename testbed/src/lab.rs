@@ -978,18 +978,36 @@ pub fn teardown(state: &RunState) -> Result<(), LabError> {
 /// Which runs `down` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
-    /// Runs of this lab file (its [`LabSource::key`]).
+    /// Runs of this lab file (its [`LabSource::key`]) whose owner is gone.
     Source(String),
-    /// The run with this prefix.
+    /// The run with this prefix, whoever owns it.
     Prefix(String),
-    /// Every run.
+    /// Every run whose owner is gone, of any file.
     All,
 }
 
-/// Tears down the selected runs; returns the prefixes removed. A state
+/// What `down` did: runs removed, and runs it left alone because the
+/// warden-lab process that owns them still runs (prefix, owner pid).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DownReport {
+    pub removed: Vec<String>,
+    pub kept: Vec<(String, u32)>,
+}
+
+/// The owner of `state` if it still runs (and is not this process).
+fn live_owner(state: &RunState) -> Option<u32> {
+    state
+        .owner
+        .filter(|o| o.pid != std::process::id() && o.is_alive())
+        .map(|o| o.pid)
+}
+
+/// Tears down the selected runs. A run selected by its file (or `All`)
+/// whose owner still runs is someone's lab in use (a `run` in progress, a
+/// test suite): it is kept and reported; only `Prefix` removes it. A state
 /// directory whose state file is unreadable is reported, not touched.
-pub fn down(selector: &Selector) -> Result<Vec<String>, LabError> {
-    let mut removed = Vec::new();
+pub fn down_report(selector: &Selector) -> Result<DownReport, LabError> {
+    let mut report = DownReport::default();
     let mut problems = Vec::new();
     for (dir, state) in state::list_runs() {
         let state = match state {
@@ -1009,18 +1027,24 @@ pub fn down(selector: &Selector) -> Result<Vec<String>, LabError> {
         if !selected {
             continue;
         }
+        if !matches!(selector, Selector::Prefix(_)) {
+            if let Some(pid) = live_owner(&state) {
+                report.kept.push((state.prefix.clone(), pid));
+                continue;
+            }
+        }
         match teardown(&state) {
-            Ok(()) => removed.push(state.prefix.clone()),
+            Ok(()) => report.removed.push(state.prefix.clone()),
             Err(e) => problems.push(e.to_string()),
         }
     }
     if !problems.is_empty() {
         return Err(LabError::Teardown {
-            prefix: removed.join(","),
+            prefix: report.removed.join(","),
             problems,
         });
     }
-    if removed.is_empty() {
+    if report.removed.is_empty() && report.kept.is_empty() {
         let what = match selector {
             Selector::Source(k) => k.clone(),
             Selector::Prefix(p) => format!("prefix {p}"),
@@ -1028,7 +1052,12 @@ pub fn down(selector: &Selector) -> Result<Vec<String>, LabError> {
         };
         return Err(LabError::NoRuns(what));
     }
-    Ok(removed)
+    Ok(report)
+}
+
+/// [`down_report`], the prefixes removed.
+pub fn down(selector: &Selector) -> Result<Vec<String>, LabError> {
+    down_report(selector).map(|r| r.removed)
 }
 
 /// Peers in a `warden stats --json` answer whose next-hop MAC is unknown.

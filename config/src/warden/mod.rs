@@ -423,6 +423,87 @@ pub struct RouteConfig {
 /// One validator per table, in this order (the first error wins, so the
 /// order is part of the behaviour): each gets what it resolves references
 /// against, the declared ports and VNIs through [`Tables`].
+/// Something outside the file that an instance config names and `warden
+/// run` needs: `warden check` looks for it and warns, at the position of
+/// the name in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A port's interface (in `netns` when given: a TAP there).
+    Interface {
+        port: String,
+        name: String,
+        backend: Backend,
+        netns: Option<String>,
+    },
+    /// A port's network namespace (a name under /var/run/netns, or a path).
+    Netns { port: String, name: String },
+    /// A pair-secret file (`[identity]` or a peer's).
+    SecretFile { path: PathBuf },
+}
+
+/// Every [`Reference`] of a valid instance config `text`, with its
+/// 1-based line and column. Empty when the text does not parse.
+pub fn references(text: &str) -> Vec<(Reference, usize, usize)> {
+    let Ok(dto) = toml::from_str::<dto::WardenDto>(text) else {
+        return Vec::new();
+    };
+    let at = |span: std::ops::Range<usize>| crate::error::line_column(text, span.start);
+    let mut out = Vec::new();
+    for p in &dto.port {
+        let p = p.get_ref();
+        let netns = p.netns.as_ref().map(|n| n.get_ref().clone());
+        let (l, c) = at(p.interface.span());
+        out.push((
+            Reference::Interface {
+                port: p.name.get_ref().clone(),
+                name: p.interface.get_ref().0.clone(),
+                backend: p.backend,
+                netns: netns.clone(),
+            },
+            l,
+            c,
+        ));
+        if let Some(n) = &p.netns {
+            let (l, c) = at(n.span());
+            out.push((
+                Reference::Netns {
+                    port: p.name.get_ref().clone(),
+                    name: n.get_ref().clone(),
+                },
+                l,
+                c,
+            ));
+        }
+    }
+    if let Some(f) = dto
+        .identity
+        .as_ref()
+        .and_then(|i| i.get_ref().secret_file())
+    {
+        let (l, c) = at(f.span());
+        out.push((
+            Reference::SecretFile {
+                path: PathBuf::from(f.get_ref()),
+            },
+            l,
+            c,
+        ));
+    }
+    for p in &dto.peer {
+        if let Some(f) = &p.get_ref().secret_file {
+            let (l, c) = at(f.span());
+            out.push((
+                Reference::SecretFile {
+                    path: PathBuf::from(f.get_ref()),
+                },
+                l,
+                c,
+            ));
+        }
+    }
+    out
+}
+
 pub(crate) fn build(
     dto: WardenDto,
     text: &str,

@@ -39,6 +39,9 @@ fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
     let Some(template) = &cx.st.templates[usize::from(r)] else {
         return Next::Drop(DropReason::NoPeerNextHop);
     };
+    if cx.st.peer_down(r) {
+        return Next::Drop(DropReason::PeerDown);
+    }
     let Some(buf) = v.bufs[i].as_mut() else {
         return Next::Done;
     };

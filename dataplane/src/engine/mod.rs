@@ -133,6 +133,11 @@ pub struct State {
     pub capture: Option<crate::capture::Tap>,
     /// A running live trace (`warden trace --live`).
     pub live: Option<trace::LiveTap>,
+    /// Liveness of each peer as last looked at (once a second); traffic
+    /// to a `Down` peer is dropped as `peer_down` by encap.
+    pub peer_state: Vec<crate::underlay::Liveness>,
+    /// Each peer's VXLAN rx count at the last look: more is a sign of life.
+    peer_rx_seen: Vec<u64>,
     denial_next: usize,
 }
 
@@ -156,6 +161,12 @@ impl State {
                 now: self.now_s,
             });
         }
+    }
+
+    /// Traffic to peer `r` is dropped: it is down.
+    #[inline]
+    pub fn peer_down(&self, r: u16) -> bool {
+        self.peer_state.get(usize::from(r)) == Some(&crate::underlay::Liveness::Down)
     }
 
     /// Record a flow denied at its first packet, overwriting the oldest.
@@ -292,6 +303,8 @@ impl Engine {
             flow_log: None,
             capture: None,
             live: None,
+            peer_state: vec![crate::underlay::Liveness::Unknown; t.peers.len()],
+            peer_rx_seen: vec![0; t.peers.len()],
         };
         counters.workers[worker]
             .flow_table
@@ -612,9 +625,35 @@ impl Engine {
             if let Some(k) = self.st.keys.as_mut() {
                 k.rotate(self.st.unix_now);
             }
+            self.peer_liveness(now);
             self.publish(now);
         }
         self.flush();
+    }
+
+    /// Once a second: is each peer alive (a probe answered or VXLAN
+    /// received within `PEER_DOWN_AFTER`)? Changes are logged.
+    fn peer_liveness(&mut self, now: Instant) {
+        let c = &self.counters.workers[self.worker];
+        for i in 0..self.st.peer_state.len() {
+            let rx = c.peers.get(i).map_or(0, |p| p.rx_packets.get());
+            if rx != self.st.peer_rx_seen[i] {
+                self.st.peer_rx_seen[i] = rx;
+                self.host.heard_from(i, now);
+            }
+            let Some(l) = self.host.peers().get(i).map(|p| p.liveness(now)) else {
+                continue;
+            };
+            let was = self.st.peer_state[i];
+            if l != was {
+                self.st.peer_state[i] = l;
+                let peer = &self.tables.peers[i];
+                crate::underlay::log_peer_state(peer.address, peer.name.as_deref(), was, l);
+                if let Some(pc) = c.peers.get(i) {
+                    pc.state_changes.inc();
+                }
+            }
+        }
     }
 
     /// Once a second: what only the worker knows, for `warden stats`.
@@ -624,6 +663,8 @@ impl Engine {
             if let Some(pc) = c.peers.get(i) {
                 pc.set_next_hop_mac(p.next_hop_mac);
                 pc.up.set(u64::from(p.is_up(now)));
+                pc.state
+                    .set(self.st.peer_state.get(i).map_or(0, |l| *l as u64));
                 pc.probes_sent.set(p.probes_sent);
                 pc.replies.set(p.replies);
             }
@@ -646,6 +687,40 @@ impl Engine {
         ft.refused.set(s.refused);
         self.publish_flows();
         self.publish_learned();
+        self.publish_tables();
+    }
+
+    /// Copy the FDB and the neighbors for `warden fdb` / `warden neighbors`
+    /// (as the flows: reserved capacity, `try_lock`).
+    fn publish_tables(&self) {
+        let c = &self.counters.workers[self.worker];
+        let now = self.st.now_s;
+        if let Ok(mut rows) = c.fdb_rows.try_lock() {
+            rows.clear();
+            let room = rows.capacity();
+            rows.extend(self.st.fdb.iter(now).take(room).map(
+                |(vni, mac, location, is_static, age_secs)| crate::tables_dump::RawFdbRow {
+                    vni,
+                    mac,
+                    location,
+                    is_static,
+                    age_secs,
+                },
+            ));
+        }
+        if let Ok(mut rows) = c.neighbor_rows.try_lock() {
+            rows.clear();
+            let room = rows.capacity();
+            rows.extend(self.st.router.neighbors(now).take(room).map(
+                |(vni, ip, mac, is_static, age_secs)| crate::tables_dump::RawNeighborRow {
+                    vni,
+                    ip,
+                    mac,
+                    is_static,
+                    age_secs,
+                },
+            ));
+        }
     }
 
     /// Copy the learn table for `warden policy learned` (as the flows).

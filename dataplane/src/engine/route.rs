@@ -149,6 +149,17 @@ impl Router {
         self.neighbors.len()
     }
 
+    /// Every neighbor as (VNI index, address, MAC, static, age in s), for
+    /// `warden neighbors` (no allocation).
+    pub fn neighbors(
+        &self,
+        now: u32,
+    ) -> impl Iterator<Item = (u16, Ipv4Addr, MacAddr, bool, u32)> + '_ {
+        self.neighbors
+            .iter()
+            .map(move |(&(v, ip), n)| (v, ip, n.mac, n.is_static, now.saturating_sub(n.last_seen)))
+    }
+
     /// Packets waiting for a next hop (they hold pool buffers).
     pub fn parked_len(&self) -> usize {
         self.parked.len()

@@ -51,6 +51,7 @@ fn names() -> Names {
         ],
         rules: vec!["payments#1".into()],
         labels,
+        identity: true,
     }
 }
 

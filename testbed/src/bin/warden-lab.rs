@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use dataplane::outln;
 
 use testbed::lab::{self, LabSource, Options, Selector};
 use testbed::state::Tracker;
@@ -14,7 +15,7 @@ use testbed::{tcp, udp};
 #[derive(Debug, Parser)]
 #[command(
     name = "warden-lab",
-    version,
+    version = dataplane::VERSION,
     about = "Lab topologies for warden: namespaces, veths, TAPs, kernel VXLAN peers, warden instances and traffic checks"
 )]
 struct Cli {
@@ -50,13 +51,15 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
-    /// Tear down running labs of FILE (the embedded lab when omitted).
+    /// Tear down the runs of FILE (the embedded lab when omitted) whose
+    /// owner (the warden-lab that brought them up) is gone; a run whose
+    /// owner still runs is left alone unless named by --prefix.
     Down {
         file: Option<PathBuf>,
-        /// Tear down every run, of any file.
+        /// Tear down every run whose owner is gone, of any file.
         #[arg(long, conflicts_with_all = ["file", "prefix"])]
         all: bool,
-        /// Tear down the run with this prefix.
+        /// Tear down the run with this prefix, even if its owner still runs.
         #[arg(long, conflicts_with = "file")]
         prefix: Option<String>,
     },
@@ -117,6 +120,16 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
+}
+
+/// `println!` for output printed while a lab is up: a closed stdout is
+/// ignored (the checks go on and the lab is still torn down), never a panic
+/// and never an exit that would skip the teardown.
+macro_rules! sayln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
 }
 
 fn main() -> ExitCode {
@@ -182,17 +195,17 @@ fn source(file: Option<&Path>) -> Result<LabSource, lab::LabError> {
 }
 
 fn print_entry(state: &testbed::state::RunState, lab: &config::Lab) {
-    println!("lab {} is up: prefix {}", lab.name, state.prefix);
-    println!("  state: {}", state.dir.display());
+    outln!("lab {} is up: prefix {}", lab.name, state.prefix);
+    outln!("  state: {}", state.dir.display());
     for host in &lab.hosts {
-        println!(
+        outln!(
             "  host {:<10} ip netns exec {} bash",
             host.name,
             state.ns(&host.name)
         );
     }
     for w in &lab.wardens {
-        println!(
+        outln!(
             "  warden {:<8} log {}, socket {}",
             w.name,
             state.dir.join(format!("{}.log", w.name)).display(),
@@ -218,7 +231,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Some(f) => format!("warden-lab down {}", f.display()),
                 None => "warden-lab down".to_string(),
             };
-            println!(
+            outln!(
                 "  remove it with: {down}   (or: warden-lab down --prefix {})",
                 state.prefix
             );
@@ -231,7 +244,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let set =
                 |t: &Tracker| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
             let running = lab::up(&src, &opts, &set)?;
-            println!(
+            sayln!(
                 "lab {} up (prefix {})",
                 running.lab().name,
                 running.prefix()
@@ -239,13 +252,13 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let report = running.run_checks(&mut std::io::stdout());
             if !report.ok() {
                 for (name, log) in running.warden_logs() {
-                    println!("--- warden {name} log ({}) ---", log.display());
-                    println!("{}", testbed::process::tail(&log, 30));
+                    sayln!("--- warden {name} log ({}) ---", log.display());
+                    sayln!("{}", testbed::process::tail(&log, 30));
                 }
             }
             let torn = if keep {
                 let state = running.detach();
-                println!(
+                sayln!(
                     "lab left running: warden-lab down --prefix {}",
                     state.prefix
                 );
@@ -254,7 +267,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 running.teardown()
             };
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            println!("{}", report.summary());
+            sayln!("{}", report.summary());
             torn?;
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -273,23 +286,33 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     None => Selector::Source(lab::DEFAULT_LAB_ORIGIN.to_string()),
                 }
             };
-            for prefix in lab::down(&selector)? {
-                println!("removed {prefix}");
+            let report = lab::down_report(&selector)?;
+            for prefix in &report.removed {
+                outln!("removed {prefix}");
+            }
+            for (prefix, pid) in &report.kept {
+                outln!(
+                    "left {prefix} running: its owner, warden-lab pid {pid}, still runs (a run in progress or another user's lab); remove it anyway with: warden-lab down --prefix {prefix}"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::List => {
             for (dir, state) in testbed::state::list_runs() {
                 match state {
-                    Ok(s) => println!(
-                        "{}  {}  {}  {} namespaces, {} processes",
+                    Ok(s) => outln!(
+                        "{}  {}  {}  {} namespaces, {} processes, {}",
                         s.prefix,
                         s.lab,
                         s.source,
                         s.namespaces.len(),
-                        s.processes.len()
+                        s.processes.len(),
+                        match s.owner {
+                            Some(o) if o.is_alive() => format!("owner pid {} running", o.pid),
+                            _ => "owner gone".to_string(),
+                        }
                     ),
-                    Err(e) => println!("{}  (unreadable: {e})", dir.display()),
+                    Err(e) => outln!("{}  (unreadable: {e})", dir.display()),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -302,9 +325,9 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             let listener = tcp::sink_bind(listen)?;
             // The lab waits for this line before it starts the source.
-            println!("listening {listen}");
+            outln!("listening {listen}");
             let t = tcp::sink_accept(&listener, bytes, seed, Duration::from_secs(timeout_secs))?;
-            println!(
+            outln!(
                 "received {} bytes in {:.3} s ({:.0} Mbit/s)",
                 t.bytes,
                 t.elapsed.as_secs_f64(),
@@ -326,7 +349,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Duration::from_secs(timeout_secs),
                 rate_mbit.map(|m| m.saturating_mul(125_000)),
             )?;
-            println!(
+            outln!(
                 "sent {} bytes in {:.3} s ({:.0} Mbit/s)",
                 t.bytes,
                 t.elapsed.as_secs_f64(),
@@ -344,7 +367,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             udp::check_size(size)?;
             let socket = udp::echo_bind(listen)?;
             // The lab waits for this line before it starts the probe.
-            println!("listening {listen}");
+            outln!("listening {listen}");
             let e = udp::echo_serve(
                 &socket,
                 count,
@@ -352,9 +375,11 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 seed,
                 Duration::from_secs(timeout_secs),
             )?;
-            println!(
+            outln!(
                 "echoed {} datagrams ({} again, {} foreign)",
-                e.datagrams, e.duplicates, e.foreign
+                e.datagrams,
+                e.duplicates,
+                e.foreign
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -368,7 +393,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let p = udp::Probe::new(count, size, seed, Duration::from_secs(timeout_secs));
             let x = udp::probe(connect, &p)?;
             // One line: the check's summary.
-            println!(
+            outln!(
                 "{}/{} datagrams of {} bytes echoed in {:.3} s, {} resent, max rtt {:.1} ms",
                 x.count,
                 x.count,
