@@ -17,8 +17,11 @@ use dataplane::port::{MemoryPort, Port};
 use identity::header::{mint, Repr, TagInput};
 use identity::keys::{derive_key, EpochClock, Secret};
 use identity::{stamp, warden_id_of};
-use overlay::{FlowKey, MacAddr};
-use warden_benches::{engine, inner_frame, vxlan_frame, INNER_A, INNER_B, WARDEN_MAC};
+use overlay::FlowKey;
+use warden_benches::{
+    engine, identity_config, identity_segment, inner_frame, vxlan_frame, INNER_A, INNER_B,
+    WARDEN_MAC,
+};
 
 const BURST: usize = 32;
 const WARMUP: usize = 20;
@@ -82,9 +85,6 @@ fn switched(bursts: usize, routed: bool) {
     assert_eq!(eng.counters().routed_packets.get() > 0, routed);
 }
 
-const API_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x21]);
-const DB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x23]);
-
 /// The identity_engine bench (no filler rules): SYNs stamped by a warden
 /// peer, verified and delivered to a bound workload, each burst from an
 /// empty flow table (`new`), or mid-flow segments of those flows.
@@ -93,7 +93,7 @@ fn identity(bursts: usize, new: bool) {
         std::env::temp_dir().join(format!("warden-instr-ident-{}.key", std::process::id()));
     std::fs::write(&secret_path, [0x42u8; 32]).expect("write secret");
     let cfg = config::parse_warden(
-        &identity_config(&secret_path.display().to_string()),
+        &identity_config(&secret_path.display().to_string(), 0),
         "instr.toml",
     )
     .expect("config is valid");
@@ -120,7 +120,7 @@ fn identity(bursts: usize, new: bool) {
     let api_id = cfg.documents[0].id();
     let syns: Vec<Vec<u8>> = (0..BURST as u16)
         .map(|i| {
-            let inner = segment(40000 + i, 0x02);
+            let inner = identity_segment(40000 + i, 0x02);
             let flow = FlowKey::from_inner_ethernet(&inner).expect("flow");
             let mut repr = Repr {
                 flags: 0,
@@ -138,7 +138,13 @@ fn identity(bursts: usize, new: bool) {
         })
         .collect();
     let acks: Vec<Vec<u8>> = (0..BURST as u16)
-        .map(|i| vxlan_frame(Ipv4Addr::new(10, 0, 0, 2), 100, &segment(40000 + i, 0x10)))
+        .map(|i| {
+            vxlan_frame(
+                Ipv4Addr::new(10, 0, 0, 2),
+                100,
+                &identity_segment(40000 + i, 0x10),
+            )
+        })
         .collect();
     // The flows the established scenario uses.
     for f in &syns {
@@ -165,92 +171,4 @@ fn identity(bursts: usize, new: bool) {
         assert_eq!(n, BURST);
     }
     assert_eq!(eng.counters().drops_total(), 0);
-}
-
-fn identity_config(secret: &str) -> String {
-    format!(
-        r#"
-[instance]
-name = "instr-ident"
-control_socket = "/tmp/warden-instr-ident.sock"
-[underlay]
-port = "uplink"
-address = "10.0.0.1/24"
-[identity]
-warden_id = "node-2"
-secret_file = "{secret}"
-[[identity.document]]
-name = "api"
-[[identity.document]]
-name = "db"
-[[port]]
-name = "uplink"
-backend = "af_packet"
-interface = "mem0"
-[[port]]
-name = "w3"
-backend = "tap"
-interface = "w3"
-vni = 100
-[[peer]]
-address = "10.0.0.2"
-vnis = [100]
-kind = "warden"
-warden_id = "node-1"
-identities = ["api"]
-[[vni]]
-id = 100
-[[fdb]]
-vni = 100
-mac = "{DB_MAC}"
-port = "w3"
-[[workload]]
-port = "w3"
-mac = "{DB_MAC}"
-ip = "10.1.0.23"
-identity = "db"
-[[policy.set]]
-name = "db"
-[[policy.set.rule]]
-from = ["api"]
-to = ["db"]
-proto = "tcp"
-ports = [5432]
-action = "allow"
-"#
-    )
-}
-
-/// A TCP segment api:sport -> db:5432 with `flags` (as identity_engine.rs).
-fn segment(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 54];
-    f[0..6].copy_from_slice(&DB_MAC.0);
-    f[6..12].copy_from_slice(&API_MAC.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&[10, 1, 0, 21]);
-    ip[16..20].copy_from_slice(&[10, 1, 0, 23]);
-    let c = overlay::checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let t = &mut f[34..54];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&5432u16.to_be_bytes());
-    t[4..8].copy_from_slice(&0x1122_3344u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    let pseudo = overlay::checksum::pseudo_header_v4(
-        Ipv4Addr::new(10, 1, 0, 21),
-        Ipv4Addr::new(10, 1, 0, 23),
-        overlay::IpProtocol::TCP,
-        20,
-    );
-    let c = !overlay::checksum::add(pseudo, overlay::checksum::sum(t));
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    f
 }

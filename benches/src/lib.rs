@@ -181,3 +181,106 @@ pub fn vxlan_frame(src: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
     f[overlay::OUTER_LEN..].copy_from_slice(inner);
     f
 }
+
+// --- The identity benches' engine (identity_engine.rs, examples/instr.rs).
+
+/// The workload behind the warden (db) and the remote one (api).
+pub const API_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x21]);
+pub const DB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x23]);
+
+/// `filler` rules (api -> db over UDP, one port each: none matches the
+/// bench's TCP flows) come before the rule that admits them.
+pub fn identity_config(secret: &str, filler: usize) -> String {
+    let mut rules = String::new();
+    for p in 0..filler {
+        rules += &format!(
+            "[[policy.set.rule]]\nfrom = [\"api\"]\nto = [\"db\"]\nproto = \"udp\"\nports = [{}]\naction = \"allow\"\n",
+            p + 1
+        );
+    }
+    format!(
+        r#"
+[instance]
+name = "bench-ident"
+control_socket = "/tmp/warden-bench-ident.sock"
+[underlay]
+port = "uplink"
+address = "10.0.0.1/24"
+[identity]
+warden_id = "node-2"
+secret_file = "{secret}"
+[[identity.document]]
+name = "api"
+[[identity.document]]
+name = "db"
+[[port]]
+name = "uplink"
+backend = "af_packet"
+interface = "mem0"
+[[port]]
+name = "w3"
+backend = "tap"
+interface = "w3"
+vni = 100
+[[peer]]
+address = "10.0.0.2"
+vnis = [100]
+kind = "warden"
+warden_id = "node-1"
+identities = ["api"]
+[[vni]]
+id = 100
+[[fdb]]
+vni = 100
+mac = "{DB_MAC}"
+port = "w3"
+[[workload]]
+port = "w3"
+mac = "{DB_MAC}"
+ip = "10.1.0.23"
+identity = "db"
+[[policy.set]]
+name = "db"
+{rules}[[policy.set.rule]]
+from = ["api"]
+to = ["db"]
+proto = "tcp"
+ports = [5432]
+action = "allow"
+"#
+    )
+}
+
+/// A TCP segment api:sport -> db:5432 with `flags`.
+pub fn identity_segment(sport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 54];
+    f[0..6].copy_from_slice(&DB_MAC.0);
+    f[6..12].copy_from_slice(&API_MAC.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[10, 1, 0, 21]);
+    ip[16..20].copy_from_slice(&[10, 1, 0, 23]);
+    let c = overlay::checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let t = &mut f[34..54];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&5432u16.to_be_bytes());
+    t[4..8].copy_from_slice(&0x1122_3344u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let pseudo = overlay::checksum::pseudo_header_v4(
+        Ipv4Addr::new(10, 1, 0, 21),
+        Ipv4Addr::new(10, 1, 0, 23),
+        overlay::IpProtocol::TCP,
+        20,
+    );
+    let c = !overlay::checksum::add(pseudo, overlay::checksum::sum(t));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    f
+}

@@ -178,24 +178,7 @@ fn flow_rows(ctx: &ControlCtx<'_>) -> Vec<crate::flows::FlowRow> {
     for w in &ctx.counters.workers {
         let raw = lock(&w.flow_rows).clone();
         rows.extend(raw.iter().map(|r| {
-            let mut row = crate::flows::FlowRow::from_raw(
-                r,
-                |v| names.vnis.get(usize::from(v)).copied().unwrap_or(0),
-                |p| {
-                    names
-                        .peers
-                        .get(usize::from(p))
-                        .map_or_else(|| format!("#{p}"), |(a, _)| a.clone())
-                },
-                |p| {
-                    names
-                        .ports
-                        .get(usize::from(p))
-                        .cloned()
-                        .unwrap_or_else(|| format!("#{p}"))
-                },
-                |r| names.rule_name(r),
-            );
+            let mut row = names.flow_row(r);
             row.src_identity = names.identity_name(&row.src_identity);
             row.dst_identity = names.identity_name(&row.dst_identity);
             row
@@ -479,13 +462,7 @@ pub fn request_capture(
     path: &Path,
     req: &crate::capture::Request,
 ) -> Result<crate::capture::Outcome, ControlError> {
-    let line = format!(
-        "capture {}",
-        serde_json::to_string(req).map_err(|source| ControlError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?
-    );
+    let line = command_line(path, "capture", req)?;
     query_with_timeout(path, &line, Duration::from_secs(req.seconds + 10))
 }
 
@@ -494,14 +471,21 @@ pub fn request_trace(
     path: &Path,
     req: &crate::explain::TraceRequest,
 ) -> Result<crate::engine::TraceReport, ControlError> {
-    let line = format!(
-        "trace {}",
-        serde_json::to_string(req).map_err(|source| ControlError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?
-    );
+    let line = command_line(path, "trace", req)?;
     query(path, &line)
+}
+
+/// `cmd` followed by `req` as JSON: one command line.
+fn command_line(
+    path: &Path,
+    cmd: &str,
+    req: &impl serde::Serialize,
+) -> Result<String, ControlError> {
+    let json = serde_json::to_string(req).map_err(|source| ControlError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(format!("{cmd} {json}"))
 }
 
 /// Follow a live trace: `each` gets every traced packet; returns how many.
@@ -520,12 +504,8 @@ pub fn follow_live_trace(
     })?;
     s.set_read_timeout(Some(Duration::from_secs(req.seconds + 10)))
         .map_err(io)?;
-    let line = serde_json::to_string(req).map_err(|source| ControlError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    s.write_all(format!("trace-live {line}\n").as_bytes())
-        .map_err(io)?;
+    let line = command_line(path, "trace-live", req)?;
+    s.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
     for line in BufReader::new(s).lines() {
         let line = line.map_err(io)?;
         let v: serde_json::Value =

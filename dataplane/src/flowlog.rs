@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::flows::{FlowEntry, FlowRow, RawFlowRow};
+use crate::flows::{FlowEntry, RawFlowRow};
 use crate::l7flows::LastL7;
 use crate::learn::LearnL7;
 use crate::stats::Names;
@@ -179,24 +179,7 @@ impl Record {
             now: ev.now,
             l7: None,
         };
-        let row = FlowRow::from_raw(
-            &raw,
-            |v| names.vnis.get(usize::from(v)).copied().unwrap_or(0),
-            |p| {
-                names
-                    .peers
-                    .get(usize::from(p))
-                    .map_or_else(|| format!("#{p}"), |(a, _)| a.clone())
-            },
-            |p| {
-                names
-                    .ports
-                    .get(usize::from(p))
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{p}"))
-            },
-            |r| names.rule_name(r),
-        );
+        let row = names.flow_row(&raw);
         let labels = |hex: &str| names.labels.get(hex).cloned().unwrap_or_default();
         let (rule, set) = match row.rule.as_str() {
             "-" => (None, None),

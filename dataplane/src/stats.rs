@@ -63,6 +63,28 @@ impl Names {
         }
     }
 
+    /// A published flow as `warden flows` and the flow log show it: VNI
+    /// ids, peer addresses, port and rule names filled in (identities stay
+    /// hex ids: see [`Names::identity_name`]).
+    pub fn flow_row(&self, raw: &crate::flows::RawFlowRow) -> crate::flows::FlowRow {
+        crate::flows::FlowRow::from_raw(
+            raw,
+            |v| self.vnis.get(usize::from(v)).copied().unwrap_or(0),
+            |p| {
+                self.peers
+                    .get(usize::from(p))
+                    .map_or_else(|| format!("#{p}"), |(a, _)| a.clone())
+            },
+            |p| {
+                self.ports
+                    .get(usize::from(p))
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{p}"))
+            },
+            |r| self.rule_name(r),
+        )
+    }
+
     /// The name of an identity id as printed in flows; "unauthenticated"
     /// for 0, the hex id when no document is known.
     pub fn identity_name(&self, hex_id: &str) -> String {

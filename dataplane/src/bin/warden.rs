@@ -896,14 +896,9 @@ impl FlowFilter {
 }
 
 /// Protocol name as people know it, else its number.
+/// A protocol number as `warden flows` prints it.
 fn proto_name(p: u8) -> String {
-    match p {
-        1 => "icmp".to_string(),
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        58 => "icmp6".to_string(),
-        n => n.to_string(),
-    }
+    dataplane::flowlog::protocol_name(p)
 }
 
 /// Rows from the recent-denials ring (never in the flow table).
@@ -1047,7 +1042,7 @@ fn proto_number(p: &str) -> Option<u8> {
 /// Frame `index` of a pcap or pcapng file, as hex.
 fn pcap_frame(path: &Path, index: usize) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = identity::doc::hex;
     if let Ok(mut r) = pcap_file::pcap::PcapReader::new(&bytes[..]) {
         let mut i = 0;
         while let Some(p) = r.next_packet() {
@@ -1278,27 +1273,33 @@ fn stats_interval(path: &Path, secs: f64, count: Option<u64>, json: bool) -> Exi
 }
 
 fn fdb(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
-    let path = match control_socket(socket, config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match control::query_fdb(&path) {
-        Ok(d) if json => print_json(&d),
-        Ok(d) => {
-            out!("{}", dataplane::tables_dump::render_fdb(&d));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("warden: {}", root_hint(&e));
-            ExitCode::FAILURE
-        }
-    }
+    dump(
+        socket,
+        config,
+        json,
+        control::query_fdb,
+        dataplane::tables_dump::render_fdb,
+    )
 }
 
 fn neighbors(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    dump(
+        socket,
+        config,
+        json,
+        control::query_neighbors,
+        dataplane::tables_dump::render_neighbors,
+    )
+}
+
+/// A table the worker publishes (`fdb`, `neighbors`), as JSON or text.
+fn dump<T: serde::Serialize>(
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+    query: impl Fn(&Path) -> Result<T, control::ControlError>,
+    render: impl Fn(&T) -> String,
+) -> ExitCode {
     let path = match control_socket(socket, config) {
         Ok(p) => p,
         Err(e) => {
@@ -1306,10 +1307,10 @@ fn neighbors(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    match control::query_neighbors(&path) {
+    match query(&path) {
         Ok(d) if json => print_json(&d),
         Ok(d) => {
-            out!("{}", dataplane::tables_dump::render_neighbors(&d));
+            out!("{}", render(&d));
             ExitCode::SUCCESS
         }
         Err(e) => {
