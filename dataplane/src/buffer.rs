@@ -220,6 +220,20 @@ impl Buf {
         }
     }
 
+    /// Makes the buffer look freshly received: the frame moved to start at
+    /// [`HEADROOM`] (when it does not already), port 0, no flags. A port
+    /// that hands on buffers another port transmitted calls this.
+    #[inline]
+    pub fn as_received(&mut self) {
+        if self.start != HEADROOM && HEADROOM + self.len <= self.data.len() {
+            self.data
+                .copy_within(self.start..self.start + self.len, HEADROOM);
+            self.start = HEADROOM;
+        }
+        self.port = 0;
+        self.flags = BufFlags::NONE;
+    }
+
     /// Empties the buffer: frame start back at [`HEADROOM`], length 0,
     /// port 0, no flags.
     #[inline]

@@ -7,75 +7,95 @@
 //! end transmitted (before its peer receives them).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use overlay::MacAddr;
 
 use super::{local_mac, Port, PortError, PortStats, TxOutcome};
-use crate::buffer::{Burst, Pool, BUF_SIZE};
+use crate::buffer::{Buf, Burst, Pool, BUF_SIZE};
 
-/// A fixed-capacity ring of frame slots, each `BUF_SIZE` bytes, allocated
-/// once; pushing copies bytes into a slot.
+/// A fixed-capacity ring of frames in buffers, all allocated once. The
+/// ports trade buffers with it instead of copying bytes (DPDK's net_ring
+/// passes mbufs the same way): a receiving end takes a queued buffer and
+/// leaves an empty one from its pool in exchange; a transmitting end
+/// queues its buffer and takes a spare back into its pool. So the ring
+/// always owns `capacity` buffers, queued or spare, and a pool never grows
+/// or shrinks. Only test drivers (`inject`, `send`, `drain`, `recv_all`)
+/// copy bytes.
 #[derive(Debug)]
 struct Ring {
-    slots: Box<[u8]>,
-    lens: Box<[u16]>,
-    head: usize,
-    len: usize,
+    queue: VecDeque<Buf>,
+    spare: Vec<Buf>,
 }
 
 impl Ring {
     fn new(capacity: usize) -> Ring {
         let capacity = capacity.max(1);
+        let mut spare = Vec::with_capacity(capacity);
+        spare.resize_with(capacity, Buf::new);
         Ring {
-            slots: vec![0u8; capacity * BUF_SIZE].into_boxed_slice(),
-            lens: vec![0u16; capacity].into_boxed_slice(),
-            head: 0,
-            len: 0,
+            // Never grows past `capacity`: pushes need a spare first.
+            queue: VecDeque::with_capacity(capacity),
+            spare,
         }
     }
 
-    fn capacity(&self) -> usize {
-        self.lens.len()
+    fn len(&self) -> usize {
+        self.queue.len()
     }
 
-    /// False when the ring is full or the frame longer than a slot.
+    /// Queues a copy of `frame`. False when the ring is full or the frame
+    /// longer than `BUF_SIZE`.
     fn push(&mut self, frame: &[u8]) -> bool {
-        if self.len >= self.capacity() || frame.len() > BUF_SIZE {
+        if frame.len() > BUF_SIZE {
             return false;
         }
-        // head < capacity and len < capacity here: one wrap at most (a
-        // compare, not a division per frame).
-        let mut i = self.head + self.len;
-        if i >= self.capacity() {
-            i -= self.capacity();
-        }
-        let (Some(slot), Some(len)) = (
-            self.slots.get_mut(i * BUF_SIZE..i * BUF_SIZE + frame.len()),
-            self.lens.get_mut(i),
-        ) else {
+        let Some(mut buf) = self.spare.pop() else {
             return false;
         };
-        slot.copy_from_slice(frame);
-        *len = frame.len() as u16;
-        self.len += 1;
+        if !buf.copy_from(frame) {
+            self.spare.push(buf);
+            return false;
+        }
+        self.queue.push_back(buf);
         true
+    }
+
+    /// Queues `buf` and returns a spare in exchange, or hands `buf` back
+    /// when the ring is full.
+    fn push_buf(&mut self, buf: Buf) -> Result<Buf, Buf> {
+        match self.spare.pop() {
+            Some(spare) => {
+                self.queue.push_back(buf);
+                Ok(spare)
+            }
+            None => Err(buf),
+        }
+    }
+
+    /// Takes the oldest frame, leaving `empty` in its place.
+    fn pop_buf(&mut self, mut empty: Buf) -> Result<Buf, Buf> {
+        match self.queue.pop_front() {
+            Some(mut buf) => {
+                empty.reset();
+                self.spare.push(empty);
+                // A buffer the other end transmitted may start anywhere
+                // in its headroom (encap prepended, decap trimmed).
+                buf.as_received();
+                Ok(buf)
+            }
+            None => Err(empty),
+        }
     }
 
     /// Passes the oldest frame to `f` and removes it.
     fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        if self.len == 0 {
-            return None;
-        }
-        let i = self.head;
-        let n = usize::from(*self.lens.get(i)?);
-        let r = f(self.slots.get(i * BUF_SIZE..i * BUF_SIZE + n)?);
-        self.head += 1;
-        if self.head == self.capacity() {
-            self.head = 0;
-        }
-        self.len -= 1;
+        let mut buf = self.queue.pop_front()?;
+        let r = f(buf.frame());
+        buf.reset();
+        self.spare.push(buf);
         Some(r)
     }
 }
@@ -156,7 +176,7 @@ impl MemoryPort {
 
     /// Frames waiting to be received by this end.
     pub fn rx_pending(&self) -> usize {
-        self.rx.borrow().len
+        self.rx.borrow().len()
     }
 }
 
@@ -164,17 +184,17 @@ impl Port for MemoryPort {
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Burst) -> Result<usize, PortError> {
         let mut ring = self.rx.borrow_mut();
         let mut n = 0;
-        while !out.is_full() && ring.len > 0 {
-            let Some(mut buf) = pool.get() else {
+        while !out.is_full() && ring.len() > 0 {
+            let Some(empty) = pool.get() else {
                 break;
             };
-            // Slots hold at most BUF_SIZE bytes, so the copy always fits.
-            let copied = ring.pop_with(|f| buf.copy_from(f)).unwrap_or(false);
-            if !copied {
-                self.stats.rx_oversize += 1;
-                pool.put(buf);
-                continue;
-            }
+            let buf = match ring.pop_buf(empty) {
+                Ok(buf) => buf,
+                Err(empty) => {
+                    pool.put(empty);
+                    break;
+                }
+            };
             self.stats.rx_packets += 1;
             self.stats.rx_bytes += buf.len() as u64;
             if let Err(b) = out.push(buf) {
@@ -190,19 +210,27 @@ impl Port for MemoryPort {
         let mut ring = self.tx.borrow_mut();
         let mut res = TxOutcome::default();
         for buf in bufs.drain() {
-            if ring.push(buf.frame()) {
-                res.sent += 1;
-                self.stats.tx_packets += 1;
-                self.stats.tx_bytes += buf.len() as u64;
-            } else {
+            // The wire carries frames of up to BUF_SIZE bytes, as a slot did.
+            if buf.len() > BUF_SIZE {
                 res.dropped += 1;
-                if buf.len() > BUF_SIZE {
-                    self.stats.tx_errors += 1;
-                } else {
+                self.stats.tx_errors += 1;
+                pool.put(buf);
+                continue;
+            }
+            let len = buf.len() as u64;
+            match ring.push_buf(buf) {
+                Ok(spare) => {
+                    res.sent += 1;
+                    self.stats.tx_packets += 1;
+                    self.stats.tx_bytes += len;
+                    pool.put(spare);
+                }
+                Err(buf) => {
+                    res.dropped += 1;
                     self.stats.tx_ring_full += 1;
+                    pool.put(buf);
                 }
             }
-            pool.put(buf);
         }
         res
     }
@@ -231,7 +259,7 @@ impl Port for MemoryPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer::{Buf, HEADROOM};
+    use crate::buffer::HEADROOM;
 
     fn burst_of(pool: &mut Pool, frames: &[&[u8]]) -> Burst {
         let mut b = Burst::new();
@@ -329,6 +357,43 @@ mod tests {
         assert!(!a.inject(&vec![0; BUF_SIZE + 1]));
         assert!(a.inject(&vec![0; BUF_SIZE]));
         assert!(!a.inject(&[1]));
+    }
+
+    #[test]
+    fn buffers_are_traded_not_copied_and_arrive_as_received() {
+        let (mut a, mut b) = MemoryPort::pair("a", "b", 4);
+        let (mut pa, mut pb) = (Pool::new(8), Pool::new(8));
+        let mut burst = Burst::new();
+        let mut buf = pa.get().expect("buf");
+        assert!(buf.copy_from(&[7; 40]));
+        // As encap leaves it: a header prepended into the headroom, flagged.
+        buf.prepend(50).expect("headroom").fill(9);
+        buf.flags.insert(crate::buffer::BufFlags::CSUM_NOT_READY);
+        buf.port = 3;
+        burst.push(buf).expect("room");
+        assert_eq!(a.tx_burst(&mut burst, &mut pa).sent, 1);
+        // The wire gave a spare back: the pool is whole again.
+        assert_eq!(pa.available(), 8);
+        let mut got = Burst::new();
+        assert_eq!(b.rx_burst(&mut pb, &mut got).expect("rx"), 1);
+        assert_eq!(pb.available(), 7);
+        assert_eq!(got[0].headroom(), HEADROOM);
+        assert_eq!(got[0].len(), 90);
+        assert_eq!(&got[0].frame()[..50], &[9; 50]);
+        assert_eq!(&got[0].frame()[50..], &[7; 40]);
+        assert_eq!(
+            (got[0].port, got[0].flags),
+            (0, crate::buffer::BufFlags::NONE)
+        );
+        pb.put_burst(&mut got);
+        assert_eq!(pb.available(), 8);
+        // Oversize frames are refused and counted, the buffer kept.
+        let mut big = pa.get().expect("buf");
+        assert!(big.copy_from(&vec![1; BUF_SIZE]));
+        big.prepend(10).expect("headroom");
+        burst.push(big).expect("room");
+        assert_eq!(a.tx_burst(&mut burst, &mut pa).dropped, 1);
+        assert_eq!((a.stats().tx_errors, pa.available()), (1, 8));
     }
 
     #[test]
