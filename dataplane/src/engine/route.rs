@@ -166,6 +166,7 @@ impl Router {
     }
 
     /// Record `ip` at `mac` in `vni`; true when packets are parked for it.
+    #[inline]
     fn learn(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) -> bool {
         if !mac.is_unicast() {
             return false;
@@ -173,44 +174,59 @@ impl Router {
         // The same sender at the same MAC this second: recorded already
         // (only `tick` removes entries, and it clears this cache).
         if self.last_learned != Some((vni, ip, mac, now)) {
-            let len = self.neighbors.len();
-            let recorded = match self.neighbors.get_mut(&(vni, ip)) {
-                Some(n) if n.is_static => true,
-                Some(n) => {
-                    if n.mac != mac {
-                        n.mac = mac;
-                        self.generation = self.generation.wrapping_add(1);
-                    }
-                    n.last_seen = now;
-                    true
-                }
-                None if len < NEIGHBOR_CAPACITY => {
-                    self.neighbors.insert(
-                        (vni, ip),
-                        Neighbor {
-                            mac,
-                            last_seen: now,
-                            is_static: false,
-                        },
-                    );
-                    self.generation = self.generation.wrapping_add(1);
-                    true
-                }
-                None => false,
-            };
-            self.last_learned = recorded.then_some((vni, ip, mac, now));
+            self.record(vni, ip, mac, now);
         }
-        self.parked
-            .iter()
-            .any(|p| p.out_vni == vni && p.next_hop == ip)
+        !self.parked.is_empty()
+            && self
+                .parked
+                .iter()
+                .any(|p| p.out_vni == vni && p.next_hop == ip)
     }
 
+    /// The table side of [`Router::learn`], out of the per-packet path.
+    #[inline(never)]
+    fn record(&mut self, vni: u16, ip: Ipv4Addr, mac: MacAddr, now: u32) {
+        let len = self.neighbors.len();
+        let recorded = match self.neighbors.get_mut(&(vni, ip)) {
+            Some(n) if n.is_static => true,
+            Some(n) => {
+                if n.mac != mac {
+                    n.mac = mac;
+                    self.generation = self.generation.wrapping_add(1);
+                }
+                n.last_seen = now;
+                true
+            }
+            None if len < NEIGHBOR_CAPACITY => {
+                self.neighbors.insert(
+                    (vni, ip),
+                    Neighbor {
+                        mac,
+                        last_seen: now,
+                        is_static: false,
+                    },
+                );
+                self.generation = self.generation.wrapping_add(1);
+                true
+            }
+            None => false,
+        };
+        self.last_learned = recorded.then_some((vni, ip, mac, now));
+    }
+
+    #[inline]
     fn neighbor(&self, vni: u16, ip: Ipv4Addr) -> Option<MacAddr> {
         if let Some((v, a, mac, g)) = self.last_neighbor.get() {
             if v == vni && a == ip && g == self.generation {
                 return Some(mac);
             }
         }
+        self.neighbor_lookup(vni, ip)
+    }
+
+    /// The table side of [`Router::neighbor`], out of the per-packet path.
+    #[inline(never)]
+    fn neighbor_lookup(&self, vni: u16, ip: Ipv4Addr) -> Option<MacAddr> {
         let mac = self.neighbors.get(&(vni, ip)).map(|n| n.mac)?;
         self.last_neighbor
             .set(Some((vni, ip, mac, self.generation)));
@@ -320,29 +336,38 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     let Some((gw_cidr, gw_mac)) = cx.t.vnis[usize::from(vni)].gateway else {
         return Next::Drop(DropReason::NotIpv4Routed);
     };
-    let Ok(eth) = ethernet::Frame::new_checked(v.frame(i)) else {
+    // Fixed-size views of the Ethernet and IPv4 headers: the checks of
+    // `ipv4::Packet::new_checked` and `verify_checksum`, read in place.
+    let f = v.frame(i);
+    let Some((eth, l3)) = f.split_first_chunk::<{ ethernet::HEADER_LEN }>() else {
         return Next::Drop(DropReason::Truncated);
     };
-    let src_mac = eth.src_addr();
-    if eth.ethertype() == EtherType::ARP {
-        return gateway_arp(cx, v, i, gw_cidr, gw_mac);
+    let src_mac = MacAddr([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
+    match EtherType(u16::from_be_bytes([eth[12], eth[13]])) {
+        EtherType::ARP => return gateway_arp(cx, v, i, gw_cidr, gw_mac),
+        EtherType::IPV4 => {}
+        _ => return Next::Drop(DropReason::NotIpv4Routed),
     }
-    if eth.ethertype() != EtherType::IPV4 {
-        return Next::Drop(DropReason::NotIpv4Routed);
-    }
-    let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+    let Some((iph, _)) = l3.split_first_chunk::<{ ipv4::HEADER_LEN }>() else {
         return Next::Drop(DropReason::BadInnerIpHeader);
     };
-    if !ip.verify_checksum() {
+    let hl = usize::from(iph[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([iph[2], iph[3]]));
+    if iph[0] >> 4 != 4 || hl < ipv4::HEADER_LEN || total < hl || l3.len() < total {
+        return Next::Drop(DropReason::BadInnerIpHeader);
+    }
+    let sum = if hl == ipv4::HEADER_LEN {
+        checksum::sum_ipv4_header(iph)
+    } else {
+        checksum::sum(&l3[..hl])
+    };
+    if sum != 0xffff {
         return Next::Drop(DropReason::BadInnerChecksum);
     }
-    let (src, dst, ttl, total) = (
-        ip.src_addr(),
-        ip.dst_addr(),
-        ip.ttl(),
-        usize::from(ip.total_len()),
-    );
-    let dont_frag = ip.dont_frag();
+    let src = Ipv4Addr::new(iph[12], iph[13], iph[14], iph[15]);
+    let dst = Ipv4Addr::new(iph[16], iph[17], iph[18], iph[19]);
+    let ttl = iph[8];
+    let dont_frag = u16::from_be_bytes([iph[6], iph[7]]) & 0x4000 != 0;
     let now = cx.st.now_s;
     if gw_cidr.contains(src)
         && src != gw_cidr.address()
