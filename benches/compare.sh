@@ -5,6 +5,11 @@
 #
 #   benches/compare.sh REV [BENCH...]     (default benches: pipeline identity_engine)
 #
+# ROUNDS=N (default 1) runs before and after alternately N times and
+# reports, per bench, the lowest of each side's medians: on a shared
+# machine, load from other work then hits both sides alike, and the
+# lowest median is the least disturbed one.
+#
 # SAME_BENCH=1 copies this tree's bench sources (benches/benches/BENCH.rs)
 # into REV's worktree first, so both engines run the same bench code (the
 # bench must use only API both trees have).
@@ -32,12 +37,16 @@ run() { # tree label bench
             fresh && $2 == "time:" {print who, name, $5, $6; fresh=0}' \
         >>"$out/results"
 }
-for b in $benches; do
-    run "$wt" before "$b"
-    run "$root" after "$b"
+for round in $(seq "${ROUNDS:-1}"); do
+    for b in $benches; do
+        run "$wt" before "$b"
+        run "$root" after "$b"
+    done
 done
-echo "bench                                        before            after   (median of criterion's estimate)"
-awk '{key=$2; v[$1 "|" key]=$3 " " $4; keys[key]=1}
-     END {for (k in keys) printf "%-40s %12s %16s\n", k, v["before|" k], v["after|" k]}' \
+echo "bench                                        before            after   (lowest median of ${ROUNDS:-1} round(s))"
+awk 'function ns(v, u) { return u == "ns" ? v : u == "µs" ? v * 1000 : u == "ms" ? v * 1e6 : v / 1000 }
+     {key=$2; id=$1 "|" key; t=ns($3, $4); keys[key]=1
+      if (!(id in best) || t < best[id]) {best[id]=t; shown[id]=$3 " " $4}}
+     END {for (k in keys) printf "%-40s %12s %16s\n", k, shown["before|" k], shown["after|" k]}' \
     "$out/results" | sort
 echo "raw: $out/results"
