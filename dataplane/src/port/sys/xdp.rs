@@ -49,6 +49,11 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 /// Pseudo source register of a ld_imm64 that carries a map fd.
 const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// Socket option (kernel >= 6.17): frames one copy-mode sendto may send
+/// (default 32). libc 0.2.191 does not have it yet.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// What we ask for: a whole burst per kick.
+const TX_BUDGET: u32 = 64;
 
 /// Where the redirect program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -594,6 +599,15 @@ impl XdpSocket {
             .collect();
 
         let need_wakeup = bind(raw, info.index, cfg.queue)?;
+        // One kick per burst where the kernel allows it; older kernels keep
+        // 32 per call and `tx_kick` repeats.
+        let _ = setsockopt(
+            raw,
+            libc::SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            &TX_BUDGET,
+            "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+        );
 
         let mut m = MapCreateAttr {
             map_type: BPF_MAP_TYPE_XSKMAP,
@@ -792,8 +806,9 @@ impl XdpSocket {
 
     /// Publishes the queued descriptors and, when the kernel wants it (or
     /// does not say), asks it to send them. Copy mode sends a limited batch
-    /// per call (32 by default) and answers EAGAIN while more wait, so this
-    /// kicks until the batch is taken or the kernel pushes back. Err means
+    /// per call (32 by default, 64 where XDP_MAX_TX_SKB_BUDGET took) and
+    /// answers EAGAIN while more wait, so this kicks until the batch is
+    /// taken or the kernel pushes back. Err means
     /// frames may still wait: kick again later.
     pub fn tx_kick(&mut self) -> io::Result<()> {
         self.tx.prod_submit();
