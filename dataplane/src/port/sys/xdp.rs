@@ -11,7 +11,8 @@
 //!
 //! The UMEM frames are split once: the first `rx_frames` circulate between
 //! the fill and rx rings (we copy a received frame out and give the frame
-//! straight back); the other `tx_frames` sit on a free list, go out through
+//! straight back; the fill ring has room for twice that, see
+//! [`XdpConfig::rx_frames`]); the other `tx_frames` sit on a free list, go out through
 //! the tx ring and come back through the completion ring.
 //!
 //! Ring indices are free-running u32s; producer and consumer words are read
@@ -73,7 +74,11 @@ pub struct XdpConfig {
     /// In copy mode the kernel keeps 256 bytes of it as headroom, so the
     /// longest received frame is `frame_size - 256`.
     pub frame_size: u32,
-    /// Frames for receiving; also the fill and rx ring sizes (power of two).
+    /// Frames for receiving (power of two); also the rx ring size. The fill
+    /// ring gets twice as many slots: the kernel takes fill entries in
+    /// batches and publishes its consumer index only when a batch runs out,
+    /// so a fill ring exactly as large as the frame count would look full
+    /// while frames wait in the rx ring, and we could not hand them back.
     pub rx_frames: u32,
     /// Frames for sending; also the tx and completion ring sizes (power of
     /// two).
@@ -484,6 +489,7 @@ impl XdpSocket {
             return Err(invalid("xdp ring size"));
         }
         let frames = cfg.rx_frames as usize + cfg.tx_frames as usize;
+        let fill_size = cfg.rx_frames.checked_mul(2).ok_or(invalid("xdp ring size"))?;
         let umem_len = frames * fs;
 
         let info = {
@@ -518,7 +524,7 @@ impl XdpSocket {
         for (opt, n, op) in [
             (
                 libc::XDP_UMEM_FILL_RING,
-                cfg.rx_frames,
+                fill_size,
                 "setsockopt(XDP_UMEM_FILL_RING)",
             ),
             (
@@ -558,7 +564,7 @@ impl XdpSocket {
         let mut fill = Ring::map(
             raw,
             &off.fr,
-            cfg.rx_frames,
+            fill_size,
             a,
             libc::XDP_UMEM_PGOFF_FILL_RING,
             "mmap(fill ring)",
@@ -720,9 +726,11 @@ impl XdpSocket {
     /// the call only), gives their frames back to the fill ring and returns
     /// how many were seen.
     pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let avail = self.rx.cons_avail() as usize;
-        let room = self.fill.prod_free(self.fill.size) as usize;
-        let n = max.min(avail).min(room);
+        let want = max.min(self.rx.cons_avail() as usize);
+        // Always enough with a fill ring twice the frame count; checked
+        // anyway, since a frame read must go back.
+        let room = self.fill.prod_free(want as u32) as usize;
+        let n = want.min(room);
         for _ in 0..n {
             let d = self.rx.pop_desc();
             let start = usize::try_from(d.addr).unwrap_or(usize::MAX);
