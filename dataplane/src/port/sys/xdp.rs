@@ -489,7 +489,10 @@ impl XdpSocket {
             return Err(invalid("xdp ring size"));
         }
         let frames = cfg.rx_frames as usize + cfg.tx_frames as usize;
-        let fill_size = cfg.rx_frames.checked_mul(2).ok_or(invalid("xdp ring size"))?;
+        let fill_size = cfg
+            .rx_frames
+            .checked_mul(2)
+            .ok_or(invalid("xdp ring size"))?;
         let umem_len = frames * fs;
 
         let info = {
