@@ -769,8 +769,14 @@ impl XdpSocket {
     pub fn tx_reclaim(&mut self) {
         let n = self.comp.cons_avail();
         for _ in 0..n {
-            let a = self.comp.pop_addr();
-            self.tx_free.push(a & !(self.frame_size as u64 - 1));
+            let a = self.comp.pop_addr() & !(self.frame_size as u64 - 1);
+            // The kernel hands back what we queued; anything else would be
+            // a kernel bug, and `tx_push` relies on the bound.
+            if (a as usize).saturating_add(self.frame_size) <= self.umem.len {
+                self.tx_free.push(a);
+            } else {
+                self.bad_descs += 1;
+            }
         }
         if n > 0 {
             self.comp.cons_release();
@@ -795,8 +801,9 @@ impl XdpSocket {
         let start = addr as usize;
         debug_assert!(start + self.frame_size <= self.umem.len);
         // SAFETY: `addr` is the start of one of our TX frames (handed out in
-        // `open` or returned by the completion ring and masked to its
-        // frame), so `start .. start + frame_size` is inside the UMEM; the
+        // `open`, or returned by the completion ring, masked to its frame
+        // and bounds-checked in `tx_reclaim`), so `start .. start +
+        // frame_size` is inside the UMEM; the
         // frame is on no ring, so the kernel does not read it until the
         // descriptor is published; `frame` fits (checked above).
         unsafe {
