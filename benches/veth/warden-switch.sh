@@ -12,10 +12,13 @@
 # is on for that (a policy needs it): the sink is a bound workload; the
 # generator is a plain VTEP, so its flows are unauthenticated and matched
 # by address. NO_POLICY=1 gives the previous decap + L2 switching only.
+# BACKEND=af_xdp opens both ports through AF_XDP instead of AF_PACKET.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 warden=${WARDEN_BIN:-$here/../../target/release/warden}
 run=${RUN_DIR:-/tmp/bench-run}
+backend=${BACKEND:-af_packet}
+case $backend in af_packet|af_xdp) ;; *) echo "BACKEND must be af_packet or af_xdp, not $backend" >&2; exit 2 ;; esac
 mkdir -p "$run"
 cfg=$run/warden-bench.toml
 cat > "$cfg" <<TOML
@@ -29,12 +32,12 @@ address = "$VTEP_IP/24"
 
 [[port]]
 name = "in"
-backend = "af_packet"
+backend = "$backend"
 interface = "$SW_IN"
 
 [[port]]
 name = "out"
-backend = "af_packet"
+backend = "$backend"
 interface = "$SW_OUT"
 vni = $VNI
 

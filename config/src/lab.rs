@@ -876,7 +876,7 @@ pub(crate) fn build(dto: LabDto, text: &str) -> Result<Lab, Invalid> {
                         ));
                     }
                 }
-                (Some(ns), Backend::AfPacket) => {
+                (Some(ns), Backend::AfPacket | Backend::AfXdp) => {
                     let ns_at = spans
                         .netns
                         .get(pi)
@@ -904,7 +904,7 @@ pub(crate) fn build(dto: LabDto, text: &str) -> Result<Lab, Invalid> {
                         ));
                     }
                 }
-                (None, Backend::AfPacket) => {
+                (None, Backend::AfPacket | Backend::AfXdp) => {
                     if let Some(host) = hosts.get(hi) {
                         if !host.has_device(&p.interface) {
                             return Err(invalid(

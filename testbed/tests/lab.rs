@@ -451,3 +451,35 @@ fn example_identity_lab_passes_with_warden() {
 fn example_gateway_lab_passes_with_warden() {
     run_example("gateway.toml", "w");
 }
+
+/// The default gateway lab with warden's uplink on AF_XDP instead of
+/// AF_PACKET: ping and the byte-exact TCP transfers through it pass.
+#[test]
+fn gateway_lab_passes_with_an_af_xdp_uplink() {
+    if !can_run() {
+        return;
+    }
+    let warden = real_warden();
+    let p = prefix("x");
+    let _cleanup = Cleanup(p.clone());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml");
+    let text_in = std::fs::read_to_string(example).unwrap();
+    let from = "backend = \"af_packet\"\n  interface = \"eth0\"";
+    assert!(text_in.contains(from), "the example's uplink changed");
+    let lab_text = text_in.replacen(from, "backend = \"af_xdp\"\n  interface = \"eth0\"", 1);
+    let file = std::env::temp_dir().join(format!("{p}-gateway-af-xdp.toml"));
+    std::fs::write(&file, lab_text).unwrap();
+    let out = lab(&[
+        "run",
+        "--prefix",
+        &p,
+        "--warden",
+        warden.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(" passed, 0 failed"), "{all}");
+    assert_gone(&p);
+}

@@ -182,6 +182,7 @@ impl WardenConfig {
         for p in &self.ports {
             let backend = match p.backend {
                 Backend::AfPacket => "af_packet",
+                Backend::AfXdp => "af_xdp",
                 Backend::Tap => "tap",
             };
             let _ = writeln!(
@@ -337,6 +338,9 @@ pub struct Underlay {
 pub enum Backend {
     /// An AF_PACKET socket bound to an existing interface.
     AfPacket,
+    /// An AF_XDP socket on queue 0 of an existing interface (copy mode),
+    /// with a redirect program attached while warden runs.
+    AfXdp,
     /// A TAP device (created or attached through the tun ioctl).
     Tap,
 }
@@ -779,7 +783,7 @@ interface = "eth0"
         (
             "unknown backend",
             "[[port]]\nname = \"p\"\nbackend = \"xdp\"\ninterface = \"x0\"\n",
-            "w.toml:11:11: unknown variant `xdp`, expected `af_packet` or `tap`",
+            "w.toml:11:11: unknown variant `xdp`, expected one of `af_packet`, `af_xdp`, `tap`",
         ),
         (
             "TOML syntax error",
@@ -894,6 +898,17 @@ id = 300
             c.instance.control_socket.to_str(),
             Some("/run/warden/gw.sock")
         );
+    }
+
+    #[test]
+    fn af_xdp_backend_parses_and_round_trips() {
+        let text = format!(
+            "{BASE}[[vni]]\nid = 7\n[[port]]\nname = \"x\"\nbackend = \"af_xdp\"\ninterface = \"veth1\"\nnetns = \"n1\"\nvni = 7\n"
+        );
+        let c = parse_warden(&text, "w.toml").unwrap();
+        assert_eq!(c.ports[1].backend, super::Backend::AfXdp);
+        assert!(c.to_toml().contains("backend = \"af_xdp\""));
+        assert_eq!(parse_warden(&c.to_toml(), "out").unwrap(), c);
     }
 
     #[test]

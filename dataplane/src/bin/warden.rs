@@ -12,7 +12,7 @@ use dataplane::control::{self, ControlServer};
 use dataplane::counters::Counters;
 use dataplane::engine::Engine;
 use dataplane::observe;
-use dataplane::port::{AfPacketPort, Port, TapPort};
+use dataplane::port::{AfPacketPort, AfXdpPort, Port, TapPort};
 use dataplane::stats::Names;
 use dataplane::worker;
 use dataplane::{out, outln};
@@ -1341,6 +1341,12 @@ fn open_ports(cfg: &WardenConfig) -> Result<Vec<Box<dyn Port>>, String> {
                 Backend::AfPacket => AfPacketPort::open_iface(&p.interface, None)
                     .map(|x| Box::new(x) as Box<dyn Port>)
                     .map_err(|e| format!("port {}: {e}", p.name)),
+                Backend::AfXdp => {
+                    let ns = p.netns.as_deref().map(netns_path);
+                    AfXdpPort::open_iface(&p.interface, ns.as_deref())
+                        .map(|x| Box::new(x) as Box<dyn Port>)
+                        .map_err(|e| format!("port {}: {e}", p.name))
+                }
                 Backend::Tap => {
                     let ns = p.netns.as_deref().map(netns_path);
                     TapPort::open(&p.interface, ns.as_deref())

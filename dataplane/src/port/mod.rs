@@ -6,7 +6,8 @@
 //! blocks, allocates or logs; a full transmit ring drops and counts.
 //!
 //! Backends: [`memory::MemoryPort`] (a pair of in-process rings, for tests
-//! and benches), [`af_packet::AfPacketPort`] (TPACKET_V3 mmap rings) and
+//! and benches), [`af_packet::AfPacketPort`] (TPACKET_V3 mmap rings),
+//! [`af_xdp::AfXdpPort`] (an AF_XDP socket in copy mode) and
 //! [`tap::TapPort`] (a TAP device, possibly in another network namespace).
 
 use std::io;
@@ -18,6 +19,7 @@ use overlay::MacAddr;
 use crate::buffer::{Burst, Pool};
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod memory;
 pub mod sys;
 pub mod tap;
@@ -25,6 +27,7 @@ pub mod tap;
 pub(crate) mod testns;
 
 pub use af_packet::{AfPacketConfig, AfPacketPort};
+pub use af_xdp::{AfXdpConfig, AfXdpPort};
 pub use memory::MemoryPort;
 pub use sys::{poll_fds, tsc, tsc_hz};
 pub use tap::TapPort;

@@ -1,5 +1,6 @@
 //! The only place in the dataplane with `unsafe`: system calls, the
-//! AF_PACKET ring memory, and the cycle counter. Everything here is wrapped
+//! AF_PACKET ring memory, the AF_XDP UMEM, rings and bpf(2), and the cycle
+//! counter. Everything here is wrapped
 //! in a safe API; every unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
@@ -13,8 +14,10 @@ use std::time::{Duration, Instant};
 use overlay::MacAddr;
 
 mod packet;
+mod xdp;
 
 pub use packet::{PacketSocket, RingConfig, RxFrame, TxPush};
+pub use xdp::{XdpConfig, XdpMode, XdpSocket, XdpStats};
 
 /// A failed system call during setup: which step, and the OS error.
 #[derive(Debug)]
