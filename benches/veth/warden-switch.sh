@@ -15,7 +15,11 @@
 # BACKEND=af_xdp opens both ports through AF_XDP instead of AF_PACKET.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-warden=${WARDEN_BIN:-$here/../../target/release/warden}
+# The shipped build (`cargo build --profile dist -p dataplane --bin warden`)
+# when there is one, else the release build.
+dist=$here/../../target/dist/warden
+[ -x "$dist" ] || dist=$here/../../target/release/warden
+warden=${WARDEN_BIN:-$dist}
 run=${RUN_DIR:-/tmp/bench-run}
 backend=${BACKEND:-af_packet}
 case $backend in af_packet|af_xdp) ;; *) echo "BACKEND must be af_packet or af_xdp, not $backend" >&2; exit 2 ;; esac

@@ -148,7 +148,9 @@ impl Tap {
             .unwrap_or_default();
     }
 
-    /// Copy `frame` into a free slot and hand it over.
+    /// Copy `frame` into a free slot and hand it over (out of line: the
+    /// packet path carries only the `wants_*` branch).
+    #[inline(never)]
     pub fn take(&mut self, frame: &[u8], interface: u32, reason: Option<DropReason>) {
         let Ok(mut slot) = self.free.try_recv() else {
             self.missed += 1;

@@ -21,17 +21,17 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     // mostly comes from one peer in one VNI.
     let mut last_peer: Option<(std::net::Ipv4Addr, u16)> = None;
     let mut last_vni: Option<(overlay::Vni, u16)> = None;
-    for i in 0..v.len() {
-        if v.meta[i].next != Next::Decap {
+    for (slot, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
+        if m.next != Next::Decap {
             continue;
         }
-        let Some(buf) = v.bufs[i].as_mut() else {
+        let Some(buf) = slot.as_mut() else {
             continue;
         };
         let d = match overlay::decap(buf.frame(), cx.t.udp_port) {
             Ok(d) => d,
             Err(e) => {
-                v.meta[i].next = Next::Drop(decap_drop(e));
+                m.next = Next::Drop(decap_drop(e));
                 continue;
             }
         };
@@ -39,7 +39,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
             Some((a, p)) if a == d.outer_src => p,
             _ => {
                 let Some(p) = cx.t.peer_index(d.outer_src) else {
-                    v.meta[i].next = Next::Drop(DropReason::NotAPeer);
+                    m.next = Next::Drop(DropReason::NotAPeer);
                     continue;
                 };
                 last_peer = Some((d.outer_src, p));
@@ -50,7 +50,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
             Some((id, x)) if id == d.vni => x,
             _ => {
                 let Some(x) = cx.t.vni_index(d.vni) else {
-                    v.meta[i].next = Next::Drop(DropReason::UnknownVni);
+                    m.next = Next::Drop(DropReason::UnknownVni);
                     continue;
                 };
                 last_vni = Some((d.vni, x));
@@ -58,7 +58,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
             }
         };
         if !cx.t.peers[usize::from(peer)].carries(usize::from(vni)) {
-            v.meta[i].next = Next::Drop(DropReason::PeerVniNotAllowed);
+            m.next = Next::Drop(DropReason::PeerVniNotAllowed);
             continue;
         }
         buf.trim_front(d.inner_offset);
@@ -66,7 +66,6 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
         buf.set_len(d.inner_len);
         finish_partial_checksum(buf);
         tally.add((peer, vni), buf.len() as u64, flush);
-        let m = &mut v.meta[i];
         m.from = From::Peer(peer);
         m.vni = vni;
         m.gbp = d.gbp.map(|g| g.group);

@@ -4,7 +4,7 @@
 
 use overlay::{ethernet, OUTER_LEN};
 
-use super::meta::{Next, Vector};
+use super::meta::{Meta, Next, Vector};
 use super::Ctx;
 use crate::counters::{DropReason, RunTally};
 
@@ -18,31 +18,30 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
         vc.tx_encap_packets.add(packets);
         vc.tx_encap_bytes.add(bytes);
     };
-    for i in 0..v.len() {
-        let Next::Encap(r) = v.meta[i].next else {
+    for (slot, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
+        let Next::Encap(r) = m.next else {
             continue;
         };
-        let next = encap(cx, v, i, r);
+        let next = encap(cx, slot, m, r);
         if let Next::Tx(_) = next {
-            let inner_len = v.bufs[i].as_ref().map_or(0, |b| b.len() - OUTER_LEN);
-            tally.add((r, v.meta[i].vni), inner_len as u64, flush);
+            let inner_len = slot.as_ref().map_or(0, |b| b.len() - OUTER_LEN);
+            tally.add((r, m.vni), inner_len as u64, flush);
         }
-        v.meta[i].next = next;
+        m.next = next;
     }
     tally.finish(flush);
 }
 
-/// Encapsulate packet `i` toward peer `r` (counted by the caller).
+/// Encapsulate the packet in `slot` toward peer `r` (counted by the caller).
 #[inline]
-fn encap(cx: &mut Ctx, v: &mut Vector, i: usize, r: u16) -> Next {
-    let m = &v.meta[i];
+fn encap(cx: &mut Ctx, slot: &mut Option<crate::buffer::Buf>, m: &Meta, r: u16) -> Next {
     let Some(template) = &cx.st.templates[usize::from(r)] else {
         return Next::Drop(DropReason::NoPeerNextHop);
     };
     if cx.st.peer_down(r) {
         return Next::Drop(DropReason::PeerDown);
     }
-    let Some(buf) = v.bufs[i].as_mut() else {
+    let Some(buf) = slot.as_mut() else {
         return Next::Done;
     };
     let inner_len = buf.len();

@@ -151,6 +151,20 @@ impl State {
         entry: &FlowEntry,
         reason: Option<DropReason>,
     ) {
+        if self.flow_log.is_some() {
+            self.emit_flow(kind, entry, reason);
+        }
+    }
+
+    /// The body of [`State::log_flow`], out of line: with the flow log off,
+    /// the packet path carries one branch, not the event and the channel.
+    #[inline(never)]
+    fn emit_flow(
+        &mut self,
+        kind: crate::flowlog::EventKind,
+        entry: &FlowEntry,
+        reason: Option<DropReason>,
+    ) {
         if let Some(log) = &mut self.flow_log {
             log.emit(crate::flowlog::FlowEvent {
                 kind,

@@ -693,11 +693,13 @@ impl LiveTap {
     }
 
     /// A new burst.
+    #[inline(never)]
     pub(super) fn begin(&mut self) {
         self.counts.iter_mut().for_each(|c| *c = 0);
     }
 
     /// What `stage` left in each packet of `v`.
+    #[inline(never)]
     pub(super) fn note(&mut self, stage: &'static str, v: &super::meta::Vector) {
         for (i, m) in v.meta.iter().enumerate().take(v.len()) {
             let (Some(n), Some(c)) = (self.notes.get_mut(i), self.counts.get_mut(i)) else {
