@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use overlay::MacAddr;
 
-use super::sys::{OsError, TxPush, XdpConfig, XdpMode, XdpSocket};
+use super::sys::{OsError, XdpConfig, XdpMode, XdpSocket};
 use super::{check_ifname, in_netns, Port, PortError, PortStats, TxOutcome};
 use crate::buffer::{Burst, Pool};
 
@@ -152,37 +152,11 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst, pool: &mut Pool) -> TxOutcome {
-        let mut res = TxOutcome::default();
-        let mut full = false;
         self.sock.tx_reclaim();
-        for buf in bufs.drain() {
-            let frame = buf.frame();
-            if full {
-                res.dropped += 1;
-                self.stats.tx_ring_full += 1;
-            } else if frame.len() > self.tx_limit {
-                res.dropped += 1;
-                self.stats.tx_errors += 1;
-            } else {
-                match self.sock.tx_push(frame) {
-                    TxPush::Queued => {
-                        res.sent += 1;
-                        self.stats.tx_packets += 1;
-                        self.stats.tx_bytes += frame.len() as u64;
-                    }
-                    TxPush::RingFull => {
-                        full = true;
-                        res.dropped += 1;
-                        self.stats.tx_ring_full += 1;
-                    }
-                    TxPush::TooLong => {
-                        res.dropped += 1;
-                        self.stats.tx_errors += 1;
-                    }
-                }
-            }
-            pool.put(buf);
-        }
+        let sock = &mut self.sock;
+        let res = super::tx_ring_burst(bufs, pool, &mut self.stats, self.tx_limit, |f| {
+            sock.tx_push(f)
+        });
         if res.sent > 0 || self.tx_pending {
             self.kick();
         }

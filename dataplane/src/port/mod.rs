@@ -44,6 +44,51 @@ pub struct TxOutcome {
     pub dropped: usize,
 }
 
+/// The transmit loop of the ring-based ports (AF_PACKET, AF_XDP): each
+/// frame of `bufs` goes to `push` unless it is longer than `limit` (a tx
+/// error) or the ring filled up earlier in the burst (the rest is counted
+/// as ring-full without trying); every buffer returns to `pool`. The
+/// caller kicks the kernel afterwards.
+pub(crate) fn tx_ring_burst(
+    bufs: &mut Burst,
+    pool: &mut Pool,
+    stats: &mut PortStats,
+    limit: usize,
+    mut push: impl FnMut(&[u8]) -> sys::TxPush,
+) -> TxOutcome {
+    let mut res = TxOutcome::default();
+    let mut full = false;
+    for buf in bufs.drain() {
+        let frame = buf.frame();
+        if full {
+            res.dropped += 1;
+            stats.tx_ring_full += 1;
+        } else if frame.len() > limit {
+            res.dropped += 1;
+            stats.tx_errors += 1;
+        } else {
+            match push(frame) {
+                sys::TxPush::Queued => {
+                    res.sent += 1;
+                    stats.tx_packets += 1;
+                    stats.tx_bytes += frame.len() as u64;
+                }
+                sys::TxPush::RingFull => {
+                    full = true;
+                    res.dropped += 1;
+                    stats.tx_ring_full += 1;
+                }
+                sys::TxPush::TooLong => {
+                    res.dropped += 1;
+                    stats.tx_errors += 1;
+                }
+            }
+        }
+        pool.put(buf);
+    }
+    res
+}
+
 /// Counters of one port since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortStats {
