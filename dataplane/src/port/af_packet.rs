@@ -7,7 +7,6 @@
 //! ring slot and kicks the kernel once per burst.
 
 use std::cell::Cell;
-use std::io;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
@@ -214,39 +213,13 @@ impl Port for AfPacketPort {
     }
 }
 
-/// True when the error means "this interface does not exist".
-pub fn is_no_such_device(e: &PortError) -> bool {
-    matches!(e, PortError::Os { source, .. } if source.raw_os_error() == Some(libc::ENODEV))
-        || matches!(e, PortError::Os { source, .. } if source.kind() == io::ErrorKind::NotFound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::is_no_such_device;
+    use crate::port::testns::{frame, is_test_frame};
     use crate::port::testns::{NetNs, VethPair};
     use std::time::{Duration, Instant};
-
-    /// IEEE 802 local experimental ethertype: nothing else sends it.
-    const TEST_ETHERTYPE: [u8; 2] = [0x88, 0xb5];
-
-    fn frame(dst: MacAddr, src: MacAddr, seq: u16, len: usize) -> Vec<u8> {
-        let mut f = Vec::with_capacity(len);
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        f.extend_from_slice(&TEST_ETHERTYPE);
-        f.extend_from_slice(&seq.to_be_bytes());
-        let mut x = seq as u8;
-        while f.len() < len {
-            f.push(x);
-            x = x.wrapping_mul(31).wrapping_add(7);
-        }
-        f
-    }
-
-    /// True for test frames, tagged or not.
-    fn is_test_frame(f: &[u8]) -> bool {
-        f.get(12..14) == Some(&TEST_ETHERTYPE[..]) || f.get(16..18) == Some(&TEST_ETHERTYPE[..])
-    }
 
     /// Receives frames matching `keep` on `port` until `want` arrived or 3 s
     /// passed.

@@ -44,6 +44,12 @@ pub struct TxOutcome {
     pub dropped: usize,
 }
 
+/// True when the error means "this interface does not exist".
+pub fn is_no_such_device(e: &PortError) -> bool {
+    matches!(e, PortError::Os { source, .. } if source.raw_os_error() == Some(libc::ENODEV))
+        || matches!(e, PortError::Os { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
 /// The transmit loop of the ring-based ports (AF_PACKET, AF_XDP): each
 /// frame of `bufs` goes to `push` unless it is longer than `limit` (a tx
 /// error) or the ring filled up earlier in the burst (the rest is counted

@@ -8,6 +8,30 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const IP: &str = "/usr/sbin/ip";
 
+/// IEEE 802 local experimental ethertype: nothing else sends it.
+pub const TEST_ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+/// A test frame `dst` <- `src` of `len` bytes carrying `seq`, with a
+/// payload that differs per sequence number.
+pub fn frame(dst: overlay::MacAddr, src: overlay::MacAddr, seq: u16, len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&TEST_ETHERTYPE);
+    f.extend_from_slice(&seq.to_be_bytes());
+    let mut x = seq as u8;
+    while f.len() < len {
+        f.push(x);
+        x = x.wrapping_mul(31).wrapping_add(7);
+    }
+    f
+}
+
+/// True for test frames, tagged or not.
+pub fn is_test_frame(f: &[u8]) -> bool {
+    f.get(12..14) == Some(&TEST_ETHERTYPE[..]) || f.get(16..18) == Some(&TEST_ETHERTYPE[..])
+}
+
 /// A name unique to this process and call, short enough for an interface.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
