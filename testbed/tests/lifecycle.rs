@@ -380,3 +380,95 @@ fn check_reports_what_run_would_refuse() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A port with `netns` is opened inside that namespace, whatever its
+/// backend: `warden run` in the root namespace answers ping on a veth that
+/// exists only inside the namespace, and `warden check` looks for the
+/// interface there.
+#[test]
+fn af_packet_port_opens_inside_its_netns() {
+    if !is_root() {
+        eprintln!("skipped: needs root (network namespaces)");
+        return;
+    }
+    let prefix = prefix("n");
+    let _cleanup = Cleanup(prefix.clone());
+    let ns = format!("{prefix}-n");
+    let dir = std::env::temp_dir().join(format!("{prefix}-netns"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    netns::add_netns(&ns).unwrap();
+    netns::add_veth(&ns, "v0", &ns, "v1").unwrap();
+    netns::link_up(&ns, "v0").unwrap();
+    netns::link_up(&ns, "v1").unwrap();
+    netns::add_addr(&ns, "v1", "10.0.0.2/24").unwrap();
+    let config = |interface: &str| {
+        let path = dir.join(format!("{interface}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[instance]\nname = \"inns\"\ncontrol_socket = \"{}\"\n\n\
+                 [underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\n\
+                 [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"{interface}\"\nnetns = \"{ns}\"\n\n\
+                 [[peer]]\naddress = \"10.0.0.2\"\nvnis = [100]\n\n[[vni]]\nid = 100\n",
+                dir.join("inns.sock").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config("v0");
+    let bad = config("v9");
+
+    // check looks inside the namespace: v0 is there (it is not in the
+    // root namespace), v9 is not.
+    let out = Command::new(warden_bin())
+        .args(["check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("does not exist"),
+        "{err}"
+    );
+    let out = Command::new(warden_bin())
+        .args(["check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: interface `v9` of port `uplink` does not exist in namespace `{ns}`"
+        )),
+        "{err}"
+    );
+
+    // run (in the root namespace) opens v0 inside `ns`.
+    let mut cmd = Command::new(warden_bin());
+    cmd.arg("run").arg("-c").arg(&good);
+    let _warden = Proc::spawn(cmd, "warden inns");
+    let sock = dir.join("inns.sock");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while warden(&["stats", "--json", "-s"], &sock).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "warden did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ping = netns::exec_in(&ns, "ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "2", "10.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "no answer from warden's underlay address through v0 in {ns}: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&warden(&["stats", "--json", "-s"], &sock).stdout).unwrap();
+    assert!(
+        stats["ports"]["uplink"]["rx_packets"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

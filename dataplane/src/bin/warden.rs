@@ -745,29 +745,36 @@ fn environment_warnings(text: &str, origin: &str) -> Vec<String> {
                 name,
                 backend,
                 netns,
-            } => match (&netns, backend) {
-                (Some(ns), Backend::Tap) => {
-                    let path = netns_path(ns);
-                    if !path.exists() {
-                        continue; // the Netns reference reports it
+            } => {
+                let what = if backend == Backend::Tap {
+                    "TAP"
+                } else {
+                    "interface"
+                };
+                match &netns {
+                    Some(ns) => {
+                        let path = netns_path(ns);
+                        if !path.exists() {
+                            continue; // the Netns reference reports it
+                        }
+                        if !root {
+                            out.push(format!("{at} cannot look for {what} `{name}` of port `{port}` inside namespace `{ns}`: needs root"));
+                        } else if ifindex_in(Some(&path), &name).is_err() {
+                            let never = if backend == Backend::Tap {
+                                " (warden attaches to an existing TAP, it never creates one)"
+                            } else {
+                                ""
+                            };
+                            out.push(format!("{at} {what} `{name}` of port `{port}` does not exist in namespace `{ns}`: `warden run` would refuse{never}"));
+                        }
                     }
-                    if !root {
-                        out.push(format!("{at} cannot look for TAP `{name}` of port `{port}` inside namespace `{ns}`: needs root"));
-                    } else if ifindex_in(Some(&path), &name).is_err() {
-                        out.push(format!("{at} TAP `{name}` of port `{port}` does not exist in namespace `{ns}`: `warden run` would refuse (warden attaches to an existing TAP, it never creates one)"));
+                    None => {
+                        if ifindex_in(None, &name).is_err() {
+                            out.push(format!("{at} {what} `{name}` of port `{port}` does not exist in this network namespace: `warden run` here would refuse (fine if warden runs elsewhere, e.g. inside a lab's namespace)"));
+                        }
                     }
                 }
-                _ => {
-                    if ifindex_in(None, &name).is_err() {
-                        let what = if backend == Backend::Tap {
-                            "TAP"
-                        } else {
-                            "interface"
-                        };
-                        out.push(format!("{at} {what} `{name}` of port `{port}` does not exist in this network namespace: `warden run` here would refuse (fine if warden runs elsewhere, e.g. inside a lab's namespace)"));
-                    }
-                }
-            },
+            }
             Reference::Netns { port, name } => {
                 let path = netns_path(&name);
                 if !path.exists() {
@@ -1337,23 +1344,20 @@ fn open_ports(cfg: &WardenConfig) -> Result<Vec<Box<dyn Port>>, String> {
     cfg.ports
         .iter()
         .map(|p| -> Result<Box<dyn Port>, String> {
-            match p.backend {
-                Backend::AfPacket => AfPacketPort::open_iface(&p.interface, None)
-                    .map(|x| Box::new(x) as Box<dyn Port>)
-                    .map_err(|e| format!("port {}: {e}", p.name)),
-                Backend::AfXdp => {
-                    let ns = p.netns.as_deref().map(netns_path);
-                    AfXdpPort::open_iface(&p.interface, ns.as_deref())
-                        .map(|x| Box::new(x) as Box<dyn Port>)
-                        .map_err(|e| format!("port {}: {e}", p.name))
-                }
-                Backend::Tap => {
-                    let ns = p.netns.as_deref().map(netns_path);
-                    TapPort::open(&p.interface, ns.as_deref())
-                        .map(|x| Box::new(x) as Box<dyn Port>)
-                        .map_err(|e| format!("port {}: {e}", p.name))
-                }
-            }
+            // Every backend opens its interface inside `netns` when given.
+            let ns = p.netns.as_deref().map(netns_path);
+            let ns = ns.as_deref();
+            let port: Result<Box<dyn Port>, _> =
+                match p.backend {
+                    Backend::AfPacket => AfPacketPort::open_iface(&p.interface, ns)
+                        .map(|x| Box::new(x) as Box<dyn Port>),
+                    Backend::AfXdp => AfXdpPort::open_iface(&p.interface, ns)
+                        .map(|x| Box::new(x) as Box<dyn Port>),
+                    Backend::Tap => {
+                        TapPort::open(&p.interface, ns).map(|x| Box::new(x) as Box<dyn Port>)
+                    }
+                };
+            port.map_err(|e| format!("port {}: {e}", p.name))
         })
         .collect()
 }
