@@ -444,15 +444,12 @@ impl Engine {
             }
         };
         let mut bytes = 0u64;
-        if let Some(t) = self.st.capture.as_mut() {
-            t.stamp();
+        // A capture is one branch per burst when off.
+        if self.st.capture.is_some() {
+            capture_rx(&mut self.st.capture, &self.rx, p);
         }
-        let mut capture = self.st.capture.as_mut().filter(|t| t.wants_rx(p));
         for buf in self.rx.drain() {
             bytes += buf.len() as u64;
-            if let Some(t) = capture.as_mut() {
-                t.take(buf.frame(), 0, None);
-            }
             // A received burst never exceeds the vector.
             if let Err(b) = self
                 .vec
@@ -822,4 +819,19 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Copy port `p`'s received burst into the running capture, if it wants
+/// that port's rx (out of line: only a capture's bursts come here).
+#[inline(never)]
+fn capture_rx(capture: &mut Option<crate::capture::Tap>, rx: &crate::buffer::Burst, p: u16) {
+    let Some(t) = capture.as_mut() else {
+        return;
+    };
+    t.stamp();
+    if t.wants_rx(p) {
+        for buf in rx.iter() {
+            t.take(buf.frame(), 0, None);
+        }
+    }
 }

@@ -15,12 +15,14 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::port::Port;
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx: &mut [Burst]) {
+    // A capture costs one branch per packet sent or dropped when off.
+    let capturing = cx.st.capture.is_some();
     for i in 0..v.len() {
         let a = v.meta[i].announce;
         if a != NO_ANNOUNCE {
             let a = usize::from(a);
             if let (Next::Tx(p), Some(buf)) = (v.meta[a].next, v.bufs[a].take()) {
-                stage(cx, ports, tx, p, buf);
+                stage_slot(cx, ports, tx, p, &mut Some(buf), capturing);
             }
         }
         if v.bufs[i].is_none() {
@@ -39,12 +41,12 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
         // Moved from its slot straight into the transmit burst.
         let slot = &mut v.bufs[i];
         match next {
-            Next::Tx(p) => stage_slot(cx, ports, tx, p, slot),
+            Next::Tx(p) => stage_slot(cx, ports, tx, p, slot, capturing),
             Next::Drop(reason) => {
                 cx.c.count_drop(reason);
                 if let Some(buf) = slot.take() {
-                    if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_drop(reason)) {
-                        t.take(buf.frame(), 0, Some(reason));
+                    if capturing {
+                        capture(cx, &buf, Capture::Drop(reason));
                     }
                     cx.pool.put(buf);
                 }
@@ -87,10 +89,6 @@ fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReaso
     }
 }
 
-fn stage(cx: &mut Ctx, ports: &mut [Box<dyn Port>], tx: &mut [Burst], p: u16, buf: Buf) {
-    stage_slot(cx, ports, tx, p, &mut Some(buf));
-}
-
 /// Stage the buffer in `slot` on port `p`'s transmit burst. A full
 /// staging burst is sent first; a buffer that still finds no room is
 /// dropped, counted.
@@ -101,19 +99,41 @@ fn stage_slot(
     tx: &mut [Burst],
     p: u16,
     slot: &mut Option<Buf>,
+    capturing: bool,
 ) {
     let pi = usize::from(p);
     if tx[pi].is_full() {
         flush_full(ports, tx, cx.pool, cx.c, pi);
     }
     if let Some(buf) = slot.take() {
-        if let Some(t) = cx.st.capture.as_mut().filter(|t| t.wants_tx(p)) {
-            t.take(buf.frame(), 1, None);
+        if capturing {
+            capture(cx, &buf, Capture::Tx(p));
         }
         if let Err(buf) = tx[pi].push(buf) {
             cx.c.count_drop(DropReason::TxFull);
             cx.pool.put(buf);
         }
+    }
+}
+
+/// What a capture may want of a packet leaving the engine.
+#[derive(Clone, Copy)]
+enum Capture {
+    Tx(u16),
+    Drop(DropReason),
+}
+
+/// Copy `buf` into the running capture if it wants it (out of line: only
+/// a capture's bursts come here).
+#[inline(never)]
+fn capture(cx: &mut Ctx, buf: &Buf, what: Capture) {
+    let Some(t) = cx.st.capture.as_mut() else {
+        return;
+    };
+    match what {
+        Capture::Tx(p) if t.wants_tx(p) => t.take(buf.frame(), 1, None),
+        Capture::Drop(reason) if t.wants_drop(reason) => t.take(buf.frame(), 0, Some(reason)),
+        _ => {}
     }
 }
 
