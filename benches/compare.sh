@@ -10,6 +10,10 @@
 # machine, load from other work then hits both sides alike, and the
 # lowest median is the least disturbed one.
 #
+# BEFORE_EDIT=SCRIPT runs `SCRIPT WORKTREE` on REV's worktree before
+# building it (e.g. benches/hooks-off.sh: the same commit with the
+# operations hooks compiled out).
+#
 # SAME_BENCH=1 copies this tree's bench sources (benches/benches/BENCH.rs)
 # into REV's worktree first, so both engines run the same bench code (the
 # bench must use only API both trees have).
@@ -22,6 +26,9 @@ wt=$(mktemp -d /tmp/warden-compare.XXXXXX)
 git -C "$root" worktree add --detach "$wt" "$rev" >/dev/null
 trap 'git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
 out=$(mktemp -d /tmp/warden-compare-out.XXXXXX)
+if [ -n "${BEFORE_EDIT:-}" ]; then
+    "$BEFORE_EDIT" "$wt"
+fi
 if [ "${SAME_BENCH:-0}" = 1 ]; then
     for b in $benches; do
         cp "$root/benches/benches/$b.rs" "$wt/benches/benches/$b.rs"
