@@ -23,7 +23,7 @@ edit() { # file old new
 e=dataplane/src/engine
 edit $e/mod.rs 'if self.st.capture.is_some() {' 'if false {'
 edit $e/mod.rs 'let tracing = cx.st.live.is_some();' 'let tracing = false;'
+edit $e/mod.rs 'if cx.st.capture.is_some() {' 'if false {'
 edit $e/mod.rs 'if self.flow_log.is_some() {' 'if false {'
-edit $e/output.rs 'let capturing = cx.st.capture.is_some();' 'let capturing = false;'
 edit $e/inspect.rs 'let logging = cx.st.flow_log.is_some();' 'let logging = false;'
 edit $e/inspect.rs 'if reqs.is_empty() || cx.st.flow_log.is_none() {' 'if true {'

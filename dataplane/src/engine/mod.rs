@@ -539,7 +539,14 @@ impl Engine {
         note(&mut cx, vec, "stamp");
         encap::run(&mut cx, vec);
         note(&mut cx, vec, "encap");
-        output::run(&mut cx, vec, ports, tx);
+        // The output stage is compiled with and without a capture's copies
+        // (one branch per burst picks): off, it is the stage an engine
+        // without captures would have.
+        if cx.st.capture.is_some() {
+            output::run::<true>(&mut cx, vec, ports, tx);
+        } else {
+            output::run::<false>(&mut cx, vec, ports, tx);
+        }
         if tracing {
             let more = cx.st.live.as_mut().is_some_and(|t| t.end(vec));
             if !more {

@@ -14,15 +14,20 @@ use crate::buffer::{Buf, Burst, Pool};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::Port;
 
-pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx: &mut [Burst]) {
-    // A capture costs one branch per packet sent or dropped when off.
-    let capturing = cx.st.capture.is_some();
+/// `CAPTURE`: a capture is running (it may want copies of what is sent
+/// or dropped); the driver picks the instance once per burst.
+pub(super) fn run<const CAPTURE: bool>(
+    cx: &mut Ctx,
+    v: &mut Vector,
+    ports: &mut [Box<dyn Port>],
+    tx: &mut [Burst],
+) {
     for i in 0..v.len() {
         let a = v.meta[i].announce;
         if a != NO_ANNOUNCE {
             let a = usize::from(a);
             if let (Next::Tx(p), Some(buf)) = (v.meta[a].next, v.bufs[a].take()) {
-                stage_slot(cx, ports, tx, p, &mut Some(buf), capturing);
+                stage_slot::<CAPTURE>(cx, ports, tx, p, &mut Some(buf));
             }
         }
         if v.bufs[i].is_none() {
@@ -41,11 +46,11 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
         // Moved from its slot straight into the transmit burst.
         let slot = &mut v.bufs[i];
         match next {
-            Next::Tx(p) => stage_slot(cx, ports, tx, p, slot, capturing),
+            Next::Tx(p) => stage_slot::<CAPTURE>(cx, ports, tx, p, slot),
             Next::Drop(reason) => {
                 cx.c.count_drop(reason);
                 if let Some(buf) = slot.take() {
-                    if capturing {
+                    if CAPTURE {
                         capture(cx, &buf, Capture::Drop(reason));
                     }
                     cx.pool.put(buf);
@@ -65,6 +70,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, ports: &mut [Box<dyn Port>], tx:
 /// before its destination was known (not a workload of this warden when it
 /// was classified) reaches a local port only if the policy admits its
 /// source to that port's workload. The flow's own entry is not touched.
+#[inline(always)]
 fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReason> {
     let Some(id) = &cx.t.identity else {
         return Ok(());
@@ -93,20 +99,19 @@ fn deliver_check(cx: &Ctx, v: &Vector, i: usize, p: u16) -> Result<(), DropReaso
 /// staging burst is sent first; a buffer that still finds no room is
 /// dropped, counted.
 #[inline(always)]
-fn stage_slot(
+fn stage_slot<const CAPTURE: bool>(
     cx: &mut Ctx,
     ports: &mut [Box<dyn Port>],
     tx: &mut [Burst],
     p: u16,
     slot: &mut Option<Buf>,
-    capturing: bool,
 ) {
     let pi = usize::from(p);
     if tx[pi].is_full() {
         flush_full(ports, tx, cx.pool, cx.c, pi);
     }
     if let Some(buf) = slot.take() {
-        if capturing {
+        if CAPTURE {
             capture(cx, &buf, Capture::Tx(p));
         }
         if let Err(buf) = tx[pi].push(buf) {
