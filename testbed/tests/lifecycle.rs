@@ -93,22 +93,35 @@ fn version_names_the_commit() {
     assert!(String::from_utf8_lossy(&lab.stdout).contains("(commit "));
 }
 
-/// One warden on veth `v0` (its peer `v1`) in namespace `<prefix>-a`.
+/// One warden on veth `v0` (its peer `v1`) in namespace `<prefix>-a`:
+/// started inside it, or (`from_root`) in the root namespace with the
+/// port naming the namespace.
 struct Solo {
     prefix: String,
     ns: String,
     dir: PathBuf,
+    from_root: bool,
     proc_: Option<Proc>,
     _cleanup: Cleanup,
 }
 
 impl Solo {
     fn config(&self, name: &str) -> PathBuf {
+        self.config_on(name, "v0")
+    }
+
+    /// A config named `name` whose uplink is `interface`.
+    fn config_on(&self, name: &str, interface: &str) -> PathBuf {
         let path = self.dir.join(format!("{name}.toml"));
+        let netns = if self.from_root {
+            format!("netns = \"{}\"\n", self.ns)
+        } else {
+            String::new()
+        };
         let text = format!(
             "[instance]\nname = \"{name}\"\ncontrol_socket = \"{}\"\n\n\
              [underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\n\
-             [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"v0\"\n\n\
+             [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"{interface}\"\n{netns}\n\
              [[peer]]\naddress = \"10.0.0.2\"\nvnis = [100]\n\n[[vni]]\nid = 100\n",
             self.socket(name).display()
         );
@@ -120,7 +133,7 @@ impl Solo {
         self.dir.join(format!("{name}.sock"))
     }
 
-    fn start(prefix: &str) -> Solo {
+    fn start(prefix: &str, from_root: bool) -> Solo {
         let cleanup = Cleanup(prefix.to_string());
         let ns = format!("{prefix}-a");
         let dir = std::env::temp_dir().join(format!("{prefix}-solo"));
@@ -134,11 +147,16 @@ impl Solo {
             prefix: prefix.to_string(),
             ns,
             dir,
+            from_root,
             proc_: None,
             _cleanup: cleanup,
         };
         let cfg = solo.config("first");
-        let mut cmd = netns::exec_in(&solo.ns, warden_bin());
+        let mut cmd = if from_root {
+            Command::new(warden_bin())
+        } else {
+            netns::exec_in(&solo.ns, warden_bin())
+        };
         cmd.arg("run").arg("-c").arg(&cfg);
         solo.proc_ = Some(Proc::spawn(cmd, "warden first"));
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -181,7 +199,7 @@ fn live_instance_cli_safety() {
         eprintln!("skipped: needs root (network namespaces)");
         return;
     }
-    let solo = Solo::start(&prefix("a"));
+    let solo = Solo::start(&prefix("a"), false);
     let sock = solo.socket("first");
     let s = sock.display().to_string();
 
@@ -391,71 +409,10 @@ fn af_packet_port_opens_inside_its_netns() {
         eprintln!("skipped: needs root (network namespaces)");
         return;
     }
-    let prefix = prefix("n");
-    let _cleanup = Cleanup(prefix.clone());
-    let ns = format!("{prefix}-n");
-    let dir = std::env::temp_dir().join(format!("{prefix}-netns"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    netns::add_netns(&ns).unwrap();
-    netns::add_veth(&ns, "v0", &ns, "v1").unwrap();
-    netns::link_up(&ns, "v0").unwrap();
-    netns::link_up(&ns, "v1").unwrap();
-    netns::add_addr(&ns, "v1", "10.0.0.2/24").unwrap();
-    let config = |interface: &str| {
-        let path = dir.join(format!("{interface}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[instance]\nname = \"inns\"\ncontrol_socket = \"{}\"\n\n\
-                 [underlay]\nport = \"uplink\"\naddress = \"10.0.0.1/24\"\n\n\
-                 [[port]]\nname = \"uplink\"\nbackend = \"af_packet\"\ninterface = \"{interface}\"\nnetns = \"{ns}\"\n\n\
-                 [[peer]]\naddress = \"10.0.0.2\"\nvnis = [100]\n\n[[vni]]\nid = 100\n",
-                dir.join("inns.sock").display()
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let good = config("v0");
-    let bad = config("v9");
-
-    // check looks inside the namespace: v0 is there (it is not in the
-    // root namespace), v9 is not.
-    let out = Command::new(warden_bin())
-        .args(["check"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !err.contains("does not exist"),
-        "{err}"
-    );
-    let out = Command::new(warden_bin())
-        .args(["check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "warning: interface `v9` of port `uplink` does not exist in namespace `{ns}`"
-        )),
-        "{err}"
-    );
-
-    // run (in the root namespace) opens v0 inside `ns`.
-    let mut cmd = Command::new(warden_bin());
-    cmd.arg("run").arg("-c").arg(&good);
-    let _warden = Proc::spawn(cmd, "warden inns");
-    let sock = dir.join("inns.sock");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while warden(&["stats", "--json", "-s"], &sock).status.code() != Some(0) {
-        assert!(Instant::now() < deadline, "warden did not answer");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ping = netns::exec_in(&ns, "ping")
+    let solo = Solo::start(&prefix("n"), true);
+    let ns = &solo.ns;
+    netns::add_addr(ns, "v1", "10.0.0.2/24").unwrap();
+    let ping = netns::exec_in(ns, "ping")
         .args(["-c", "3", "-i", "0.2", "-W", "2", "10.0.0.1"])
         .output()
         .unwrap();
@@ -464,11 +421,26 @@ fn af_packet_port_opens_inside_its_netns() {
         "no answer from warden's underlay address through v0 in {ns}: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
+    let sock = solo.socket("first");
     let stats: serde_json::Value =
         serde_json::from_slice(&warden(&["stats", "--json", "-s"], &sock).stdout).unwrap();
     assert!(
         stats["ports"]["uplink"]["rx_packets"].as_u64().unwrap() >= 3,
         "{stats}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+
+    // check looks inside the namespace: v0 is there (it is not in the
+    // root namespace), v9 is not.
+    for (interface, missing) in [("v0", false), ("v9", true)] {
+        let out = Command::new(warden_bin())
+            .arg("check")
+            .arg(solo.config_on("checked", interface))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let warned = err.contains(&format!(
+            "warning: interface `{interface}` of port `uplink` does not exist in namespace `{ns}`"
+        ));
+        assert!(out.status.success() && warned == missing, "{err}");
+    }
 }
