@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compile the operations hooks out of the engine in the work tree given
-# (default: this one): the capture, live-trace and flow-log checks on the
+# (required: never this one by default): the capture, live-trace and flow-log checks on the
 # packet path become the constant `false`, so the compiler removes them
 # and their bodies. Used as the "before" side of
 #
@@ -11,7 +11,7 @@
 # tree that is built for use. Fails if a hook it knows is not found, so
 # that a renamed hook cannot make the comparison silently equal.
 set -euo pipefail
-tree=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+tree=${1:?usage: benches/hooks-off.sh WORKTREE (a throwaway checkout, as compare.sh makes)}
 edit() { # file old new
     local f="$tree/$1"
     if ! grep -qF -- "$2" "$f"; then

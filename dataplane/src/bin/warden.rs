@@ -1347,19 +1347,18 @@ fn open_ports(cfg: &WardenConfig) -> Result<Vec<Box<dyn Port>>, String> {
             // Every backend opens its interface inside `netns` when given.
             let ns = p.netns.as_deref().map(netns_path);
             let ns = ns.as_deref();
-            let port: Result<Box<dyn Port>, _> =
-                match p.backend {
-                    Backend::AfPacket => AfPacketPort::open_iface(&p.interface, ns)
-                        .map(|x| Box::new(x) as Box<dyn Port>),
-                    Backend::AfXdp => AfXdpPort::open_iface(&p.interface, ns)
-                        .map(|x| Box::new(x) as Box<dyn Port>),
-                    Backend::Tap => {
-                        TapPort::open(&p.interface, ns).map(|x| Box::new(x) as Box<dyn Port>)
-                    }
-                };
+            let port = match p.backend {
+                Backend::AfPacket => AfPacketPort::open_iface(&p.interface, ns).map(boxed),
+                Backend::AfXdp => AfXdpPort::open_iface(&p.interface, ns).map(boxed),
+                Backend::Tap => TapPort::open(&p.interface, ns).map(boxed),
+            };
             port.map_err(|e| format!("port {}: {e}", p.name))
         })
         .collect()
+}
+
+fn boxed(port: impl Port + 'static) -> Box<dyn Port> {
+    Box::new(port)
 }
 
 /// Hold every port's interface for this process ([`dataplane::iface_lock`]).
