@@ -326,6 +326,8 @@ pub struct WorkerCounters {
     pub drops: [Counter; DropReason::COUNT],
     pub peers: Vec<PeerCounters>,
     pub routed_packets: Counter,
+    /// Frames the switch forwarded by a flow's cached decision.
+    pub fwd_cache_hits: Counter,
     pub icmp_errors_sent: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
@@ -368,6 +370,7 @@ impl WorkerCounters {
             drops: std::array::from_fn(|_| Counter::default()),
             peers: (0..peers).map(|_| PeerCounters::default()).collect(),
             routed_packets: Counter::default(),
+            fwd_cache_hits: Counter::default(),
             icmp_errors_sent: Counter::default(),
             arp_replies_sent: Counter::default(),
             arp_requests_sent: Counter::default(),

@@ -97,6 +97,13 @@ impl Fdb {
         }
     }
 
+    /// Bumped whenever an entry appears, moves or goes (`Fdb::learn`
+    /// refreshing a known entry leaves it).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn changed(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         self.last_learned = None;

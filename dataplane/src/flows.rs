@@ -323,10 +323,65 @@ impl FlowRef {
     }
 }
 
+/// A forwarding decision the switch cached on a flow entry (see
+/// `engine/fwd_cache.rs`): it holds only for frames with the same MACs,
+/// in the same VNI, under the same [`FwdStamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fwd {
+    /// Destination and source MAC of the frame (`MacAddr::to_u64` bits).
+    pub dst: u64,
+    pub src: u64,
+    pub vni: u16,
+    pub action: FwdAction,
+    pub stamp: FwdStamp,
+}
+
+/// Where a flow's frames went, as the switch (and the router) decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FwdAction {
+    /// Nothing cached.
+    None,
+    /// Switched to a local access port.
+    Port(u16),
+    /// Switched to a peer VTEP.
+    Peer(u16),
+    /// Routed into VNI `out_vni` toward next hop MAC `mac` (`to_u64` bits);
+    /// where that MAC lives is looked up again in the FDB.
+    Routed { out_vni: u16, mac: u64 },
+}
+
+/// What a cached decision depends on besides the frame: the FDB's and the
+/// router's generations, the config epoch and the engine second (learned
+/// entries are refreshed by the uncached path at least once a second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FwdStamp {
+    pub fdb: u32,
+    pub router: u32,
+    pub epoch: u32,
+    pub second: u32,
+}
+
+impl Fwd {
+    pub const NONE: Fwd = Fwd {
+        dst: 0,
+        src: 0,
+        vni: 0,
+        action: FwdAction::None,
+        stamp: FwdStamp {
+            fdb: 0,
+            router: 0,
+            epoch: 0,
+            second: 0,
+        },
+    };
+}
+
 #[derive(Debug)]
 struct Slot {
     gen: u32,
     entry: Option<FlowEntry>,
+    /// The switch's cached decision for this flow (`Fwd::NONE`: none).
+    fwd: Fwd,
     /// Links of the origin's unestablished list (NIL at the ends).
     prev: u32,
     next: u32,
@@ -482,6 +537,23 @@ impl FlowTable {
         s.entry.as_mut()
     }
 
+    /// The switch's cached decision for flow `r` (none for a stale handle).
+    #[inline]
+    pub fn fwd(&self, r: FlowRef) -> Option<&Fwd> {
+        let s = self.slots.get(r.idx as usize)?;
+        (s.gen == r.gen && s.entry.is_some()).then_some(&s.fwd)
+    }
+
+    /// Cache a forwarding decision on flow `r` (ignored for a stale handle).
+    #[inline]
+    pub fn set_fwd(&mut self, r: FlowRef, fwd: Fwd) {
+        if let Some(s) = self.slots.get_mut(r.idx as usize) {
+            if s.gen == r.gen && s.entry.is_some() {
+                s.fwd = fwd;
+            }
+        }
+    }
+
     /// Insert a new unestablished flow, evicting as the module doc says.
     pub fn insert(&mut self, entry: FlowEntry) -> Result<FlowRef, InsertError> {
         let hash = overlay::flow_hash(&entry.key.flow);
@@ -535,6 +607,7 @@ impl FlowTable {
                 self.slots.push(Slot {
                     gen: 0,
                     entry: None,
+                    fwd: Fwd::NONE,
                     prev: NIL,
                     next: NIL,
                 });
@@ -544,6 +617,7 @@ impl FlowTable {
         vacant.insert(idx);
         let slot = &mut self.slots[idx as usize];
         slot.entry = Some(entry);
+        slot.fwd = Fwd::NONE;
         let r = FlowRef { idx, gen: slot.gen };
         self.link(o, idx);
         self.unestablished += 1;

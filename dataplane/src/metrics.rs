@@ -342,6 +342,11 @@ impl Collector for Scrape {
             s.routed_packets,
         )?;
         e.counter(
+            "warden_fwd_cache_hits",
+            "Frames forwarded by a flow's cached switching or routing decision.",
+            s.fwd_cache_hits,
+        )?;
+        e.counter(
             "warden_icmp_errors_sent",
             "ICMP errors the gateway sent.",
             s.icmp_errors_sent,

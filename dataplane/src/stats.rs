@@ -286,6 +286,10 @@ pub struct Snapshot {
     pub vni: BTreeMap<String, VniSnap>,
     pub peers: BTreeMap<String, PeerSnap>,
     pub routed_packets: u64,
+    /// Frames the switch forwarded by a flow's cached decision (the FDB
+    /// lookup, and for routed flows the route stage, skipped).
+    #[serde(default)]
+    pub fwd_cache_hits: u64,
     pub icmp_errors_sent: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
@@ -453,6 +457,7 @@ impl Snapshot {
             vni,
             peers,
             routed_packets: c.sum(|w| w.routed_packets.get()),
+            fwd_cache_hits: c.sum(|w| w.fwd_cache_hits.get()),
             icmp_errors_sent: c.sum(|w| w.icmp_errors_sent.get()),
             arp_replies_sent: c.sum(|w| w.arp_replies_sent.get()),
             arp_requests_sent: c.sum(|w| w.arp_requests_sent.get()),
@@ -543,13 +548,14 @@ impl Snapshot {
         }
         let _ = writeln!(
             s,
-            "\nrouted {}  icmp errors {}  arp replies {}  arp requests {}  fdb {}  neighbors {}",
+            "\nrouted {}  icmp errors {}  arp replies {}  arp requests {}  fdb {}  neighbors {}  cached forwards {}",
             self.routed_packets,
             self.icmp_errors_sent,
             self.arp_replies_sent,
             self.arp_requests_sent,
             self.fdb_entries,
-            self.neighbors
+            self.neighbors,
+            self.fwd_cache_hits
         );
         let f = &self.flow_table;
         let _ = writeln!(

@@ -31,6 +31,7 @@ mod classify;
 mod csum;
 mod decap;
 mod encap;
+mod fwd_cache;
 mod ingress_identity;
 mod inspect;
 mod meta;
@@ -139,6 +140,13 @@ pub struct State {
     /// Each peer's VXLAN rx count at the last look: more is a sign of life.
     peer_rx_seen: Vec<u64>,
     denial_next: usize,
+    /// Bumped when the config tables are swapped: invalidates the
+    /// forwarding decisions cached on flows (`fwd_cache`).
+    pub fwd_epoch: u32,
+    /// Whether the switch caches decisions on flows (always, but for the
+    /// tests that compare an engine with and without: checked only where
+    /// the cache is filled).
+    pub fwd_cache: bool,
 }
 
 impl State {
@@ -310,6 +318,8 @@ impl Engine {
             unix_now,
             denials: Vec::with_capacity(DENIALS),
             denial_next: 0,
+            fwd_epoch: 0,
+            fwd_cache: true,
             learn: crate::learn::LearnTable::new(),
             reject_tokens: REJECT_ANSWERS_PER_SEC,
             l7: crate::l7flows::L7Table::new(t.peers.len() + n_ports),

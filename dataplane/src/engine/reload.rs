@@ -149,6 +149,7 @@ impl Engine {
             None => None,
         };
         let old = std::mem::replace(&mut self.tables, new);
+        self.st.fwd_epoch = self.st.fwd_epoch.wrapping_add(1);
         self.st.keys = keys;
         let (was, now) = (statics(&old), statics(&self.tables));
         let keep: HashSet<(u16, overlay::MacAddr)> = now.iter().map(|&(v, m, _)| (v, m)).collect();

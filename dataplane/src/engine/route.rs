@@ -21,10 +21,11 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::meta::{From, Meta, Next, Vector, ROUTED};
-use super::{Ctx, Tables};
+use super::meta::{From, Kind, Meta, Next, Vector, ROUTED};
+use super::{fwd_cache, Ctx, Tables};
 use crate::buffer::Buf;
 use crate::counters::{DropReason, RunTally, WorkerCounters};
+use crate::flows::FwdAction;
 
 /// Inner neighbors per worker; full means new ones are not learned.
 const NEIGHBOR_CAPACITY: usize = 16384;
@@ -122,6 +123,8 @@ impl Router {
                 },
             );
         }
+        self.generation = self.generation.wrapping_add(1);
+        self.last_learned = None;
     }
 
     /// Once a second: refill the ICMP budget, age neighbors. Returns the
@@ -143,6 +146,19 @@ impl Router {
             .retain(|_, n| n.is_static || now.saturating_sub(n.last_seen) < NEIGHBOR_AGING);
         // At most one ARP request per target per second.
         self.arp_sent.retain(|_, t| now.saturating_sub(*t) < 1);
+    }
+
+    /// Bumped whenever a neighbor appears, changes MAC or may have gone
+    /// (every `tick`, and a reload of the static ones).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether routed packets wait for a next hop.
+    #[inline]
+    pub fn has_parked(&self) -> bool {
+        !self.parked.is_empty()
     }
 
     pub fn neighbor_count(&self) -> usize {
@@ -314,7 +330,7 @@ struct Burst {
 type DstAnswer = (bool, Option<(u16, Ipv4Addr)>);
 
 /// Count `n` packets routed from VNI index `from` to `to`.
-fn count_routed(c: &WorkerCounters, from: u16, to: u16, n: u64) {
+pub(super) fn count_routed(c: &WorkerCounters, from: u16, to: u16, n: u64) {
     c.routed_packets.add(n);
     c.vnis[usize::from(from)].routed_out.add(n);
     c.vnis[usize::from(to)].routed_in.add(n);
@@ -343,6 +359,7 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
         return Next::Drop(DropReason::Truncated);
     };
     let src_mac = MacAddr([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
+    let dst_mac_of_frame = MacAddr([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]).to_u64();
     match EtherType(u16::from_be_bytes([eth[12], eth[13]])) {
         EtherType::ARP => return gateway_arp(cx, v, i, gw_cidr, gw_mac),
         EtherType::IPV4 => {}
@@ -410,6 +427,25 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     }
     match cx.st.router.neighbor(out_vni, next_hop) {
         Some(dst_mac) => {
+            // The flow's next frames skip this stage while nothing changes.
+            let m = &v.meta[i];
+            if m.pkt.kind == Kind::Ip
+                && !m.flow.is_none()
+                && m.flags & ROUTED == 0
+                && matches!(m.from, From::Port(_) | From::Peer(_))
+            {
+                let flow = m.flow;
+                fwd_cache::fill(
+                    cx,
+                    flow,
+                    vni,
+                    (dst_mac_of_frame, src_mac.to_u64()),
+                    FwdAction::Routed {
+                        out_vni,
+                        mac: dst_mac.to_u64(),
+                    },
+                );
+            }
             let Some(buf) = v.bufs[i].as_mut() else {
                 return Next::Done;
             };
@@ -444,7 +480,7 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
 
 /// Rewrite a routed packet for its next hop: MACs and TTL (the checksum
 /// patched incrementally). The caller counts it (`count_routed`).
-fn rewrite(cx: &Ctx, buf: &mut Buf, out_vni: u16, dst_mac: MacAddr) {
+pub(super) fn rewrite(cx: &Ctx, buf: &mut Buf, out_vni: u16, dst_mac: MacAddr) {
     let out_mac = cx.t.gateway_mac(out_vni).unwrap_or(MacAddr::ZERO);
     // Ethernet and the IPv4 fields up to the checksum; the route stage
     // checked the header before it got here.

@@ -10,39 +10,53 @@
 use overlay::MacAddr;
 
 use super::meta::{From, Kind, Next, Vector, FLOOD_COPY, ROUTED};
-use super::{route, Ctx, MAX_FLOOD};
-use crate::counters::DropReason;
+use super::{fwd_cache, route, Ctx, MAX_FLOOD};
+use crate::counters::{DropReason, RunTally};
 use crate::fdb::{Learned, Location};
-use crate::flows::{Egress, FlowRef, Origin};
+use crate::flows::{Egress, FlowRef, FwdAction, Origin};
 
 /// Returns whether any packet goes to the route stage.
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> bool {
     // Packets released from the gateway's parking are appended as we go.
     let mut routed = false;
+    // Routed by a cached decision: counted per run of (ingress, egress) VNI.
+    let mut tally = RunTally::new();
+    let mut hits = 0u64;
     let mut i = 0;
     while i < v.len() {
         if v.meta[i].next == Next::Switch {
-            let next = switch(cx, v, i);
+            let next = switch(cx, v, i, &mut tally, &mut hits, routed);
             routed |= next == Next::Route;
             v.meta[i].next = next;
         }
         i += 1;
     }
+    let c = cx.c;
+    tally.finish(|(a, b), n, _| route::count_routed(c, a, b, n));
+    if hits > 0 {
+        c.fwd_cache_hits.add(hits);
+    }
     routed
 }
 
-fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
+fn switch(
+    cx: &mut Ctx,
+    v: &mut Vector,
+    i: usize,
+    tally: &mut RunTally,
+    hits: &mut u64,
+    route_pending: bool,
+) -> Next {
     let (from, flags, vni, flow, seen, kind) = {
         let m = &v.meta[i];
         (m.from, m.flags, m.vni, m.flow, m.egress, m.pkt.kind)
     };
     let is_arp = kind == Kind::Arp;
-    let f = v.frame(i);
     // Both MACs straight from the frame, as words (classify parsed the
     // same bytes; frames the gateway made or rewrote are read anyway).
     // Segments the inspect stage held and releases are switched by their
     // own MACs, not those of the segment that released them.
-    let Some(hdr) = f.first_chunk::<12>() else {
+    let Some(hdr) = v.frame(i).first_chunk::<12>() else {
         return Next::Drop(DropReason::Truncated);
     };
     let (dst, src) = MacAddr::pair_from_frame(hdr);
@@ -54,6 +68,18 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         From::Peer(r) => Some(Location::Peer(r)),
         From::Router => None,
     };
+    // An IP frame of a known flow from a port or peer: the flow's cached
+    // decision, when nothing it was made from changed (fwd_cache.rs).
+    let cacheable = learn_at.is_some() && kind == Kind::Ip && !flow.is_none();
+    if cacheable {
+        let hit = fwd_cache::hit(cx, v, i, flow, vni, (dst, src), tally, route_pending);
+        if let Some(next) = hit {
+            *hits += 1;
+            record_egress(cx, flow, seen, next);
+            return next;
+        }
+    }
+    let f = v.frame(i);
     // Frames the gateway produced or routed are neither learned nor routed again.
     if let Some(loc) = learn_at {
         // Unicast: neither a group address nor zero.
@@ -97,8 +123,18 @@ fn switch(cx: &mut Ctx, v: &mut Vector, i: usize) -> Next {
         Some(Location::Peer(r)) if from == From::Peer(r) && learn_at.is_some() => {
             return Next::Drop(DropReason::SameSegment)
         }
-        Some(Location::Port(p)) => Next::Deliver(p),
-        Some(Location::Peer(r)) => Next::Encap(r),
+        Some(Location::Port(p)) => {
+            if cacheable {
+                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Port(p));
+            }
+            Next::Deliver(p)
+        }
+        Some(Location::Peer(r)) => {
+            if cacheable {
+                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Peer(r));
+            }
+            Next::Encap(r)
+        }
         None => return flood(cx, v, i),
     };
     record_egress(cx, flow, seen, next);

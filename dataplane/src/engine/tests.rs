@@ -1516,3 +1516,6 @@ fn random_frames_on_every_port_do_not_panic_or_leak() {
         "and the gateway"
     );
 }
+
+#[path = "fwd_cache_tests.rs"]
+mod fwd_cache_tests;

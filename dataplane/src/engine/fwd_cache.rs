@@ -1,0 +1,139 @@
+//! The switch stage's per-flow forwarding cache (OVS's exact-match cache,
+//! on the flow entry classify already found): where a flow's last frame
+//! went, so the next frames of that flow skip the FDB learn and lookup
+//! and, for routed flows, the whole route stage.
+//!
+//! A cached decision is used only when nothing it was made from has
+//! changed: the frame's MACs and VNI are the same, and so are the FDB's
+//! and the router's generations, the config epoch (a reload) and the
+//! engine second. The second bounds what the cache skips: the uncached
+//! path runs at least once a second per flow, which refreshes the learned
+//! FDB entry and neighbor as every frame would within that second. The
+//! origin was checked by classify (a frame of a known flow from another
+//! origin never gets here), so a hit is the decision the uncached stages
+//! would have made. Anything unusual (a routed frame with IP options, a
+//! TTL about to expire, a frame too big, packets waiting for a next hop,
+//! an FDB miss) takes the uncached path, which decides and counts it.
+//!
+//! The cache is filled only with unicast decisions for IP frames of a
+//! known flow received from a port or a peer; it lives in the flow table's
+//! slot, so it is bounded by the table and goes with the flow.
+
+use overlay::{checksum, ethernet, ipv4, MacAddr};
+
+use super::meta::{From, Next, Vector, ROUTED};
+use super::{route, Ctx};
+use crate::counters::RunTally;
+use crate::fdb::Location;
+use crate::flows::{FlowRef, Fwd, FwdAction, FwdStamp};
+
+/// What a cached decision depends on, now.
+#[inline]
+fn stamp(cx: &Ctx) -> FwdStamp {
+    FwdStamp {
+        fdb: cx.st.fdb.generation() as u32,
+        router: cx.st.router.generation() as u32,
+        epoch: cx.st.fwd_epoch,
+        second: cx.st.now_s,
+    }
+}
+
+/// Remember that flow `flow`'s frame with MACs `macs` in `vni` went
+/// `action` (called by the uncached path once it decided).
+#[inline]
+pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), action: FwdAction) {
+    if !cx.st.fwd_cache {
+        return;
+    }
+    let fwd = Fwd {
+        dst: macs.0,
+        src: macs.1,
+        vni,
+        action,
+        stamp: stamp(cx),
+    };
+    cx.st.flows.set_fwd(flow, fwd);
+}
+
+/// The cached decision for packet `i` of flow `flow` (MACs `macs`, in
+/// `vni`), applied; None: take the uncached path. A routed hit is
+/// rewritten here and counted in `routed`.
+///
+/// `route_pending`: an earlier packet of this burst goes to the route
+/// stage, which runs after this pass and may change the neighbors (it
+/// learns senders): routed flows then take the route stage too, so that
+/// what it learns applies in packet order.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(super) fn hit(
+    cx: &mut Ctx,
+    v: &mut Vector,
+    i: usize,
+    flow: FlowRef,
+    vni: u16,
+    macs: (u64, u64),
+    routed: &mut RunTally,
+    route_pending: bool,
+) -> Option<Next> {
+    let f = *cx.st.flows.fwd(flow)?;
+    if f.dst != macs.0 || f.src != macs.1 || f.vni != vni || f.stamp != stamp(cx) {
+        return None;
+    }
+    match f.action {
+        FwdAction::None => None,
+        FwdAction::Port(p) => Some(Next::Deliver(p)),
+        FwdAction::Peer(r) => Some(Next::Encap(r)),
+        FwdAction::Routed { .. } if route_pending => None,
+        FwdAction::Routed { out_vni, mac } => route_hit(cx, v, i, out_vni, mac, routed),
+    }
+}
+
+/// A routed flow's frame: the route stage's checks (anything it would
+/// answer or drop goes to it), its rewrite, and the egress switch's FDB
+/// lookup of the next hop.
+#[inline]
+fn route_hit(
+    cx: &mut Ctx,
+    v: &mut Vector,
+    i: usize,
+    out_vni: u16,
+    mac: u64,
+    routed: &mut RunTally,
+) -> Option<Next> {
+    // A packet waiting for a next hop may wait for this sender.
+    if cx.st.router.has_parked() {
+        return None;
+    }
+    let max_frame = cx.t.max_inner_frame;
+    let buf = v.bufs[i].as_mut()?;
+    let (_, l3) = buf
+        .frame()
+        .split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    let iph = l3.first_chunk::<{ ipv4::HEADER_LEN }>()?;
+    let total = usize::from(u16::from_be_bytes([iph[2], iph[3]]));
+    // Version 4 without options, whole, TTL left, checksum right.
+    if iph[0] != 0x45
+        || total < ipv4::HEADER_LEN
+        || l3.len() < total
+        || iph[8] <= 1
+        || ethernet::HEADER_LEN + total > max_frame
+        || checksum::sum_ipv4_header(iph) != 0xffff
+    {
+        return None;
+    }
+    let next = match cx.st.fdb.lookup_bits(out_vni, mac, cx.st.now_s)? {
+        Location::Port(p) => Next::Deliver(p),
+        Location::Peer(r) => Next::Encap(r),
+    };
+    // Ethernet padding beyond the IP packet is not forwarded.
+    buf.set_len(ethernet::HEADER_LEN + total);
+    route::rewrite(cx, buf, out_vni, MacAddr::from_u64(mac));
+    let m = &mut v.meta[i];
+    routed.add((m.vni, out_vni), 0, |(a, b), n, _| {
+        route::count_routed(cx.c, a, b, n)
+    });
+    m.vni = out_vni;
+    m.from = From::Router;
+    m.flags |= ROUTED;
+    Some(next)
+}
