@@ -349,3 +349,42 @@ fn routed_and_switched_flows_hit_and_a_neighbor_change_takes_effect_at_once() {
     assert_eq!(r.eng.counters().fwd_cache_hits.get(), hits + 3);
     r.assert_no_leak();
 }
+
+#[test]
+fn a_reload_that_moves_a_route_takes_effect_on_the_next_frame() {
+    let mut r = rig();
+    let (port, peer, vni, f) = announce(2, 2);
+    queue(&r, port, peer, vni, &f);
+    r.eng.poll();
+    r.port_out(B1);
+    let to_nh = Frame {
+        flow: 4,
+        sport: 0,
+        variant: 0,
+        src_mac: 0,
+    };
+    for _ in 0..2 {
+        let (port, peer, vni, f) = render(&to_nh);
+        queue(&r, port, peer, vni, &f);
+        r.eng.poll();
+    }
+    assert_eq!(r.port_out(B1).len(), 2);
+    assert_eq!(r.eng.counters().fwd_cache_hits.get(), 1);
+    // The route now goes via H4 (behind peer 2), not NH (behind b1).
+    let moved = CONFIG.replace(r#"via = "10.2.0.254""#, r#"via = "10.2.0.4""#);
+    assert_ne!(moved, CONFIG);
+    let cfg = config::parse_warden(&moved, "reload.toml").expect("valid");
+    let tables = super::super::Tables::build(&cfg).expect("tables");
+    r.eng
+        .apply(std::sync::Arc::new(tables), &[])
+        .expect("reload");
+    let (port, peer, vni, f) = render(&to_nh);
+    queue(&r, port, peer, vni, &f);
+    r.eng.poll();
+    assert_eq!(r.port_out(B1), Vec::<Vec<u8>>::new());
+    let out = r.vxlan_out();
+    assert_eq!(out.len(), 1);
+    let inner = check_outer(&out[0], PEERS[2], 200);
+    assert_eq!(inner[..6], H4_MAC.0);
+    r.assert_no_leak();
+}
