@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use overlay::{arp, udp, EtherType, IpProtocol, MacAddr, PseudoHeader};
+use overlay::{arp, EtherType, MacAddr};
 use proptest::prelude::*;
 
 use super::*;
@@ -89,21 +89,6 @@ fn flow(n: u8) -> FlowDef {
     }
 }
 
-/// A UDP/IPv4 packet from source port `sport` with a valid checksum.
-fn udp_from(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, ttl: u8, data: &[u8]) -> Vec<u8> {
-    let repr = udp::Repr {
-        src_port: sport,
-        dst_port: 5001,
-        payload_len: data.len(),
-    };
-    let mut u = vec![0u8; repr.buffer_len() + data.len()];
-    let mut pkt = udp::Packet::new_unchecked(&mut u[..]);
-    repr.emit(&mut pkt).expect("sized");
-    pkt.payload_mut().copy_from_slice(data);
-    pkt.fill_checksum(&PseudoHeader::V4 { src, dst });
-    ipv4_packet(src, dst, IpProtocol::UDP, ttl, true, &u)
-}
-
 /// The Ethernet frame of `fr` and where it enters (port, peer, VNI).
 fn render(fr: &Frame) -> (u16, usize, u32, Vec<u8>) {
     let d = flow(fr.flow);
@@ -117,7 +102,7 @@ fn render(fr: &Frame) -> (u16, usize, u32, Vec<u8>) {
     } else {
         b"forwarding cache".to_vec()
     };
-    let mut ip = udp_from(d.src, d.dst, 40000 + u16::from(fr.sport), ttl, &data);
+    let mut ip = udp_packet_from(d.src, d.dst, 40000 + u16::from(fr.sport), ttl, true, &data);
     match fr.variant {
         // A wrong header checksum.
         8 => ip[10] ^= 0x40,

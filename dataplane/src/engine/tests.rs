@@ -384,8 +384,20 @@ fn ipv4_packet(
 
 /// A UDP/IPv4 packet with a valid UDP checksum.
 fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, dont_frag: bool, data: &[u8]) -> Vec<u8> {
+    udp_packet_from(src, dst, 40000, ttl, dont_frag, data)
+}
+
+/// [`udp_packet`] from source port `sport`.
+fn udp_packet_from(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    ttl: u8,
+    dont_frag: bool,
+    data: &[u8],
+) -> Vec<u8> {
     let repr = udp::Repr {
-        src_port: 40000,
+        src_port: sport,
         dst_port: 5001,
         payload_len: data.len(),
     };
