@@ -27,9 +27,9 @@ use overlay::MacAddr;
 
 use super::meta::{From, Kind, Meta, Next, Pkt, Vector, ANSWER, RECHECK};
 use super::tables::{IdentityTables, PeerIdent, Tables};
-use super::Ctx;
+use super::{fwd_cache, Ctx};
 use crate::buffer::Buf;
-use crate::counters::DropReason;
+use crate::counters::{DropReason, RunTally};
 use crate::flows::{Egress, FlowEntry, FlowRef, IdentitySource, InsertError, Key, Origin, Verdict};
 use crate::learn::{LearnEnd, LearnL7, LearnRecord};
 use identity::IdentityId;
@@ -44,13 +44,37 @@ pub(super) struct Needs {
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> Needs {
     let mut needs = Needs::default();
     let mut passed = None;
+    // Until a packet of this burst goes on to a stage that may change the
+    // FDB or the neighbors (switch, route, and inspect or revoke, which
+    // hand packets to switch), a flow's cached decision applies right
+    // here and the packet skips the switch stage; after that, the switch
+    // stage applies it, in packet order.
+    let mut in_order = true;
+    let mut routed = RunTally::new();
+    let mut hits = 0u64;
     for (buf, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Classify {
             continue;
         }
-        m.next = classify(cx, buf, m, &mut passed);
-        needs.inspect |= m.next == Next::Inspect;
-        needs.revoke |= m.next == Next::Revoke;
+        let mut next = classify(cx, buf, m, &mut passed);
+        if next == Next::Switch && in_order {
+            if let Some(n) = fwd_cache::at_classify(cx, buf, m, &mut routed) {
+                next = n;
+                hits += 1;
+            }
+        }
+        in_order &= !matches!(
+            next,
+            Next::Switch | Next::Route | Next::Inspect | Next::Revoke
+        );
+        m.next = next;
+        needs.inspect |= next == Next::Inspect;
+        needs.revoke |= next == Next::Revoke;
+    }
+    let c = cx.c;
+    routed.finish(|(a, b), n, _| super::route::count_routed(c, a, b, n));
+    if hits > 0 {
+        c.fwd_cache_hits.add(hits);
     }
     needs
 }

@@ -18,11 +18,18 @@
 //! The cache is filled only with unicast decisions for IP frames of a
 //! known flow received from a port or a peer; it lives in the flow table's
 //! slot, so it is bounded by the table and goes with the flow.
+//!
+//! Where it applies: in classify, which holds the flow already, as long
+//! as no earlier packet of the burst went on to a stage that changes the
+//! FDB or the neighbors (the packet then skips the switch stage); after
+//! that, in the switch stage, in packet order. Either way a packet sees
+//! the state every earlier packet of its burst left, as without the cache.
 
 use overlay::{checksum, ethernet, ipv4, MacAddr};
 
-use super::meta::{From, Next, Vector, ROUTED};
-use super::{route, Ctx};
+use super::meta::{From, Kind, Meta, Next, ROUTED};
+use super::{route, switch, Ctx};
+use crate::buffer::Buf;
 use crate::counters::RunTally;
 use crate::fdb::Location;
 use crate::flows::{FlowRef, Fwd, FwdAction, FwdStamp};
@@ -55,8 +62,34 @@ pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), acti
     cx.st.flows.set_fwd(flow, fwd);
 }
 
-/// The cached decision for packet `i` of flow `flow` (MACs `macs`, in
-/// `vni`), applied; None: take the uncached path. A routed hit is
+/// The cached decision for a packet classify sends to the switch stage
+/// (see `classify::run` for when it may apply there): an IP frame of a
+/// known flow from a port or a peer.
+#[inline]
+pub(super) fn at_classify(
+    cx: &mut Ctx,
+    buf: &mut Option<Buf>,
+    m: &mut Meta,
+    routed: &mut RunTally,
+) -> Option<Next> {
+    let flow = m.flow;
+    if flow.is_none()
+        || m.pkt.kind != Kind::Ip
+        || m.flags & ROUTED != 0
+        || !matches!(m.from, From::Port(_) | From::Peer(_))
+    {
+        return None;
+    }
+    let hdr = buf.as_ref()?.frame().first_chunk::<12>()?;
+    let macs = MacAddr::pair_from_frame(hdr);
+    let (vni, seen) = (m.vni, m.egress);
+    let next = hit(cx, buf, m, flow, vni, macs, routed, false)?;
+    switch::record_egress(cx, flow, seen, next);
+    Some(next)
+}
+
+/// The cached decision for the packet in `buf` and `m`, of flow `flow`
+/// (MACs `macs`, in `vni`), applied; None: take the uncached path. A routed hit is
 /// rewritten here and counted in `routed`.
 ///
 /// `route_pending`: an earlier packet of this burst goes to the route
@@ -67,8 +100,8 @@ pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), acti
 #[inline]
 pub(super) fn hit(
     cx: &mut Ctx,
-    v: &mut Vector,
-    i: usize,
+    buf: &mut Option<Buf>,
+    m: &mut Meta,
     flow: FlowRef,
     vni: u16,
     macs: (u64, u64),
@@ -84,7 +117,7 @@ pub(super) fn hit(
         FwdAction::Port(p) => Some(Next::Deliver(p)),
         FwdAction::Peer(r) => Some(Next::Encap(r)),
         FwdAction::Routed { .. } if route_pending => None,
-        FwdAction::Routed { out_vni, mac } => route_hit(cx, v, i, out_vni, mac, routed),
+        FwdAction::Routed { out_vni, mac } => route_hit(cx, buf, m, out_vni, mac, routed),
     }
 }
 
@@ -94,8 +127,8 @@ pub(super) fn hit(
 #[inline]
 fn route_hit(
     cx: &mut Ctx,
-    v: &mut Vector,
-    i: usize,
+    buf: &mut Option<Buf>,
+    m: &mut Meta,
     out_vni: u16,
     mac: u64,
     routed: &mut RunTally,
@@ -105,7 +138,7 @@ fn route_hit(
         return None;
     }
     let max_frame = cx.t.max_inner_frame;
-    let buf = v.bufs[i].as_mut()?;
+    let buf = buf.as_mut()?;
     let (_, l3) = buf
         .frame()
         .split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
@@ -128,7 +161,6 @@ fn route_hit(
     // Ethernet padding beyond the IP packet is not forwarded.
     buf.set_len(ethernet::HEADER_LEN + total);
     route::rewrite(cx, buf, out_vni, MacAddr::from_u64(mac));
-    let m = &mut v.meta[i];
     routed.add((m.vni, out_vni), 0, |(a, b), n, _| {
         route::count_routed(cx.c, a, b, n)
     });

@@ -72,7 +72,8 @@ fn switch(
     // decision, when nothing it was made from changed (fwd_cache.rs).
     let cacheable = learn_at.is_some() && kind == Kind::Ip && !flow.is_none();
     if cacheable {
-        let hit = fwd_cache::hit(cx, v, i, flow, vni, (dst, src), tally, route_pending);
+        let (buf, m) = (&mut v.bufs[i], &mut v.meta[i]);
+        let hit = fwd_cache::hit(cx, buf, m, flow, vni, (dst, src), tally, route_pending);
         if let Some(next) = hit {
             *hits += 1;
             record_egress(cx, flow, seen, next);
@@ -143,7 +144,7 @@ fn switch(
 
 /// Remember where the forward direction of the packet's flow went.
 #[inline]
-fn record_egress(cx: &mut Ctx, flow: FlowRef, seen: Egress, next: Next) {
+pub(super) fn record_egress(cx: &mut Ctx, flow: FlowRef, seen: Egress, next: Next) {
     let egress = match next {
         Next::Deliver(p) => Egress::Port(p),
         Next::Encap(r) => Egress::Peer(r),
