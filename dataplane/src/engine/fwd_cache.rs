@@ -62,6 +62,17 @@ pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), acti
     cx.st.flows.set_fwd(flow, fwd);
 }
 
+/// Whether a packet's decision may be cached and used: an IP frame of a
+/// known flow, received from a port or a peer (not routed or made by the
+/// gateway).
+#[inline]
+pub(super) fn cacheable(m: &Meta) -> bool {
+    !m.flow.is_none()
+        && m.pkt.kind == Kind::Ip
+        && m.flags & ROUTED == 0
+        && matches!(m.from, From::Port(_) | From::Peer(_))
+}
+
 /// The cached decision for a packet classify sends to the switch stage
 /// (see `classify::run` for when it may apply there): an IP frame of a
 /// known flow from a port or a peer.
@@ -72,14 +83,10 @@ pub(super) fn at_classify(
     m: &mut Meta,
     routed: &mut RunTally,
 ) -> Option<Next> {
-    let flow = m.flow;
-    if flow.is_none()
-        || m.pkt.kind != Kind::Ip
-        || m.flags & ROUTED != 0
-        || !matches!(m.from, From::Port(_) | From::Peer(_))
-    {
+    if !cacheable(m) {
         return None;
     }
+    let flow = m.flow;
     let hdr = buf.as_ref()?.frame().first_chunk::<12>()?;
     let macs = MacAddr::pair_from_frame(hdr);
     let (vni, seen) = (m.vni, m.egress);

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::meta::{From, Kind, Meta, Next, Vector, ROUTED};
+use super::meta::{From, Meta, Next, Vector, ROUTED};
 use super::{fwd_cache, Ctx, Tables};
 use crate::buffer::Buf;
 use crate::counters::{DropReason, RunTally, WorkerCounters};
@@ -428,13 +428,8 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     match cx.st.router.neighbor(out_vni, next_hop) {
         Some(dst_mac) => {
             // The flow's next frames skip this stage while nothing changes.
-            let m = &v.meta[i];
-            if m.pkt.kind == Kind::Ip
-                && !m.flow.is_none()
-                && m.flags & ROUTED == 0
-                && matches!(m.from, From::Port(_) | From::Peer(_))
-            {
-                let flow = m.flow;
+            if fwd_cache::cacheable(&v.meta[i]) {
+                let flow = v.meta[i].flow;
                 fwd_cache::fill(
                     cx,
                     flow,

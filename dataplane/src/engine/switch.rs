@@ -70,7 +70,7 @@ fn switch(
     };
     // An IP frame of a known flow from a port or peer: the flow's cached
     // decision, when nothing it was made from changed (fwd_cache.rs).
-    let cacheable = learn_at.is_some() && kind == Kind::Ip && !flow.is_none();
+    let cacheable = fwd_cache::cacheable(&v.meta[i]);
     if cacheable {
         let (buf, m) = (&mut v.bufs[i], &mut v.meta[i]);
         let hit = fwd_cache::hit(cx, buf, m, flow, vni, (dst, src), tally, route_pending);
