@@ -414,6 +414,12 @@ impl Burst {
     pub fn is_full(&self) -> bool {
         self.bufs.len() >= BURST
     }
+
+    /// Buffers it can still take.
+    #[inline]
+    pub fn room(&self) -> usize {
+        BURST.saturating_sub(self.bufs.len())
+    }
 }
 
 /// An empty placeholder without storage, so that `std::mem::take` on a

@@ -71,7 +71,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The I flag is set and every bit that must be zero is (as Linux,
     /// which drops packets with unknown bits): in byte 0 all but G and I;
     /// with G, all of byte 1 but D and A; without G, bytes 1-3; byte 7.
-    #[inline]
+    #[inline(always)]
     pub fn check_flags(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         let flags = b[field::FLAGS];

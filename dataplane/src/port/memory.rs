@@ -183,8 +183,12 @@ impl MemoryPort {
 impl Port for MemoryPort {
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Burst) -> Result<usize, PortError> {
         let mut ring = self.rx.borrow_mut();
-        let mut n = 0;
-        while !out.is_full() && ring.len() > 0 {
+        // How many to take is known up front: the loop only moves buffers
+        // (the counters are added once per burst).
+        let before = out.len();
+        let n = out.room().min(ring.len()).min(pool.available());
+        let mut bytes = 0u64;
+        for _ in 0..n {
             let Some(empty) = pool.get() else {
                 break;
             };
@@ -195,25 +199,26 @@ impl Port for MemoryPort {
                     break;
                 }
             };
-            self.stats.rx_packets += 1;
-            self.stats.rx_bytes += buf.len() as u64;
+            bytes += buf.len() as u64;
             if let Err(b) = out.push(buf) {
                 pool.put(b);
                 break;
             }
-            n += 1;
         }
-        Ok(n)
+        let got = out.len() - before;
+        self.stats.rx_packets += got as u64;
+        self.stats.rx_bytes += bytes;
+        Ok(got)
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst, pool: &mut Pool) -> TxOutcome {
         let mut ring = self.tx.borrow_mut();
         let mut res = TxOutcome::default();
+        let (mut bytes, mut too_long, mut full) = (0u64, 0u64, 0u64);
         for buf in bufs.drain() {
             // The wire carries frames of up to BUF_SIZE bytes, as a slot did.
             if buf.len() > BUF_SIZE {
-                res.dropped += 1;
-                self.stats.tx_errors += 1;
+                too_long += 1;
                 pool.put(buf);
                 continue;
             }
@@ -221,17 +226,20 @@ impl Port for MemoryPort {
             match ring.push_buf(buf) {
                 Ok(spare) => {
                     res.sent += 1;
-                    self.stats.tx_packets += 1;
-                    self.stats.tx_bytes += len;
+                    bytes += len;
                     pool.put(spare);
                 }
                 Err(buf) => {
-                    res.dropped += 1;
-                    self.stats.tx_ring_full += 1;
+                    full += 1;
                     pool.put(buf);
                 }
             }
         }
+        res.dropped = (too_long + full) as usize;
+        self.stats.tx_packets += res.sent as u64;
+        self.stats.tx_bytes += bytes;
+        self.stats.tx_errors += too_long;
+        self.stats.tx_ring_full += full;
         res
     }
 
