@@ -1,13 +1,28 @@
 //! Decap; on success re-encapsulate the inner frame with a template built
-//! from what decap found, and decap again.
+//! from what decap found, and decap again. The common-shape check
+//! (`DecapShape`, built for the frame's own destination so that the
+//! fuzzer can reach it) accepts only what decap accepts, with its answer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use overlay::tunnel::{decap, OuterParams, OuterTemplate, OUTER_LEN};
+use overlay::tunnel::{decap, DecapShape, OuterParams, OuterTemplate, OUTER_LEN};
+use overlay::MacAddr;
+use std::net::Ipv4Addr;
 
 const PORT: u16 = 4789;
 
 fuzz_target!(|data: &[u8]| {
+    if data.len() >= 34 {
+        let mac = MacAddr([data[0], data[1], data[2], data[3], data[4], data[5]]);
+        let ip = Ipv4Addr::new(data[30], data[31], data[32], data[33]);
+        let shape = DecapShape::new(mac, ip, PORT);
+        if shape.matches(data) {
+            assert_eq!(shape.decap(data), DecapShape::decap_matched(data));
+        }
+        if let Some(s) = shape.decap(data) {
+            assert_eq!(Ok(s), decap(data, PORT));
+        }
+    }
     let Ok(d) = decap(data, PORT) else { return };
     let inner = d.inner(data);
     assert_eq!(inner.len(), d.inner_len);

@@ -50,7 +50,9 @@ pub use checksum::PseudoHeader;
 pub use ethernet::EtherType;
 pub use flow::{flow_hash, vxlan_src_port, FlowError, FlowKey};
 pub use ip::IpProtocol;
-pub use tunnel::{decap, DecapError, Decapped, EncapError, OuterParams, OuterTemplate, OUTER_LEN};
+pub use tunnel::{
+    decap, DecapError, DecapShape, Decapped, EncapError, OuterParams, OuterTemplate, OUTER_LEN,
+};
 pub use types::{Ipv4Cidr, MacAddr, ParseError, Vni};
 pub use vxlan::Gbp;
 

@@ -7,7 +7,10 @@
 //! UDP checksum stays 0, as RFC 7348 allows over IPv4.
 //!
 //! Decap checks every outer header and returns one distinct, `Copy` error
-//! per failure so that the engine can count drop reasons.
+//! per failure so that the engine can count drop reasons. [`DecapShape`]
+//! gives decap's answer for the common shape (untagged, IPv4 without
+//! options, UDP checksum 0, VXLAN flags I) from a masked compare of the
+//! fixed bytes, the IP checksum and the two lengths.
 //!
 //! ```
 //! use overlay::{decap, flow_hash, vxlan_src_port, FlowKey, MacAddr, OuterParams, OuterTemplate, Vni, OUTER_LEN};
@@ -401,6 +404,126 @@ pub fn decap(frame: &[u8], udp_port: u16) -> Result<Decapped, DecapError> {
     })
 }
 
+/// [`decap`] of the common shape in a few word compares: untagged
+/// Ethernet to one VTEP's MAC, IPv4 without options and not fragmented,
+/// to its address, UDP to its port with checksum 0, VXLAN with only the I
+/// flag. The fixed bytes of the first 56 are checked under a mask; then
+/// the IP header checksum and the two lengths. Any other frame (another
+/// shape, or an invalid one) gets `None`: [`decap`] decides it and says
+/// why. For a frame it accepts, the answer is [`decap`]'s.
+#[derive(Debug, Clone, Copy)]
+pub struct DecapShape {
+    mask: [u64; SHAPE_WORDS],
+    want: [u64; SHAPE_WORDS],
+}
+
+const SHAPE_WORDS: usize = 7;
+const SHAPE_LEN: usize = SHAPE_WORDS * 8;
+
+impl DecapShape {
+    /// The shape of VXLAN to `dst_mac` / `dst_ip`, UDP port `udp_port`.
+    pub fn new(dst_mac: MacAddr, dst_ip: Ipv4Addr, udp_port: u16) -> DecapShape {
+        let mut mask = [0u8; SHAPE_LEN];
+        let mut want = [0u8; SHAPE_LEN];
+        let mut fix = |at: usize, m: &[u8], w: &[u8]| {
+            mask[at..at + m.len()].copy_from_slice(m);
+            want[at..at + w.len()].copy_from_slice(w);
+        };
+        fix(0, &[0xff; 6], &dst_mac.0);
+        fix(12, &[0xff, 0xff], &[0x08, 0x00]);
+        // Version 4, 20-byte header.
+        fix(IP_AT, &[0xff], &[0x45]);
+        // No more-fragments flag, offset 0 (DF is free).
+        fix(IP_AT + 6, &[0x3f, 0xff], &[0, 0]);
+        fix(IP_AT + 9, &[0xff], &[17]);
+        fix(IP_AT + 16, &[0xff; 4], &dst_ip.octets());
+        fix(UDP_AT + 2, &[0xff, 0xff], &udp_port.to_be_bytes());
+        // UDP checksum 0: a nonzero one is verified by `decap`.
+        fix(UDP_AT + 6, &[0xff, 0xff], &[0, 0]);
+        let vx = UDP_AT + UDP_LEN;
+        // Flags exactly I, reserved bytes zero (GBP takes `decap`).
+        fix(vx, &[0xff; 4], &[0x08, 0, 0, 0]);
+        fix(vx + 7, &[0xff], &[0]);
+        let words = |b: &[u8; SHAPE_LEN]| {
+            let mut w = [0u64; SHAPE_WORDS];
+            for (i, c) in b.chunks_exact(8).enumerate() {
+                w[i] = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            }
+            w
+        };
+        DecapShape {
+            mask: words(&mask),
+            want: words(&want),
+        }
+    }
+
+    /// Whether the fixed bytes of `frame` are this shape's (its lengths and
+    /// checksum not checked): VXLAN for this VTEP, whether valid or not.
+    #[inline]
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        frame
+            .first_chunk::<SHAPE_LEN>()
+            .is_some_and(|head| self.fixed_bytes_match(head))
+    }
+
+    #[inline(always)]
+    fn fixed_bytes_match(&self, head: &[u8; SHAPE_LEN]) -> bool {
+        let mut off = 0u64;
+        for i in 0..SHAPE_WORDS {
+            let b = &head[i * 8..i * 8 + 8];
+            let w = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            off |= (w & self.mask[i]) ^ self.want[i];
+        }
+        off == 0
+    }
+
+    /// `Some(decap(frame, udp_port))` for a frame of this shape; `None`
+    /// for any other (ask [`decap`]).
+    #[inline]
+    pub fn decap(&self, frame: &[u8]) -> Option<Decapped> {
+        if !self.matches(frame) {
+            return None;
+        }
+        Self::decap_matched(frame)
+    }
+
+    /// [`DecapShape::decap`] of a frame that [`DecapShape::matches`]
+    /// already (its fixed bytes are not compared again): the checksum
+    /// and the lengths are checked here. Of a frame that does not match,
+    /// the answer means nothing.
+    #[inline]
+    pub fn decap_matched(frame: &[u8]) -> Option<Decapped> {
+        let (head, _) = frame.split_first_chunk::<SHAPE_LEN>()?;
+        let iph: &[u8; IP_LEN] = head[IP_AT..IP_AT + IP_LEN].try_into().ok()?;
+        if checksum::sum_ipv4_header(iph) != 0xffff {
+            return None;
+        }
+        // `decap`'s length rules for this shape: the IP packet within the
+        // frame, the UDP datagram within the IP packet, and an inner
+        // Ethernet header at least.
+        let total = usize::from(u16::from_be_bytes([iph[2], iph[3]]));
+        let ulen = usize::from(u16::from_be_bytes([head[UDP_LEN_AT], head[UDP_LEN_AT + 1]]));
+        if total > frame.len() - ETH_LEN
+            || IP_LEN + ulen > total
+            || ulen < UDP_LEN + vxlan::HEADER_LEN + ETH_LEN
+        {
+            return None;
+        }
+        let vx = &head[UDP_AT + UDP_LEN..OUTER_LEN];
+        Some(Decapped {
+            outer_src: Ipv4Addr::new(iph[12], iph[13], iph[14], iph[15]),
+            outer_dst: Ipv4Addr::new(iph[16], iph[17], iph[18], iph[19]),
+            outer_src_mac: MacAddr([head[6], head[7], head[8], head[9], head[10], head[11]]),
+            outer_dst_mac: MacAddr([head[0], head[1], head[2], head[3], head[4], head[5]]),
+            udp_src_port: u16::from_be_bytes([head[UDP_AT], head[UDP_AT + 1]]),
+            vni: Vni::new_masked(u32::from_be_bytes([0, vx[4], vx[5], vx[6]])),
+            gbp: None,
+            inner_offset: OUTER_LEN,
+            inner_len: ulen - UDP_LEN - vxlan::HEADER_LEN,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +785,67 @@ mod tests {
             let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
             prop_assert!(ip.verify_checksum());
             prop_assert_eq!(ip.ttl(), ttl);
+            // The common shape (no GBP) is taken by the word compares.
+            let shape = DecapShape::new(p.dst_mac, p.dst_ip, port);
+            prop_assert_eq!(shape.decap(&f), p.gbp.is_none().then_some(d));
+        }
+
+        /// What the shape accepts, `decap` accepts with the same answer,
+        /// for this VTEP only: valid frames with random bytes of the first
+        /// 60 changed, random padding, cut short or given a UDP checksum.
+        #[test]
+        fn decap_shape_accepts_only_what_decap_accepts(
+            inner_len in 14usize..200,
+            pad in 0usize..20,
+            cut in proptest::option::of(0usize..300),
+            edits in proptest::collection::vec((0usize..60, any::<u8>()), 0..4),
+            fix_ip_checksum in any::<bool>(),
+            len_edit in proptest::option::of((any::<bool>(), -40i32..=40)),
+        ) {
+            let p = params();
+            let shape = DecapShape::new(p.dst_mac, p.dst_ip, p.dst_port);
+            let inner: Vec<u8> = (0..inner_len).map(|i| i as u8).collect();
+            let mut f = encap(&p, &inner, 1234);
+            f.resize(f.len() + pad, 0);
+            if edits.is_empty() && cut.is_none() {
+                // Unchanged: taken by the shape, so the test is not vacuous.
+                prop_assert_eq!(shape.decap(&f), decap(&f, p.dst_port).ok());
+                prop_assert!(shape.decap(&f).is_some());
+            }
+            for (at, b) in edits {
+                f[at] = b;
+            }
+            if let Some((ip_total, delta)) = len_edit {
+                // A length near the right one: the bounds are exact.
+                let at = if ip_total { 16 } else { 38 };
+                let v = i32::from(u16::from_be_bytes([f[at], f[at + 1]])) + delta;
+                f[at..at + 2].copy_from_slice(&(v.clamp(0, 0xffff) as u16).to_be_bytes());
+            }
+            if fix_ip_checksum {
+                // Edits behind a right checksum reach the later checks.
+                f[24] = 0;
+                f[25] = 0;
+                let sum = !checksum::sum(&f[14..34]);
+                f[24..26].copy_from_slice(&sum.to_be_bytes());
+            }
+            if let Some(c) = cut {
+                f.truncate(c);
+            }
+            if shape.matches(&f) {
+                // What the engine's underlay dispatch would send to decap.
+                prop_assert_eq!(&f[..6], &p.dst_mac.0[..]);
+                prop_assert_eq!((&f[12..14], f[14], f[23]), (&[8u8, 0][..], 0x45, 17));
+                prop_assert_eq!(&f[30..34], &p.dst_ip.octets()[..]);
+                prop_assert_eq!(&f[36..38], &p.dst_port.to_be_bytes()[..]);
+            }
+            if shape.matches(&f) {
+                prop_assert_eq!(shape.decap(&f), DecapShape::decap_matched(&f));
+            }
+            if let Some(d) = shape.decap(&f) {
+                prop_assert!(shape.matches(&f));
+                prop_assert_eq!(Ok(d), decap(&f, p.dst_port));
+                prop_assert_eq!((d.outer_dst, d.outer_dst_mac), (p.dst_ip, p.dst_mac));
+            }
         }
     }
 }

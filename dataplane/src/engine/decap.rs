@@ -1,8 +1,10 @@
-//! Stage: VXLAN off. The outer headers are checked (overlay::decap), the
+//! Stage: VXLAN off. The outer headers are checked (overlay::decap; for a
+//! frame rx_underlay marked `OUTER_SHAPE`, only the IP checksum and the
+//! lengths are left to check, which give decap's answer), the
 //! sender must be a configured peer that carries the VNI (both by hash
 //! lookup), and the buffer is trimmed to the inner frame.
 
-use super::meta::{From, Next, Vector};
+use super::meta::{From, Next, Vector, OUTER_SHAPE};
 use super::{csum, Ctx};
 use crate::buffer::BufFlags;
 use crate::counters::{DropReason, RunTally};
@@ -28,7 +30,19 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
         let Some(buf) = slot.as_mut() else {
             continue;
         };
-        let d = match overlay::decap(buf.frame(), cx.t.udp_port) {
+        // The common shape's fixed bytes were matched by rx_underlay; any
+        // other frame, or one that fails the rest, gets the full checks
+        // (which name the reason).
+        let shaped = if m.flags & OUTER_SHAPE != 0 {
+            overlay::DecapShape::decap_matched(buf.frame())
+        } else {
+            None
+        };
+        let d = match shaped {
+            Some(d) => Ok(d),
+            None => overlay::decap(buf.frame(), cx.t.udp_port),
+        };
+        let d = match d {
             Ok(d) => d,
             Err(e) => {
                 m.next = Next::Drop(decap_drop(e));

@@ -134,6 +134,10 @@ pub const RECHECK: u8 = 8;
 /// A `reject` answer (TCP RST, ICMP unreachable) made from the refused
 /// packet: `pkt.key` and `src_identity` are those of the answer.
 pub const ANSWER: u8 = 16;
+/// Received on the underlay with the fixed bytes of VXLAN to this VTEP in
+/// its common shape (`overlay::DecapShape::matches`): decap checks only
+/// the checksum and the lengths.
+pub const OUTER_SHAPE: u8 = 32;
 
 /// Per-packet metadata.
 #[derive(Debug, Clone, Copy)]

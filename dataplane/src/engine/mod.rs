@@ -114,6 +114,10 @@ pub struct State {
     pub next_hops: Vec<Option<MacAddr>>,
     pub templates: Vec<Option<OuterTemplate>>,
     pub underlay_mac: MacAddr,
+    /// VXLAN to this VTEP in its common shape, checked in a few word
+    /// compares (decap's answer for such frames; the underlay never
+    /// changes in a running engine).
+    pub decap_shape: overlay::DecapShape,
     /// Engine clock in seconds.
     pub now_s: u32,
     /// Unix seconds (identity timestamps), set by housekeeping.
@@ -314,6 +318,7 @@ impl Engine {
             next_hops: vec![None; t.peers.len()],
             templates: vec![None; t.peers.len()],
             underlay_mac,
+            decap_shape: overlay::DecapShape::new(underlay_mac, t.underlay_ip, t.udp_port),
             now_s: 0,
             unix_now,
             denials: Vec::with_capacity(DENIALS),

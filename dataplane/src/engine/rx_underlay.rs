@@ -1,10 +1,14 @@
 //! Stage: frames received on the underlay port. VXLAN to warden's VTEP
 //! address goes to decap; ARP and other traffic for the VTEP address go to
 //! the underlay host stack (smoltcp); anything else is dropped, counted.
+//! VXLAN in its common shape (`overlay::DecapShape`: untagged, IPv4
+//! without options, UDP checksum 0, VXLAN flags I) is recognized by a
+//! masked compare of its fixed bytes and marked `OUTER_SHAPE`, so that
+//! decap checks only what varies.
 
 use overlay::{ethernet, ipv4, EtherType, IpProtocol};
 
-use super::meta::{Next, Vector};
+use super::meta::{Next, Vector, OUTER_SHAPE};
 use super::Ctx;
 use crate::counters::DropReason;
 use crate::underlay::HostStack;
@@ -17,6 +21,12 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector, host: &mut HostStack) -> bool {
             continue;
         }
         let frame = buf.as_ref().map_or(&[][..], |b| b.frame());
+        // VXLAN to this VTEP in its common shape: decap checks the rest.
+        if cx.st.decap_shape.matches(frame) {
+            m.flags |= OUTER_SHAPE;
+            m.next = Next::Decap;
+            continue;
+        }
         let next = classify(cx, frame);
         if next == Next::Done {
             // The host stack takes a copy; the buffer is recycled by output.

@@ -532,6 +532,80 @@ fn vxlan_from_peer_to_static_fdb_peer_is_reencapsulated() {
     r.assert_no_leak();
 }
 
+/// Frames whose fixed bytes have VXLAN's common shape (rx_underlay marks
+/// them for decap's short check) but whose checksum or lengths are wrong
+/// are dropped under decap's own reason; padding after a good one is not
+/// part of the inner frame.
+#[test]
+fn common_shape_frames_get_decaps_checks() {
+    let mut r = rig();
+    let inner = inner_udp(H2_MAC, HB_MAC, H2_IP, Ipv4Addr::new(10, 1, 0, 3));
+    let good = vxlan_frame(PEERS[0], 100, &inner);
+    let set16 =
+        |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    let fix_ip_checksum = |f: &mut Vec<u8>| {
+        set16(f, 24, 0);
+        let sum = !overlay::checksum::sum(&f[14..34]);
+        set16(f, 24, sum);
+    };
+    let be16 = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (
+            {
+                let mut f = good.clone();
+                f[24] ^= 1;
+                f
+            },
+            DropReason::BadIpChecksum,
+        ),
+        // IP total length beyond the frame.
+        (
+            {
+                let mut f = good.clone();
+                set16(&mut f, 16, be16(&good, 16) + 1);
+                fix_ip_checksum(&mut f);
+                f
+            },
+            DropReason::Truncated,
+        ),
+        // UDP length beyond the IP packet.
+        (
+            {
+                let mut f = good.clone();
+                set16(&mut f, 38, be16(&good, 38) + 1);
+                f
+            },
+            DropReason::BadUdpLength,
+        ),
+        // UDP length leaving less than an inner Ethernet header.
+        (
+            {
+                let mut f = good.clone();
+                set16(&mut f, 38, 8 + 8 + 13);
+                f
+            },
+            DropReason::InnerTooShort,
+        ),
+    ];
+    for (f, reason) in cases {
+        let before = r.drop_count(reason);
+        r.send(0, &f);
+        assert_eq!(r.drop_count(reason), before + 1, "{reason:?}");
+        r.assert_silent();
+    }
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0xee; 9]);
+    r.send(0, &padded);
+    let out = r.vxlan_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        check_outer(&out[0], PEERS[1], 100),
+        inner,
+        "padding dropped"
+    );
+    r.assert_no_leak();
+}
+
 #[test]
 fn outer_source_port_is_flow_entropy() {
     let mut r = rig();
