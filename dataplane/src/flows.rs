@@ -247,33 +247,36 @@ impl Verdict {
     }
 }
 
-/// One direction of one flow.
+/// One direction of one flow. Laid out (`repr(C)`) with what a packet of
+/// a known flow reads and writes first (one cache line with the slot's
+/// generation and forwarding cache before it), the rest after.
 #[derive(Debug, Clone, Copy)]
+#[repr(C)]
 pub struct FlowEntry {
-    pub key: Key,
-    pub origin: Origin,
-    pub egress: Egress,
-    pub state: FlowState,
+    pub packets: u64,
+    pub bytes: u64,
     pub src_identity: IdentityId,
-    pub source: IdentitySource,
     pub dst_identity: IdentityId,
+    /// Slot of its inspection state (`l7flows`) when its rule has an L7
+    /// clause (this entry is the client-to-server direction).
+    pub l7: u32,
+    /// Engine seconds.
+    pub last_seen: u32,
+    pub egress: Egress,
+    pub origin: Origin,
     pub verdict: Verdict,
-    /// The policy rule that decided (None: the default, or no policy).
-    pub rule: Option<policy::RuleId>,
     /// Decided before the destination's identity was known (egress toward
     /// a workload behind another warden): decided again at the first
     /// reply, when that warden has vouched for it.
     pub recheck: bool,
-    /// Slot of its inspection state (`l7flows`) when its rule has an L7
-    /// clause (this entry is the client-to-server direction).
-    pub l7: u32,
-    pub packets: u64,
-    pub bytes: u64,
-    /// Engine seconds.
-    pub created: u32,
-    pub last_seen: u32,
+    pub source: IdentitySource,
+    pub state: FlowState,
     /// When this warden last stamped (local origin) or verified a header.
     pub last_header: Option<u32>,
+    pub created: u32,
+    /// The policy rule that decided (None: the default, or no policy).
+    pub rule: Option<policy::RuleId>,
+    pub key: Key,
 }
 
 impl FlowEntry {
@@ -376,12 +379,21 @@ impl Fwd {
     };
 }
 
+/// One entry of the flow cache in a cache line of its own: a lookup
+/// reads one line (52 bytes packed would straddle two most of the time).
 #[derive(Debug)]
+#[repr(align(64))]
+struct CacheEntry(Cell<(Key, FlowRef)>);
+
+/// Cache-line aligned, its generation and forwarding cache in the first
+/// line and the entry's per-packet fields in the second (`FlowEntry`).
+#[derive(Debug)]
+#[repr(C, align(64))]
 struct Slot {
     gen: u32,
-    entry: Option<FlowEntry>,
     /// The switch's cached decision for this flow (`Fwd::NONE`: none).
     fwd: Fwd,
+    entry: Option<FlowEntry>,
     /// Links of the origin's unestablished list (NIL at the ends).
     prev: u32,
     next: u32,
@@ -437,7 +449,7 @@ pub struct FlowTable {
     /// costs a compare instead of the keyed hash and probe. An attacker who
     /// makes flows collide here only makes them miss (the index answers);
     /// a slot names a flow by generation, so a removed flow never hits.
-    cache: Box<[Cell<(Key, FlowRef)>]>,
+    cache: Box<[CacheEntry]>,
 }
 
 impl FlowTable {
@@ -459,7 +471,7 @@ impl FlowTable {
             cursor: 0,
             stats: TableStats::default(),
             cache: (0..CACHE_SLOTS)
-                .map(|_| Cell::new((EMPTY_KEY, FlowRef::NONE)))
+                .map(|_| CacheEntry(Cell::new((EMPTY_KEY, FlowRef::NONE))))
                 .collect(),
         }
     }
@@ -492,7 +504,7 @@ impl FlowTable {
     /// cache hit inline; a miss asks the index out of line.
     #[inline(always)]
     pub fn lookup_hashed(&self, key: &Key, hash: u32) -> Option<FlowRef> {
-        let slot = &self.cache[cache_slot(key, hash)];
+        let slot = &self.cache[cache_slot(key, hash)].0;
         let (k, r) = slot.get();
         if k == *key && self.is_live(r) {
             return Some(r);
@@ -622,7 +634,7 @@ impl FlowTable {
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
-        self.cache[cache_slot(&key, hash)].set((key, r));
+        self.cache[cache_slot(&key, hash)].0.set((key, r));
         Ok(r)
     }
 

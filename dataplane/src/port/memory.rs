@@ -1,5 +1,6 @@
-//! In-memory ports: two ends of a wire made of two preallocated rings, for
-//! unit tests and benches in one thread (smoltcp's loopback, in pairs).
+//! In-memory ports: two ends of a wire made of two preallocated queues and
+//! one stack of spare buffers, for unit tests and benches in one thread
+//! (smoltcp's loopback, in pairs).
 //!
 //! What one end transmits the other receives. Test code stands on either
 //! end too: [`MemoryPort::inject`] puts a frame on the wire toward an end
@@ -16,40 +17,52 @@ use overlay::MacAddr;
 use super::{local_mac, Port, PortError, PortStats, TxOutcome};
 use crate::buffer::{Buf, Burst, Pool, BUF_SIZE};
 
-/// A fixed-capacity ring of frames in buffers, all allocated once. The
-/// ports trade buffers with it instead of copying bytes (DPDK's net_ring
-/// passes mbufs the same way): a receiving end takes a queued buffer and
-/// leaves an empty one from its pool in exchange; a transmitting end
-/// queues its buffer and takes a spare back into its pool. So the ring
-/// always owns `capacity` buffers, queued or spare, and a pool never grows
-/// or shrinks. Only test drivers (`inject`, `send`, `drain`, `recv_all`)
-/// copy bytes.
+/// Both directions of a wire: two fixed-capacity queues of frames in
+/// buffers and one stack of spare buffers, all allocated once. The ports
+/// trade buffers with it instead of copying bytes (DPDK's net_ring passes
+/// mbufs the same way): a receiving end takes a queued buffer and leaves
+/// an empty one from its pool in exchange; a transmitting end queues its
+/// buffer and takes a spare back into its pool. So the wire always owns
+/// `2 * capacity` buffers, queued or spare, and a pool never grows or
+/// shrinks. The spares are one last-in-first-out stack for both
+/// directions, as a DPDK mempool's per-core cache is: a frame received
+/// from one direction and sent out the other comes back in the buffer the
+/// driver just freed, so a steady load keeps reusing a burst's worth of
+/// buffers (cache-warm) instead of rotating through all of them. Only test
+/// drivers (`inject`, `send`, `drain`, `recv_all`) copy bytes.
 #[derive(Debug)]
-struct Ring {
-    queue: VecDeque<Buf>,
+struct Wire {
+    /// Frames queued in each direction (index: the receiving end).
+    queues: [VecDeque<Buf>; 2],
     spare: Vec<Buf>,
+    /// Frames one direction holds at most.
+    capacity: usize,
 }
 
-impl Ring {
-    fn new(capacity: usize) -> Ring {
+impl Wire {
+    fn new(capacity: usize) -> Wire {
         let capacity = capacity.max(1);
-        let mut spare = Vec::with_capacity(capacity);
-        spare.resize_with(capacity, Buf::new);
-        Ring {
-            // Never grows past `capacity`: pushes need a spare first.
-            queue: VecDeque::with_capacity(capacity),
+        let mut spare = Vec::with_capacity(2 * capacity);
+        spare.resize_with(2 * capacity, Buf::new);
+        Wire {
+            // Never grow past `capacity`: pushes check it.
+            queues: [
+                VecDeque::with_capacity(capacity),
+                VecDeque::with_capacity(capacity),
+            ],
             spare,
+            capacity,
         }
     }
 
-    fn len(&self) -> usize {
-        self.queue.len()
+    fn len(&self, to: usize) -> usize {
+        self.queues[to].len()
     }
 
-    /// Queues a copy of `frame`. False when the ring is full or the frame
-    /// longer than `BUF_SIZE`.
-    fn push(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > BUF_SIZE {
+    /// Queues a copy of `frame` toward end `to`. False when that
+    /// direction is full or the frame longer than `BUF_SIZE`.
+    fn push(&mut self, to: usize, frame: &[u8]) -> bool {
+        if frame.len() > BUF_SIZE || self.queues[to].len() >= self.capacity {
             return false;
         }
         let Some(mut buf) = self.spare.pop() else {
@@ -59,25 +72,28 @@ impl Ring {
             self.spare.push(buf);
             return false;
         }
-        self.queue.push_back(buf);
+        self.queues[to].push_back(buf);
         true
     }
 
-    /// Queues `buf` and returns a spare in exchange, or hands `buf` back
-    /// when the ring is full.
-    fn push_buf(&mut self, buf: Buf) -> Result<Buf, Buf> {
+    /// Queues `buf` toward end `to` and returns a spare in exchange, or
+    /// hands `buf` back when that direction is full.
+    fn push_buf(&mut self, to: usize, buf: Buf) -> Result<Buf, Buf> {
+        if self.queues[to].len() >= self.capacity {
+            return Err(buf);
+        }
         match self.spare.pop() {
             Some(spare) => {
-                self.queue.push_back(buf);
+                self.queues[to].push_back(buf);
                 Ok(spare)
             }
             None => Err(buf),
         }
     }
 
-    /// Takes the oldest frame, leaving `empty` in its place.
-    fn pop_buf(&mut self, mut empty: Buf) -> Result<Buf, Buf> {
-        match self.queue.pop_front() {
+    /// Takes the oldest frame toward end `to`, leaving `empty` in its place.
+    fn pop_buf(&mut self, to: usize, mut empty: Buf) -> Result<Buf, Buf> {
+        match self.queues[to].pop_front() {
             Some(mut buf) => {
                 empty.reset();
                 self.spare.push(empty);
@@ -90,9 +106,9 @@ impl Ring {
         }
     }
 
-    /// Passes the oldest frame to `f` and removes it.
-    fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let mut buf = self.queue.pop_front()?;
+    /// Passes the oldest frame toward end `to` to `f` and removes it.
+    fn pop_with<R>(&mut self, to: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let mut buf = self.queues[to].pop_front()?;
         let r = f(buf.frame());
         buf.reset();
         self.spare.push(buf);
@@ -106,10 +122,10 @@ pub struct MemoryPort {
     name: String,
     mac: MacAddr,
     mtu: usize,
-    /// Frames toward this end.
-    rx: Rc<RefCell<Ring>>,
-    /// Frames from this end.
-    tx: Rc<RefCell<Ring>>,
+    wire: Rc<RefCell<Wire>>,
+    /// This end's index on the wire: frames toward it are queued there;
+    /// it transmits toward the other.
+    end: usize,
     stats: PortStats,
 }
 
@@ -117,17 +133,16 @@ impl MemoryPort {
     /// Two connected ends; each direction holds up to `capacity` frames.
     /// MACs are [`local_mac`] of the names, MTU 1500.
     pub fn pair(name_a: &str, name_b: &str, capacity: usize) -> (MemoryPort, MemoryPort) {
-        let ab = Rc::new(RefCell::new(Ring::new(capacity)));
-        let ba = Rc::new(RefCell::new(Ring::new(capacity)));
-        let end = |name: &str, rx: &Rc<RefCell<Ring>>, tx: &Rc<RefCell<Ring>>| MemoryPort {
+        let wire = Rc::new(RefCell::new(Wire::new(capacity)));
+        let end = |name: &str, end: usize| MemoryPort {
             name: name.to_owned(),
             mac: local_mac(name),
             mtu: 1500,
-            rx: Rc::clone(rx),
-            tx: Rc::clone(tx),
+            wire: Rc::clone(&wire),
+            end,
             stats: PortStats::default(),
         };
-        (end(name_a, &ba, &ab), end(name_b, &ab, &ba))
+        (end(name_a, 0), end(name_b, 1))
     }
 
     /// Sets the MAC this end reports.
@@ -143,15 +158,15 @@ impl MemoryPort {
     /// Puts `frame` on the wire toward this end, as if the peer sent it.
     /// False when the ring is full or the frame longer than `BUF_SIZE`.
     pub fn inject(&self, frame: &[u8]) -> bool {
-        self.rx.borrow_mut().push(frame)
+        self.wire.borrow_mut().push(self.end, frame)
     }
 
     /// Takes every frame this end transmitted that nobody received yet,
     /// oldest first, and returns how many.
     pub fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut ring = self.tx.borrow_mut();
+        let mut wire = self.wire.borrow_mut();
         let mut n = 0;
-        while ring.pop_with(&mut f).is_some() {
+        while wire.pop_with(1 - self.end, &mut f).is_some() {
             n += 1;
         }
         n
@@ -160,15 +175,15 @@ impl MemoryPort {
     /// Transmits `frame` from this end without a pool, as a test or bench
     /// driver does: the other end receives it. False when the ring is full.
     pub fn send(&self, frame: &[u8]) -> bool {
-        self.tx.borrow_mut().push(frame)
+        self.wire.borrow_mut().push(1 - self.end, frame)
     }
 
     /// Takes every frame the other end transmitted that this end has not
     /// received yet, oldest first, and returns how many.
     pub fn recv_all(&self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut ring = self.rx.borrow_mut();
+        let mut wire = self.wire.borrow_mut();
         let mut n = 0;
-        while ring.pop_with(&mut f).is_some() {
+        while wire.pop_with(self.end, &mut f).is_some() {
             n += 1;
         }
         n
@@ -176,23 +191,23 @@ impl MemoryPort {
 
     /// Frames waiting to be received by this end.
     pub fn rx_pending(&self) -> usize {
-        self.rx.borrow().len()
+        self.wire.borrow().len(self.end)
     }
 }
 
 impl Port for MemoryPort {
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Burst) -> Result<usize, PortError> {
-        let mut ring = self.rx.borrow_mut();
+        let mut wire = self.wire.borrow_mut();
         // How many to take is known up front: the loop only moves buffers
         // (the counters are added once per burst).
         let before = out.len();
-        let n = out.room().min(ring.len()).min(pool.available());
+        let n = out.room().min(wire.len(self.end)).min(pool.available());
         let mut bytes = 0u64;
         for _ in 0..n {
             let Some(empty) = pool.get() else {
                 break;
             };
-            let buf = match ring.pop_buf(empty) {
+            let buf = match wire.pop_buf(self.end, empty) {
                 Ok(buf) => buf,
                 Err(empty) => {
                     pool.put(empty);
@@ -212,7 +227,7 @@ impl Port for MemoryPort {
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst, pool: &mut Pool) -> TxOutcome {
-        let mut ring = self.tx.borrow_mut();
+        let mut wire = self.wire.borrow_mut();
         let mut res = TxOutcome::default();
         let (mut bytes, mut too_long, mut full) = (0u64, 0u64, 0u64);
         for buf in bufs.drain() {
@@ -223,7 +238,7 @@ impl Port for MemoryPort {
                 continue;
             }
             let len = buf.len() as u64;
-            match ring.push_buf(buf) {
+            match wire.push_buf(1 - self.end, buf) {
                 Ok(spare) => {
                     res.sent += 1;
                     bytes += len;
