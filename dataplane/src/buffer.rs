@@ -68,18 +68,23 @@ impl fmt::Debug for BufFlags {
 }
 
 /// One packet buffer: [`BUF_CAPACITY`] bytes allocated once, holding one
-/// frame at `data[start..start + len]`.
+/// frame at `data[start..start + len]`. Offsets are `u16` (the capacity
+/// is below 64 KiB): a buffer moves as two words, and `start + len`
+/// cannot overflow, so taking the frame is one bounds check.
 pub struct Buf {
-    /// A fixed-size array: a thin pointer (a buffer moves as four words)
-    /// and bounds checked against a constant.
+    /// A fixed-size array: a thin pointer, bounds checked against a
+    /// constant.
     data: Box<[u8; BUF_CAPACITY]>,
-    start: usize,
-    len: usize,
+    start: u16,
+    len: u16,
     /// Index of the port the frame was received on.
     pub port: u16,
     /// What the receiving port knows about the frame.
     pub flags: BufFlags,
 }
+
+// Offsets fit in `u16`, and every sum of two of them fits in `usize`.
+const _: () = assert!(BUF_CAPACITY <= u16::MAX as usize);
 
 impl Buf {
     /// Allocates one empty buffer. Only pools (and tests) call this: the
@@ -87,33 +92,49 @@ impl Buf {
     pub fn new() -> Buf {
         Buf {
             data: Box::new([0u8; BUF_CAPACITY]),
-            start: HEADROOM,
+            start: HEADROOM as u16,
             len: 0,
             port: 0,
             flags: BufFlags::NONE,
         }
     }
 
+    #[inline(always)]
+    fn start(&self) -> usize {
+        usize::from(self.start)
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        usize::from(self.start) + usize::from(self.len)
+    }
+
+    /// Sets the frame to `data[start..start + len]`; callers keep it
+    /// within the buffer (so both fit in `u16`).
+    #[inline(always)]
+    fn set(&mut self, start: usize, len: usize) {
+        debug_assert!(start + len <= BUF_CAPACITY);
+        self.start = start as u16;
+        self.len = len as u16;
+    }
+
     /// The frame.
     #[inline]
     pub fn frame(&self) -> &[u8] {
-        self.data
-            .get(self.start..self.start + self.len)
-            .unwrap_or(&[])
+        self.data.get(self.start()..self.end()).unwrap_or(&[])
     }
 
     /// The frame, writable.
     #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
-        self.data
-            .get_mut(self.start..self.start + self.len)
-            .unwrap_or(&mut [])
+        let (start, end) = (self.start(), self.end());
+        self.data.get_mut(start..end).unwrap_or(&mut [])
     }
 
     /// Frame length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// True when the buffer holds no frame bytes.
@@ -125,13 +146,13 @@ impl Buf {
     /// Free bytes in front of the frame.
     #[inline]
     pub fn headroom(&self) -> usize {
-        self.start
+        self.start()
     }
 
     /// Free bytes after the frame.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.data.len() - self.start - self.len
+        self.data.len().saturating_sub(self.end())
     }
 
     /// Grows the frame by `n` bytes at the front (into the headroom) and
@@ -140,9 +161,8 @@ impl Buf {
     /// headroom is smaller than `n`.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        let start = self.start.checked_sub(n)?;
-        self.start = start;
-        self.len += n;
+        let start = self.start().checked_sub(n)?;
+        self.set(start, self.len() + n);
         self.data.get_mut(start..start + n)
     }
 
@@ -150,11 +170,10 @@ impl Buf {
     /// fixed-size header without further bounds checks).
     #[inline]
     pub fn prepend_array<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
-        let start = self.start.checked_sub(N)?;
-        let hdr = self.data.get_mut(start..)?.first_chunk_mut::<N>()?;
-        self.start = start;
-        self.len += N;
-        Some(hdr)
+        let start = self.start().checked_sub(N)?;
+        let len = self.len() + N;
+        self.set(start, len);
+        self.data.get_mut(start..)?.first_chunk_mut::<N>()
     }
 
     /// Grows the frame by `n` bytes at the back (into the tailroom) and
@@ -164,8 +183,8 @@ impl Buf {
         if n > self.tailroom() {
             return None;
         }
-        let end = self.start + self.len;
-        self.len += n;
+        let end = self.end();
+        self.set(self.start(), self.len() + n);
         self.data.get_mut(end..end + n)
     }
 
@@ -174,11 +193,10 @@ impl Buf {
     /// is shorter than `n`.
     #[inline]
     pub fn trim_front(&mut self, n: usize) -> bool {
-        if n > self.len {
+        if n > self.len() {
             return false;
         }
-        self.start += n;
-        self.len -= n;
+        self.set(self.start() + n, self.len() - n);
         true
     }
 
@@ -186,10 +204,10 @@ impl Buf {
     /// nothing) when `len` does not fit before the end of the buffer.
     #[inline]
     pub fn set_len(&mut self, len: usize) -> bool {
-        if len > self.data.len() - self.start {
+        if len > self.data.len() - self.start() {
             return false;
         }
-        self.len = len;
+        self.set(self.start(), len);
         true
     }
 
@@ -198,7 +216,8 @@ impl Buf {
     /// [`Buf::set_len`].
     #[inline]
     pub fn writable_mut(&mut self) -> &mut [u8] {
-        self.data.get_mut(self.start..).unwrap_or(&mut [])
+        let start = self.start();
+        self.data.get_mut(start..).unwrap_or(&mut [])
     }
 
     /// Replaces the content with `frame`, starting at [`HEADROOM`]. Returns
@@ -206,15 +225,14 @@ impl Buf {
     /// [`BUF_SIZE`].
     #[must_use]
     pub fn copy_from(&mut self, frame: &[u8]) -> bool {
-        self.start = HEADROOM;
         match self.data.get_mut(HEADROOM..HEADROOM + frame.len()) {
             Some(dst) => {
                 dst.copy_from_slice(frame);
-                self.len = frame.len();
+                self.set(HEADROOM, frame.len());
                 true
             }
             None => {
-                self.len = 0;
+                self.set(HEADROOM, 0);
                 false
             }
         }
@@ -225,10 +243,10 @@ impl Buf {
     /// that hands on buffers another port transmitted calls this.
     #[inline]
     pub fn as_received(&mut self) {
-        if self.start != HEADROOM && HEADROOM + self.len <= self.data.len() {
-            self.data
-                .copy_within(self.start..self.start + self.len, HEADROOM);
-            self.start = HEADROOM;
+        if self.start() != HEADROOM && HEADROOM + self.len() <= self.data.len() {
+            let (start, end) = (self.start(), self.end());
+            self.data.copy_within(start..end, HEADROOM);
+            self.set(HEADROOM, self.len());
         }
         self.port = 0;
         self.flags = BufFlags::NONE;
@@ -238,8 +256,7 @@ impl Buf {
     /// port 0, no flags.
     #[inline]
     pub fn reset(&mut self) {
-        self.start = HEADROOM;
-        self.len = 0;
+        self.set(HEADROOM, 0);
         self.port = 0;
         self.flags = BufFlags::NONE;
     }
@@ -483,9 +500,9 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_is_four_words() {
+    fn a_buffer_is_two_words() {
         // Buffers move between the vector, bursts and the pool per packet.
-        assert_eq!(std::mem::size_of::<Option<Buf>>(), 32);
+        assert_eq!(std::mem::size_of::<Option<Buf>>(), 16);
     }
 
     #[test]
