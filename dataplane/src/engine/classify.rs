@@ -39,6 +39,9 @@ use identity::IdentityId;
 pub(super) struct Needs {
     pub inspect: bool,
     pub revoke: bool,
+    /// A packet goes on to the switch (or route, inspect, revoke): not
+    /// every one was forwarded by its flow's cached decision.
+    pub switch: bool,
 }
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> Needs {
@@ -71,6 +74,7 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> Needs {
         needs.inspect |= next == Next::Inspect;
         needs.revoke |= next == Next::Revoke;
     }
+    needs.switch = !in_order;
     let c = cx.c;
     routed.finish(|(a, b), n, _| super::route::count_routed(c, a, b, n));
     if hits > 0 {

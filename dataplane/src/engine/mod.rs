@@ -541,7 +541,9 @@ impl Engine {
             note(&mut cx, vec, "revoke");
         }
         let before = vec.len();
-        let to_route = switch::run(&mut cx, vec);
+        // A burst whose packets all took their flow's cached decision in
+        // classify has nothing for the switch.
+        let to_route = needs.switch && switch::run(&mut cx, vec);
         note(&mut cx, vec, "switch");
         if to_route || vec.len() > before {
             route::run(&mut cx, vec);
