@@ -73,11 +73,9 @@ pub struct Pkt {
     pub src_mac: MacAddr,
     /// Offset of the L3 header.
     pub l3: u16,
-    /// Flow key (for an ICMP error: the quoted flow's key).
+    /// Flow key (for an ICMP error: the quoted flow's key; its own
+    /// addresses are in its header, see [`Pkt::addrs`]).
     pub key: Key,
-    /// The packet's own IP addresses (for an ICMP error, not the quoted ones).
-    pub ip_src: std::net::IpAddr,
-    pub ip_dst: std::net::IpAddr,
     /// TCP flags and sequence number, for TCP.
     pub tcp: Option<(u8, u32)>,
     /// ARP sender (hardware, protocol) for ARP.
@@ -103,8 +101,6 @@ impl Pkt {
                 dst_port: 0,
             },
         },
-        ip_src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        ip_dst: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         tcp: None,
         arp_sender: (MacAddr::ZERO, std::net::Ipv4Addr::UNSPECIFIED),
     };
@@ -119,6 +115,41 @@ impl Pkt {
     #[inline]
     pub fn has_flow(&self) -> bool {
         self.kind == Kind::Ip
+    }
+
+    /// The packet's own source and destination addresses, of its frame
+    /// `f`: the flow key's for an IP flow; for an ICMP error (whose key is
+    /// the quoted flow's) read from its IP header; unspecified otherwise.
+    pub fn addrs(&self, f: &[u8]) -> (std::net::IpAddr, std::net::IpAddr) {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let none = (
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        );
+        match self.kind {
+            Kind::Ip => (self.key.flow.src, self.key.flow.dst),
+            Kind::IcmpError => {
+                let h = f.get(usize::from(self.l3)..).unwrap_or(&[]);
+                match h.first().map(|b| b >> 4) {
+                    Some(4) => h.get(12..20).map_or(none, |a| {
+                        (
+                            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+                            IpAddr::V4(Ipv4Addr::new(a[4], a[5], a[6], a[7])),
+                        )
+                    }),
+                    Some(6) => h.get(8..40).map_or(none, |a| {
+                        let v6 = |b: &[u8]| {
+                            let mut o = [0u8; 16];
+                            o.copy_from_slice(b);
+                            IpAddr::V6(Ipv6Addr::from(o))
+                        };
+                        (v6(&a[..16]), v6(&a[16..]))
+                    }),
+                    _ => none,
+                }
+            }
+            Kind::Arp | Kind::Unknown => none,
+        }
     }
 }
 

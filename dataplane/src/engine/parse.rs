@@ -130,8 +130,6 @@ fn l4_into(
     l4: &[u8],
     pkt: &mut Pkt,
 ) -> Result<(), DropReason> {
-    pkt.ip_src = src;
-    pkt.ip_dst = dst;
     let k = &mut pkt.key.flow;
     k.src = src;
     k.dst = dst;

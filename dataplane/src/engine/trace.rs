@@ -171,6 +171,7 @@ impl Engine {
             Ok(p) => p,
             Err(r) => return dropped(out, "classify", r),
         };
+        let (ip_src, ip_dst) = pkt.addrs(&q.frame);
         let what = match pkt.kind {
             Kind::Ip => format!(
                 "{} {}:{} -> {}:{}",
@@ -200,14 +201,14 @@ impl Engine {
             From::Router => return dropped(out, "classify", D::UnderlayNotForUs),
         };
         if let Some(id) = &cx.t.identity {
-            if let Err(r) = super::classify::source_check(cx.t, id, from, vni, &pkt) {
+            if let Err(r) = super::classify::source_check(cx.t, id, from, vni, &pkt, ip_src) {
                 return dropped(out, "port security", r);
             }
             out.say("port security", "source MAC and IP are allowed here".into());
         }
         if pkt.kind != Kind::Ip {
             out.say("classify", "not a flow of its own: switched".into());
-            return forward(out, &cx, vni, &pkt, from, None, None);
+            return forward(out, &cx, vni, &pkt, ip_dst, from, None, None);
         }
         // Identity.
         let header = q.header_identity.map(IdentityId);
@@ -260,6 +261,7 @@ impl Engine {
                 &cx,
                 vni,
                 &pkt,
+                ip_dst,
                 from,
                 Some(e.verdict.name().to_string()),
                 rule,
@@ -278,19 +280,46 @@ impl Engine {
                     "flow",
                     format!("the reply of a known flow (verdict {})", f.verdict.name()),
                 );
-                return forward(out, &cx, vni, &pkt, from, Some("reply".into()), None);
+                return forward(
+                    out,
+                    &cx,
+                    vni,
+                    &pkt,
+                    ip_dst,
+                    from,
+                    Some("reply".into()),
+                    None,
+                );
             }
         }
         out.say("flow", "new flow".into());
         // Policy.
         if cx.t.identity.is_none() {
             out.say("policy", "identity is off: no policy".into());
-            return forward(out, &cx, vni, &pkt, from, Some("no_policy".into()), None);
+            return forward(
+                out,
+                &cx,
+                vni,
+                &pkt,
+                ip_dst,
+                from,
+                Some("no_policy".into()),
+                None,
+            );
         }
         if let (IpAddr::V4(a), true) = (key.flow.dst, cx.t.gateway_mac(vni) == Some(pkt.dst_mac)) {
             if cx.t.is_gateway_address(a) {
                 out.say("policy", "to the gateway itself: answered by warden".into());
-                return forward(out, &cx, vni, &pkt, from, Some("gateway".into()), None);
+                return forward(
+                    out,
+                    &cx,
+                    vni,
+                    &pkt,
+                    ip_dst,
+                    from,
+                    Some("gateway".into()),
+                    None,
+                );
             }
         }
         let id = cx.t.identity.as_ref().expect("identity checked above");
@@ -348,7 +377,7 @@ impl Engine {
                 out.say("l7", text);
             }
         }
-        forward(out, &cx, vni, &pkt, from, verdict, rule)
+        forward(out, &cx, vni, &pkt, ip_dst, from, verdict, rule)
     }
 }
 
@@ -404,12 +433,15 @@ fn l7_verdict(
     )
 }
 
-/// Forwarding, stamp or strip, and output.
+/// Forwarding, stamp or strip, and output. `ip_dst`: the packet's own
+/// destination address (`Pkt::addrs`).
+#[allow(clippy::too_many_arguments)]
 fn forward(
     mut out: Out,
     cx: &Ctx,
     vni: u16,
     pkt: &super::meta::Pkt,
+    ip_dst: IpAddr,
     from: From,
     verdict: Option<String>,
     rule: Option<String>,
@@ -417,7 +449,7 @@ fn forward(
     use crate::counters::DropReason as D;
     let (mut vni, mut dst_mac) = (vni, pkt.dst_mac);
     if cx.t.gateway_mac(vni) == Some(pkt.dst_mac) {
-        let IpAddr::V4(dst) = pkt.ip_dst else {
+        let IpAddr::V4(dst) = ip_dst else {
             return dropped(out, "route", D::NoRoute);
         };
         if cx.t.is_gateway_address(dst) {
