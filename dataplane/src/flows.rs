@@ -348,9 +348,14 @@ pub enum FwdAction {
     Port(u16),
     /// Switched to a peer VTEP.
     Peer(u16),
-    /// Routed into VNI `out_vni` toward next hop MAC `mac` (`to_u64` bits);
-    /// where that MAC lives is looked up again in the FDB.
-    Routed { out_vni: u16, mac: u64 },
+    /// Routed into VNI `out_vni` toward next hop MAC `mac` (`to_u64` bits),
+    /// which the FDB placed at `to` when this was cached (the stamp's FDB
+    /// generation and second keep that answer current).
+    Routed {
+        out_vni: u16,
+        mac: u64,
+        to: crate::fdb::Location,
+    },
 }
 
 /// What a cached decision depends on besides the frame: the FDB's and the

@@ -1,7 +1,8 @@
 //! The switch stage's per-flow forwarding cache (OVS's exact-match cache,
 //! on the flow entry classify already found): where a flow's last frame
 //! went, so the next frames of that flow skip the FDB learn and lookup
-//! and, for routed flows, the whole route stage.
+//! and, for routed flows, the whole route stage and the egress switch (the
+//! next hop's FDB location is cached with the flow).
 //!
 //! A cached decision is used only when nothing it was made from has
 //! changed: the frame's MACs and VNI are the same, and so are the FDB's
@@ -12,8 +13,9 @@
 //! origin was checked by classify (a frame of a known flow from another
 //! origin never gets here), so a hit is the decision the uncached stages
 //! would have made. Anything unusual (a routed frame with IP options, a
-//! TTL about to expire, a frame too big, packets waiting for a next hop,
-//! an FDB miss) takes the uncached path, which decides and counts it.
+//! TTL about to expire, a frame too big, packets waiting for a next hop;
+//! a next hop the FDB did not know is never cached) takes the uncached
+//! path, which decides and counts it.
 //!
 //! The cache is filled only with unicast decisions for IP frames of a
 //! known flow received from a port or a peer; it lives in the flow table's
@@ -124,13 +126,13 @@ pub(super) fn hit(
         FwdAction::Port(p) => Some(Next::Deliver(p)),
         FwdAction::Peer(r) => Some(Next::Encap(r)),
         FwdAction::Routed { .. } if route_pending => None,
-        FwdAction::Routed { out_vni, mac } => route_hit(cx, buf, m, out_vni, mac, routed),
+        FwdAction::Routed { out_vni, mac, to } => route_hit(cx, buf, m, out_vni, mac, to, routed),
     }
 }
 
 /// A routed flow's frame: the route stage's checks (anything it would
-/// answer or drop goes to it), its rewrite, and the egress switch's FDB
-/// lookup of the next hop.
+/// answer or drop goes to it), its rewrite, and the egress switch's
+/// decision (the next hop's FDB location `to`, cached with the flow).
 #[inline]
 fn route_hit(
     cx: &mut Ctx,
@@ -138,6 +140,7 @@ fn route_hit(
     m: &mut Meta,
     out_vni: u16,
     mac: u64,
+    to: Location,
     routed: &mut RunTally,
 ) -> Option<Next> {
     // A packet waiting for a next hop may wait for this sender.
@@ -161,7 +164,7 @@ fn route_hit(
     {
         return None;
     }
-    let next = match cx.st.fdb.lookup_bits(out_vni, mac, cx.st.now_s)? {
+    let next = match to {
         Location::Port(p) => Next::Deliver(p),
         Location::Peer(r) => Next::Encap(r),
     };

@@ -428,7 +428,15 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
     match cx.st.router.neighbor(out_vni, next_hop) {
         Some(dst_mac) => {
             // The flow's next frames skip this stage while nothing changes.
-            if fwd_cache::cacheable(&v.meta[i]) {
+            // Where the next hop lives is the egress switch's FDB lookup,
+            // made now: nothing between here and there changes the FDB for
+            // this frame, and a later change bumps the generation.
+            let to = || {
+                cx.st
+                    .fdb
+                    .lookup_bits(out_vni, dst_mac.to_u64(), cx.st.now_s)
+            };
+            if let Some(to) = fwd_cache::cacheable(&v.meta[i]).then(to).flatten() {
                 let flow = v.meta[i].flow;
                 fwd_cache::fill(
                     cx,
@@ -438,6 +446,7 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
                     FwdAction::Routed {
                         out_vni,
                         mac: dst_mac.to_u64(),
+                        to,
                     },
                 );
             }
