@@ -172,6 +172,10 @@ impl Engine {
             Err(r) => return dropped(out, "classify", r),
         };
         let (ip_src, ip_dst) = pkt.addrs(&q.frame);
+        // Every outcome but a drop forwards this packet, with what decided it.
+        let go = |out: Out, verdict: Option<String>, rule: Option<String>| {
+            forward(out, &cx, vni, &pkt, ip_dst, from, verdict, rule)
+        };
         let what = match pkt.kind {
             Kind::Ip => format!(
                 "{} {}:{} -> {}:{}",
@@ -208,7 +212,7 @@ impl Engine {
         }
         if pkt.kind != Kind::Ip {
             out.say("classify", "not a flow of its own: switched".into());
-            return forward(out, &cx, vni, &pkt, ip_dst, from, None, None);
+            return go(out, None, None);
         }
         // Identity.
         let header = q.header_identity.map(IdentityId);
@@ -256,16 +260,7 @@ impl Engine {
             if e.verdict == Verdict::Revoked {
                 return dropped(out, "flow", D::PolicyRevoked);
             }
-            return forward(
-                out,
-                &cx,
-                vni,
-                &pkt,
-                ip_dst,
-                from,
-                Some(e.verdict.name().to_string()),
-                rule,
-            );
+            return go(out, Some(e.verdict.name().to_string()), rule);
         }
         let mut back = key.reversed();
         if let Some(v) = super::classify::routed_vni(cx.t, vni, pkt.dst_mac, key.flow.dst) {
@@ -280,46 +275,19 @@ impl Engine {
                     "flow",
                     format!("the reply of a known flow (verdict {})", f.verdict.name()),
                 );
-                return forward(
-                    out,
-                    &cx,
-                    vni,
-                    &pkt,
-                    ip_dst,
-                    from,
-                    Some("reply".into()),
-                    None,
-                );
+                return go(out, Some("reply".into()), None);
             }
         }
         out.say("flow", "new flow".into());
         // Policy.
         if cx.t.identity.is_none() {
             out.say("policy", "identity is off: no policy".into());
-            return forward(
-                out,
-                &cx,
-                vni,
-                &pkt,
-                ip_dst,
-                from,
-                Some("no_policy".into()),
-                None,
-            );
+            return go(out, Some("no_policy".into()), None);
         }
         if let (IpAddr::V4(a), true) = (key.flow.dst, cx.t.gateway_mac(vni) == Some(pkt.dst_mac)) {
             if cx.t.is_gateway_address(a) {
                 out.say("policy", "to the gateway itself: answered by warden".into());
-                return forward(
-                    out,
-                    &cx,
-                    vni,
-                    &pkt,
-                    ip_dst,
-                    from,
-                    Some("gateway".into()),
-                    None,
-                );
+                return go(out, Some("gateway".into()), None);
             }
         }
         let id = cx.t.identity.as_ref().expect("identity checked above");
@@ -377,7 +345,7 @@ impl Engine {
                 out.say("l7", text);
             }
         }
-        forward(out, &cx, vni, &pkt, ip_dst, from, verdict, rule)
+        go(out, verdict, rule)
     }
 }
 
