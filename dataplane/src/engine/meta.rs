@@ -121,34 +121,21 @@ impl Pkt {
     /// `f`: the flow key's for an IP flow; for an ICMP error (whose key is
     /// the quoted flow's) read from its IP header; unspecified otherwise.
     pub fn addrs(&self, f: &[u8]) -> (std::net::IpAddr, std::net::IpAddr) {
-        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-        let none = (
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        );
-        match self.kind {
-            Kind::Ip => (self.key.flow.src, self.key.flow.dst),
-            Kind::IcmpError => {
-                let h = f.get(usize::from(self.l3)..).unwrap_or(&[]);
-                match h.first().map(|b| b >> 4) {
-                    Some(4) => h.get(12..20).map_or(none, |a| {
-                        (
-                            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
-                            IpAddr::V4(Ipv4Addr::new(a[4], a[5], a[6], a[7])),
-                        )
-                    }),
-                    Some(6) => h.get(8..40).map_or(none, |a| {
-                        let v6 = |b: &[u8]| {
-                            let mut o = [0u8; 16];
-                            o.copy_from_slice(b);
-                            IpAddr::V6(Ipv6Addr::from(o))
-                        };
-                        (v6(&a[..16]), v6(&a[16..]))
-                    }),
-                    _ => none,
-                }
-            }
-            Kind::Arp | Kind::Unknown => none,
+        use overlay::{ipv4, ipv6};
+        use std::net::{IpAddr, Ipv4Addr};
+        let none = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        if self.kind == Kind::Ip {
+            return (self.key.flow.src, self.key.flow.dst);
+        }
+        let l3 = f.get(usize::from(self.l3)..).unwrap_or(&[]);
+        if self.kind != Kind::IcmpError {
+            (none, none)
+        } else if let Ok(h) = ipv4::Packet::new_checked(l3) {
+            (h.src_addr().into(), h.dst_addr().into())
+        } else if let Ok(h) = ipv6::Packet::new_checked(l3) {
+            (h.src_addr().into(), h.dst_addr().into())
+        } else {
+            (none, none)
         }
     }
 }
