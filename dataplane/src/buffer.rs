@@ -322,6 +322,29 @@ impl Pool {
         }
     }
 
+    /// Moves `n` empty buffers (at most what is available) onto `to`:
+    /// a port that trades buffers gives these in exchange for `n` it
+    /// receives (see [`Pool::take_back`]).
+    #[inline]
+    pub fn lend(&mut self, n: usize, to: &mut Vec<Buf>) {
+        let keep = self.free.len().saturating_sub(n);
+        to.extend(self.free.drain(keep..));
+    }
+
+    /// Takes back, emptied, the last `n` buffers of `from` (the exchange
+    /// for `n` a port transmitted), as far as the pool has room.
+    #[inline]
+    pub fn take_back(&mut self, n: usize, from: &mut Vec<Buf>) {
+        let n = n
+            .min(from.len())
+            .min(self.capacity.saturating_sub(self.free.len()));
+        let at = from.len() - n;
+        self.free.extend(from.drain(at..).map(|mut b| {
+            b.reset();
+            b
+        }));
+    }
+
     /// Buffers ready to be taken.
     #[inline]
     pub fn available(&self) -> usize {

@@ -76,36 +76,6 @@ impl Wire {
         true
     }
 
-    /// Queues `buf` toward end `to` and returns a spare in exchange, or
-    /// hands `buf` back when that direction is full.
-    fn push_buf(&mut self, to: usize, buf: Buf) -> Result<Buf, Buf> {
-        if self.queues[to].len() >= self.capacity {
-            return Err(buf);
-        }
-        match self.spare.pop() {
-            Some(spare) => {
-                self.queues[to].push_back(buf);
-                Ok(spare)
-            }
-            None => Err(buf),
-        }
-    }
-
-    /// Takes the oldest frame toward end `to`, leaving `empty` in its place.
-    fn pop_buf(&mut self, to: usize, mut empty: Buf) -> Result<Buf, Buf> {
-        match self.queues[to].pop_front() {
-            Some(mut buf) => {
-                empty.reset();
-                self.spare.push(empty);
-                // A buffer the other end transmitted may start anywhere
-                // in its headroom (encap prepended, decap trimmed).
-                buf.as_received();
-                Ok(buf)
-            }
-            None => Err(empty),
-        }
-    }
-
     /// Passes the oldest frame toward end `to` to `f` and removes it.
     fn pop_with<R>(&mut self, to: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let mut buf = self.queues[to].pop_front()?;
@@ -198,64 +168,59 @@ impl MemoryPort {
 impl Port for MemoryPort {
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Burst) -> Result<usize, PortError> {
         let mut wire = self.wire.borrow_mut();
-        // How many to take is known up front: the loop only moves buffers
-        // (the counters are added once per burst).
-        let before = out.len();
+        let wire = &mut *wire;
+        // Trade in bulk: `n` empties from the pool become spares, `n`
+        // queued frames go into the burst (the counters once per burst).
         let n = out.room().min(wire.len(self.end)).min(pool.available());
+        pool.lend(n, &mut wire.spare);
         let mut bytes = 0u64;
-        for _ in 0..n {
-            let Some(empty) = pool.get() else {
-                break;
-            };
-            let buf = match wire.pop_buf(self.end, empty) {
-                Ok(buf) => buf,
-                Err(empty) => {
-                    pool.put(empty);
-                    break;
-                }
-            };
+        for mut buf in wire.queues[self.end].drain(..n) {
+            // A buffer the other end transmitted may start anywhere in
+            // its headroom (encap prepended, decap trimmed).
+            buf.as_received();
             bytes += buf.len() as u64;
             if let Err(b) = out.push(buf) {
+                // Not reached: `n` fits the burst's room.
                 pool.put(b);
-                break;
             }
         }
-        let got = out.len() - before;
-        self.stats.rx_packets += got as u64;
+        self.stats.rx_packets += n as u64;
         self.stats.rx_bytes += bytes;
-        Ok(got)
+        Ok(n)
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst, pool: &mut Pool) -> TxOutcome {
         let mut wire = self.wire.borrow_mut();
-        let mut res = TxOutcome::default();
-        let (mut bytes, mut too_long, mut full) = (0u64, 0u64, 0u64);
+        let wire = &mut *wire;
+        let to = 1 - self.end;
+        // Each frame queued takes a spare back into the pool, in bulk at
+        // the end; the wire owns as many buffers as before.
+        let room = wire.capacity.saturating_sub(wire.queues[to].len());
+        let can_send = room.min(wire.spare.len());
+        let (mut sent, mut bytes, mut too_long, mut full) = (0usize, 0u64, 0u64, 0u64);
         for buf in bufs.drain() {
             // The wire carries frames of up to BUF_SIZE bytes, as a slot did.
             if buf.len() > BUF_SIZE {
                 too_long += 1;
                 pool.put(buf);
-                continue;
-            }
-            let len = buf.len() as u64;
-            match wire.push_buf(1 - self.end, buf) {
-                Ok(spare) => {
-                    res.sent += 1;
-                    bytes += len;
-                    pool.put(spare);
-                }
-                Err(buf) => {
-                    full += 1;
-                    pool.put(buf);
-                }
+            } else if sent < can_send {
+                sent += 1;
+                bytes += buf.len() as u64;
+                wire.queues[to].push_back(buf);
+            } else {
+                full += 1;
+                pool.put(buf);
             }
         }
-        res.dropped = (too_long + full) as usize;
-        self.stats.tx_packets += res.sent as u64;
+        pool.take_back(sent, &mut wire.spare);
+        self.stats.tx_packets += sent as u64;
         self.stats.tx_bytes += bytes;
         self.stats.tx_errors += too_long;
         self.stats.tx_ring_full += full;
-        res
+        TxOutcome {
+            sent,
+            dropped: (too_long + full) as usize,
+        }
     }
 
     fn name(&self) -> &str {
