@@ -328,6 +328,9 @@ pub struct WorkerCounters {
     pub routed_packets: Counter,
     /// Frames the switch forwarded by a flow's cached decision.
     pub fwd_cache_hits: Counter,
+    /// Of those, frames the express lane took from the wire to encap or
+    /// delivery in one pass (`engine/express.rs`).
+    pub express_hits: Counter,
     pub icmp_errors_sent: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
@@ -371,6 +374,7 @@ impl WorkerCounters {
             peers: (0..peers).map(|_| PeerCounters::default()).collect(),
             routed_packets: Counter::default(),
             fwd_cache_hits: Counter::default(),
+            express_hits: Counter::default(),
             icmp_errors_sent: Counter::default(),
             arp_replies_sent: Counter::default(),
             arp_requests_sent: Counter::default(),

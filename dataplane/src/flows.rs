@@ -337,6 +337,11 @@ pub struct Fwd {
     pub vni: u16,
     pub action: FwdAction,
     pub stamp: FwdStamp,
+    /// The flow's frames need nothing but this decision (classify found
+    /// the flow plain: `engine/meta.rs` `PLAIN`), so the express lane may
+    /// take them (`engine/express.rs`). Any change to the entry through
+    /// [`FlowTable::get_mut`] clears it.
+    pub express: bool,
 }
 
 /// Where a flow's frames went, as the switch (and the router) decided.
@@ -381,6 +386,7 @@ impl Fwd {
             epoch: 0,
             second: 0,
         },
+        express: false,
     };
 }
 
@@ -545,13 +551,34 @@ impl FlowTable {
         s.entry.as_ref()
     }
 
+    /// The entry of `r`, to change. Whatever the caller changes, the
+    /// flow's frames leave the express lane until classify finds the flow
+    /// plain again ([`Fwd::express`]); counting a packet is [`FlowTable::touch`].
     #[inline]
     pub fn get_mut(&mut self, r: FlowRef) -> Option<&mut FlowEntry> {
         let s = self.slots.get_mut(r.idx as usize)?;
         if s.gen != r.gen {
             return None;
         }
+        s.fwd.express = false;
         s.entry.as_mut()
+    }
+
+    /// Counts a packet of `len` bytes at engine second `now` on flow `r`
+    /// if it came from the flow's `origin`, and returns the entry; None
+    /// (nothing changed) for a stale handle or another origin. Only the
+    /// counters change: cached decisions stay.
+    #[inline]
+    pub fn touch(&mut self, r: FlowRef, origin: Origin, now: u32, len: u64) -> Option<&FlowEntry> {
+        let s = self.slots.get_mut(r.idx as usize)?;
+        if s.gen != r.gen {
+            return None;
+        }
+        let e = s.entry.as_mut().filter(|e| e.origin == origin)?;
+        e.last_seen = now;
+        e.packets += 1;
+        e.bytes += len;
+        Some(e)
     }
 
     /// The switch's cached decision for flow `r` (none for a stale handle).
@@ -567,6 +594,17 @@ impl FlowTable {
         if let Some(s) = self.slots.get_mut(r.idx as usize) {
             if s.gen == r.gen && s.entry.is_some() {
                 s.fwd = fwd;
+            }
+        }
+    }
+
+    /// Lets flow `r`'s cached decision take the express lane (ignored for
+    /// a stale handle).
+    #[inline]
+    pub fn set_express(&mut self, r: FlowRef) {
+        if let Some(s) = self.slots.get_mut(r.idx as usize) {
+            if s.gen == r.gen && s.entry.is_some() {
+                s.fwd.express = true;
             }
         }
     }

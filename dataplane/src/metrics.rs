@@ -347,6 +347,11 @@ impl Collector for Scrape {
             s.fwd_cache_hits,
         )?;
         e.counter(
+            "warden_express_hits",
+            "Of the cached forwards, frames the express lane took from the wire to encap or delivery in one pass.",
+            s.express_hits,
+        )?;
+        e.counter(
             "warden_icmp_errors_sent",
             "ICMP errors the gateway sent.",
             s.icmp_errors_sent,

@@ -290,6 +290,10 @@ pub struct Snapshot {
     /// lookup, and for routed flows the route stage, skipped).
     #[serde(default)]
     pub fwd_cache_hits: u64,
+    /// Of those, frames the express lane took from the wire to encap or
+    /// delivery in one pass.
+    #[serde(default)]
+    pub express_hits: u64,
     pub icmp_errors_sent: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
@@ -458,6 +462,7 @@ impl Snapshot {
             peers,
             routed_packets: c.sum(|w| w.routed_packets.get()),
             fwd_cache_hits: c.sum(|w| w.fwd_cache_hits.get()),
+            express_hits: c.sum(|w| w.express_hits.get()),
             icmp_errors_sent: c.sum(|w| w.icmp_errors_sent.get()),
             arp_replies_sent: c.sum(|w| w.arp_replies_sent.get()),
             arp_requests_sent: c.sum(|w| w.arp_requests_sent.get()),
@@ -548,14 +553,15 @@ impl Snapshot {
         }
         let _ = writeln!(
             s,
-            "\nrouted {}  icmp errors {}  arp replies {}  arp requests {}  fdb {}  neighbors {}  cached forwards {}",
+            "\nrouted {}  icmp errors {}  arp replies {}  arp requests {}  fdb {}  neighbors {}  cached forwards {} (express {})",
             self.routed_packets,
             self.icmp_errors_sent,
             self.arp_replies_sent,
             self.arp_requests_sent,
             self.fdb_entries,
             self.neighbors,
-            self.fwd_cache_hits
+            self.fwd_cache_hits,
+            self.express_hits
         );
         let f = &self.flow_table;
         let _ = writeln!(

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use super::ingress_identity;
 use overlay::MacAddr;
 
-use super::meta::{From, Kind, Meta, Next, Pkt, Vector, ANSWER, RECHECK};
+use super::meta::{From, Kind, Meta, Next, Pkt, Vector, ANSWER, PLAIN, RECHECK};
 use super::tables::{IdentityTables, PeerIdent, Tables};
 use super::{fwd_cache, Ctx};
 use crate::buffer::Buf;
@@ -301,6 +301,9 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
     }
     let pkt = &m.pkt;
+    // A known flow's packet with nothing to do but forward: its frames may
+    // take the express lane once the switch has cached where they go.
+    let mut plain = found.is_some() && header.is_none() && cx.t.identity.is_none();
     let r = match found {
         Some(r) => match known(cx, r, origin, header_id, len, pkt.dst_mac, &mut seen) {
             Ok(()) => r,
@@ -331,6 +334,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
     }
     if seen.recheck {
         m.flags |= RECHECK;
+        plain = false;
     }
     m.l7 = seen.l7;
     if header.is_some() {
@@ -349,6 +353,7 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         }
     }
     if m.l7 != crate::l7flows::NO_L7 {
+        plain = false;
         if m.l7 & crate::l7flows::SERVER_SIDE == 0 {
             return Next::Inspect;
         }
@@ -367,9 +372,13 @@ fn flow(cx: &mut Ctx, buf: &mut Option<Buf>, m: &mut Meta, origin: Origin) -> Ne
         && m.pkt.key.flow.protocol == overlay::IpProtocol::UDP
         && m.pkt.key.flow.src_port == 53
     {
+        plain = false;
         if let Some(b) = buf.as_ref() {
             learn_fqdn(cx, b.frame(), usize::from(m.pkt.l3), seen.opener);
         }
+    }
+    if plain {
+        m.flags |= PLAIN;
     }
     Next::Switch
 }
@@ -517,15 +526,10 @@ fn known(
     out: &mut Seen,
 ) -> Result<(), DropReason> {
     let now = cx.st.now_s;
-    let Some(e) = cx.st.flows.get_mut(r) else {
+    // Counted only when it comes from the flow's origin.
+    let Some(e) = cx.st.flows.touch(r, origin, now, len) else {
         return Err(DropReason::FlowOriginMismatch);
     };
-    if e.origin != origin {
-        return Err(DropReason::FlowOriginMismatch);
-    }
-    e.last_seen = now;
-    e.packets += 1;
-    e.bytes += len;
     *out = Seen::of(e);
     let Some(hid) = header_id else {
         return Ok(());
@@ -533,6 +537,9 @@ fn known(
     if hid == e.src_identity && e.source == IdentitySource::Header {
         return Ok(());
     }
+    let Some(e) = cx.st.flows.get_mut(r) else {
+        return Err(DropReason::FlowOriginMismatch);
+    };
     // The same authenticated origin now vouches for another identity (a
     // restarted workload): decide again.
     let (key, reply, known_dst) = (e.key, e.verdict == Verdict::Reply, e.dst_identity);

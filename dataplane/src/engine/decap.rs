@@ -4,25 +4,20 @@
 //! sender must be a configured peer that carries the VNI (both by hash
 //! lookup), and the buffer is trimmed to the inner frame.
 
+use std::net::Ipv4Addr;
+
+use overlay::Decapped;
+
 use super::meta::{From, Next, Vector, OUTER_SHAPE};
-use super::{csum, Ctx};
-use crate::buffer::BufFlags;
-use crate::counters::{DropReason, RunTally};
+use super::{csum, Ctx, Tables};
+use crate::buffer::{Buf, BufFlags};
+use crate::counters::{DropReason, RunTally, WorkerCounters};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     // Per (peer, VNI) counters, added once per run of packets.
     let mut tally = RunTally::new();
     let c = cx.c;
-    let flush = |(peer, vni): (u16, u16), packets: u64, bytes: u64| {
-        c.peers[usize::from(peer)].rx_packets.add(packets);
-        let vc = &c.vnis[usize::from(vni)];
-        vc.rx_decap_packets.add(packets);
-        vc.rx_decap_bytes.add(bytes);
-    };
-    // Last-hit caches for the burst (VPP's decap keeps one): a burst
-    // mostly comes from one peer in one VNI.
-    let mut last_peer: Option<(std::net::Ipv4Addr, u16)> = None;
-    let mut last_vni: Option<(overlay::Vni, u16)> = None;
+    let mut senders = Senders::default();
     for (slot, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         if m.next != Next::Decap {
             continue;
@@ -49,48 +44,83 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
                 continue;
             }
         };
-        let peer = match last_peer {
-            Some((a, p)) if a == d.outer_src => p,
-            _ => {
-                let Some(p) = cx.t.peer_index(d.outer_src) else {
-                    m.next = Next::Drop(DropReason::NotAPeer);
-                    continue;
-                };
-                last_peer = Some((d.outer_src, p));
-                p
+        let (peer, vni) = match senders.resolve(cx.t, &d) {
+            Ok(x) => x,
+            Err(reason) => {
+                m.next = Next::Drop(reason);
+                continue;
             }
         };
-        let vni = match last_vni {
-            Some((id, x)) if id == d.vni => x,
-            _ => {
-                let Some(x) = cx.t.vni_index(d.vni) else {
-                    m.next = Next::Drop(DropReason::UnknownVni);
-                    continue;
-                };
-                last_vni = Some((d.vni, x));
-                x
-            }
-        };
-        if !cx.t.peers[usize::from(peer)].carries(usize::from(vni)) {
-            m.next = Next::Drop(DropReason::PeerVniNotAllowed);
-            continue;
-        }
-        buf.trim_front(d.inner_offset);
-        // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
-        buf.set_len(d.inner_len);
-        finish_partial_checksum(buf);
-        tally.add((peer, vni), buf.len() as u64, flush);
+        trim(buf, &d);
+        tally.add((peer, vni), buf.len() as u64, |k, n, b| {
+            count_rx(c, k, n, b)
+        });
         m.from = From::Peer(peer);
         m.vni = vni;
         m.gbp = d.gbp.map(|g| g.group);
         m.next = Next::Classify;
     }
-    tally.finish(flush);
+    tally.finish(|k, n, b| count_rx(c, k, n, b));
+}
+
+/// Per (peer, VNI index) receive counters: `packets` decapsulated frames
+/// of `bytes` inner bytes.
+#[inline]
+pub(super) fn count_rx(c: &WorkerCounters, (peer, vni): (u16, u16), packets: u64, bytes: u64) {
+    c.peers[usize::from(peer)].rx_packets.add(packets);
+    let vc = &c.vnis[usize::from(vni)];
+    vc.rx_decap_packets.add(packets);
+    vc.rx_decap_bytes.add(bytes);
+}
+
+/// Who sent a decapsulated frame, with last-hit caches for the burst (VPP's
+/// decap keeps one): a burst mostly comes from one peer in one VNI.
+#[derive(Debug, Default)]
+pub(super) struct Senders {
+    peer: Option<(Ipv4Addr, u16)>,
+    vni: Option<(overlay::Vni, u16)>,
+}
+
+impl Senders {
+    /// The peer index and VNI index of frame `d`: a configured peer (by its
+    /// outer source address) that carries the VNI, or why it is dropped.
+    #[inline(always)]
+    pub(super) fn resolve(&mut self, t: &Tables, d: &Decapped) -> Result<(u16, u16), DropReason> {
+        let peer = match self.peer {
+            Some((a, p)) if a == d.outer_src => p,
+            _ => {
+                let p = t.peer_index(d.outer_src).ok_or(DropReason::NotAPeer)?;
+                self.peer = Some((d.outer_src, p));
+                p
+            }
+        };
+        let vni = match self.vni {
+            Some((id, x)) if id == d.vni => x,
+            _ => {
+                let x = t.vni_index(d.vni).ok_or(DropReason::UnknownVni)?;
+                self.vni = Some((d.vni, x));
+                x
+            }
+        };
+        if !t.peers[usize::from(peer)].carries(usize::from(vni)) {
+            return Err(DropReason::PeerVniNotAllowed);
+        }
+        Ok((peer, vni))
+    }
+}
+
+/// Trims the buffer to the inner frame `d` found in it.
+#[inline]
+pub(super) fn trim(buf: &mut Buf, d: &Decapped) {
+    buf.trim_front(d.inner_offset);
+    // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
+    buf.set_len(d.inner_len);
+    finish_partial_checksum(buf);
 }
 
 /// Complete a checksum the sending kernel left to offload (see `csum`).
 #[inline]
-pub(super) fn finish_partial_checksum(buf: &mut crate::buffer::Buf) {
+pub(super) fn finish_partial_checksum(buf: &mut Buf) {
     if buf.flags.contains(BufFlags::CSUM_NOT_READY) {
         csum::complete_l4_checksum(buf.frame_mut());
         buf.flags.remove(BufFlags::CSUM_NOT_READY);

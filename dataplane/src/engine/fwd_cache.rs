@@ -29,7 +29,7 @@
 
 use overlay::{checksum, ethernet, ipv4, MacAddr};
 
-use super::meta::{From, Kind, Meta, Next, ROUTED};
+use super::meta::{From, Kind, Meta, Next, PLAIN, ROUTED};
 use super::{route, switch, Ctx};
 use crate::buffer::Buf;
 use crate::counters::RunTally;
@@ -38,7 +38,7 @@ use crate::flows::{FlowRef, Fwd, FwdAction, FwdStamp};
 
 /// What a cached decision depends on, now.
 #[inline]
-fn stamp(cx: &Ctx) -> FwdStamp {
+pub(super) fn stamp(cx: &Ctx) -> FwdStamp {
     FwdStamp {
         fdb: cx.st.fdb.generation() as u32,
         router: cx.st.router.generation() as u32,
@@ -48,9 +48,17 @@ fn stamp(cx: &Ctx) -> FwdStamp {
 }
 
 /// Remember that flow `flow`'s frame with MACs `macs` in `vni` went
-/// `action` (called by the uncached path once it decided).
+/// `action` (called by the uncached path once it decided); `express`:
+/// classify found the flow plain (`meta::PLAIN`).
 #[inline]
-pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), action: FwdAction) {
+pub(super) fn fill(
+    cx: &mut Ctx,
+    flow: FlowRef,
+    vni: u16,
+    macs: (u64, u64),
+    action: FwdAction,
+    express: bool,
+) {
     if !cx.st.fwd_cache {
         return;
     }
@@ -60,6 +68,7 @@ pub(super) fn fill(cx: &mut Ctx, flow: FlowRef, vni: u16, macs: (u64, u64), acti
         vni,
         action,
         stamp: stamp(cx),
+        express,
     };
     cx.st.flows.set_fwd(flow, fwd);
 }
@@ -117,41 +126,110 @@ pub(super) fn hit(
     routed: &mut RunTally,
     route_pending: bool,
 ) -> Option<Next> {
+    let b = buf.as_mut()?;
+    let (h, express) = check(cx, flow, vni, macs, b.frame(), route_pending)?;
+    // The same decision for a frame classify found plain: the flow's next
+    // frames may take the express lane (until the stamp changes).
+    if !express && m.flags & PLAIN != 0 {
+        cx.st.flows.set_express(flow);
+    }
+    Some(apply(cx, b, m, h, routed))
+}
+
+/// A cached decision that holds for a frame, not yet applied.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Hit {
+    /// Switched: deliver to a port or encapsulate toward a peer.
+    To(Next),
+    /// Routed into `out_vni` toward `mac`, then `next`; the IP packet is
+    /// `total` bytes long.
+    Routed {
+        out_vni: u16,
+        mac: u64,
+        next: Next,
+        total: usize,
+    },
+}
+
+/// Whether flow `flow` has a cached decision for `frame` (MACs `macs`, in
+/// `vni`) that holds now, and whether it allows the express lane; it
+/// changes nothing (see [`hit`] for `route_pending`).
+#[inline]
+pub(super) fn check(
+    cx: &Ctx,
+    flow: FlowRef,
+    vni: u16,
+    macs: (u64, u64),
+    frame: &[u8],
+    route_pending: bool,
+) -> Option<(Hit, bool)> {
     let f = *cx.st.flows.fwd(flow)?;
     if f.dst != macs.0 || f.src != macs.1 || f.vni != vni || f.stamp != stamp(cx) {
         return None;
     }
-    match f.action {
-        FwdAction::None => None,
-        FwdAction::Port(p) => Some(Next::Deliver(p)),
-        FwdAction::Peer(r) => Some(Next::Encap(r)),
-        FwdAction::Routed { .. } if route_pending => None,
-        FwdAction::Routed { out_vni, mac, to } => route_hit(cx, buf, m, out_vni, mac, to, routed),
-    }
+    let h = match f.action {
+        FwdAction::None => return None,
+        FwdAction::Port(p) => Hit::To(Next::Deliver(p)),
+        FwdAction::Peer(r) => Hit::To(Next::Encap(r)),
+        FwdAction::Routed { .. } if route_pending => return None,
+        FwdAction::Routed { out_vni, mac, to } => {
+            let total = route_check(cx, frame)?;
+            let next = match to {
+                Location::Port(p) => Next::Deliver(p),
+                Location::Peer(r) => Next::Encap(r),
+            };
+            Hit::Routed {
+                out_vni,
+                mac,
+                next,
+                total,
+            }
+        }
+    };
+    Some((h, f.express))
+}
+
+/// Applies a decision [`check`] found for the frame in `buf`: a routed
+/// frame is rewritten (and counted in `routed`).
+#[inline(always)]
+pub(super) fn apply(
+    cx: &mut Ctx,
+    buf: &mut Buf,
+    m: &mut Meta,
+    h: Hit,
+    routed: &mut RunTally,
+) -> Next {
+    let (out_vni, mac, next, total) = match h {
+        Hit::To(next) => return next,
+        Hit::Routed {
+            out_vni,
+            mac,
+            next,
+            total,
+        } => (out_vni, mac, next, total),
+    };
+    // Ethernet padding beyond the IP packet is not forwarded.
+    buf.set_len(ethernet::HEADER_LEN + total);
+    route::rewrite(cx, buf, out_vni, MacAddr::from_u64(mac));
+    routed.add((m.vni, out_vni), 0, |(a, b), n, _| {
+        route::count_routed(cx.c, a, b, n)
+    });
+    m.vni = out_vni;
+    m.from = From::Router;
+    m.flags |= ROUTED;
+    next
 }
 
 /// A routed flow's frame: the route stage's checks (anything it would
-/// answer or drop goes to it), its rewrite, and the egress switch's
-/// decision (the next hop's FDB location `to`, cached with the flow).
+/// answer or drop goes to it). The IP packet's length when they pass.
 #[inline]
-fn route_hit(
-    cx: &mut Ctx,
-    buf: &mut Option<Buf>,
-    m: &mut Meta,
-    out_vni: u16,
-    mac: u64,
-    to: Location,
-    routed: &mut RunTally,
-) -> Option<Next> {
+fn route_check(cx: &Ctx, frame: &[u8]) -> Option<usize> {
     // A packet waiting for a next hop may wait for this sender.
     if cx.st.router.has_parked() {
         return None;
     }
     let max_frame = cx.t.max_inner_frame;
-    let buf = buf.as_mut()?;
-    let (_, l3) = buf
-        .frame()
-        .split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    let (_, l3) = frame.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
     let iph = l3.first_chunk::<{ ipv4::HEADER_LEN }>()?;
     let total = usize::from(u16::from_be_bytes([iph[2], iph[3]]));
     // Version 4 without options, whole, TTL left, checksum right.
@@ -164,18 +242,5 @@ fn route_hit(
     {
         return None;
     }
-    let next = match to {
-        Location::Port(p) => Next::Deliver(p),
-        Location::Peer(r) => Next::Encap(r),
-    };
-    // Ethernet padding beyond the IP packet is not forwarded.
-    buf.set_len(ethernet::HEADER_LEN + total);
-    route::rewrite(cx, buf, out_vni, MacAddr::from_u64(mac));
-    routed.add((m.vni, out_vni), 0, |(a, b), n, _| {
-        route::count_routed(cx.c, a, b, n)
-    });
-    m.vni = out_vni;
-    m.from = From::Router;
-    m.flags |= ROUTED;
-    Some(next)
+    Some(total)
 }

@@ -2,8 +2,10 @@
 //! the same config, one with the cache and one without, are fed the same
 //! random sequences of switched and routed frames (TTLs about to expire,
 //! bad checksums, IP options, oversized and padded frames, other source
-//! MACs), MAC moves, neighbor changes and clock jumps, and must send the
-//! same bytes out of every port and count the same.
+//! MACs, a live tuple sent from another peer), MAC moves, neighbor
+//! changes, reloads and clock jumps, and must send the same bytes out of
+//! every port and count the same. The engine with the cache also runs the
+//! express lane (`express.rs`), which must change nothing either.
 
 use std::net::Ipv4Addr;
 
@@ -11,6 +13,7 @@ use overlay::{arp, EtherType, MacAddr};
 use proptest::prelude::*;
 
 use super::*;
+use crate::flows::Key;
 
 const H3_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 0x33]);
 const H3_IP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 33);
@@ -34,6 +37,8 @@ enum Ev {
     Announce { who: u8, at: u8 },
     /// The clock jumps (FDB and neighbor aging, the per-second caches).
     Tick(u8),
+    /// The same config applied again (a new epoch: cached decisions go).
+    Reload,
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -50,6 +55,7 @@ fn event() -> impl Strategy<Value = Ev> {
         6 => proptest::collection::vec(frame(), 1..6).prop_map(Ev::Burst),
         2 => (0u8..6, 0u8..6).prop_map(|(who, at)| Ev::Announce { who, at }),
         1 => (0u8..3).prop_map(Ev::Tick),
+        1 => Just(Ev::Reload),
     ]
 }
 
@@ -128,7 +134,13 @@ fn render(fr: &Frame) -> (u16, usize, u32, Vec<u8>) {
         // Ethernet padding after the IP packet.
         f.extend_from_slice(&[0; 8]);
     }
-    (d.port, d.peer, d.vni, f)
+    // A live tuple sent from the other peer of VNI 100 (not its origin).
+    let peer = if fr.variant == 12 && d.port == 0 {
+        (d.peer + 1) % 2
+    } else {
+        d.peer
+    };
+    (d.port, peer, d.vni, f)
 }
 
 /// The broadcast ARP request host `who` sends for the gateway from `at`.
@@ -170,12 +182,14 @@ fn queue(r: &Rig, port: u16, peer: usize, vni: u32, f: &[u8]) {
     }
 }
 
-/// What a rig sent (underlay VXLAN, each access port) and counted.
+/// What a rig sent (underlay VXLAN, each access port) and counted, and its
+/// flows' packet and byte counts.
 type Observed = (
     Vec<Vec<u8>>,
     Vec<Vec<Vec<u8>>>,
     Vec<(&'static str, u64)>,
     Vec<u64>,
+    Vec<(Key, u64, u64)>,
 );
 
 /// Everything a rig sent and counted since the last look.
@@ -183,13 +197,30 @@ fn observe(r: &Rig) -> Observed {
     let c = r.eng.counters();
     let mut counts = vec![c.routed_packets.get(), c.icmp_errors_sent.get()];
     for v in &c.vnis {
-        counts.extend([v.routed_in.get(), v.routed_out.get(), v.flood_copies.get()]);
+        counts.extend([
+            v.routed_in.get(),
+            v.routed_out.get(),
+            v.flood_copies.get(),
+            v.rx_decap_packets.get(),
+            v.rx_decap_bytes.get(),
+            v.tx_encap_packets.get(),
+        ]);
     }
+    counts.extend(c.peers.iter().map(|p| p.rx_packets.get()));
+    let mut flows: Vec<_> = r
+        .eng
+        .st
+        .flows
+        .iter()
+        .map(|(_, e)| (e.key, e.packets, e.bytes))
+        .collect();
+    flows.sort_by_key(|f| format!("{:?}", f.0));
     (
         r.vxlan_out(),
         [A1, A2, B1].iter().map(|&p| r.port_out(p)).collect(),
         r.drops(),
         counts,
+        flows,
     )
 }
 
@@ -207,7 +238,17 @@ fn tick(a: &mut Rig, b: &mut Rig, secs: u64) {
     }
 }
 
-fn run_case(events: &[Ev]) -> Result<u64, TestCaseError> {
+/// Both engines take the same config again.
+fn reload(r: &mut Rig) {
+    let cfg = config::parse_warden(CONFIG, "reload.toml").expect("valid");
+    let tables = super::super::Tables::build(&cfg).expect("tables");
+    r.eng
+        .apply(std::sync::Arc::new(tables), &[])
+        .expect("reload");
+}
+
+/// Cached forwards and, of those, express ones of the engine with the cache.
+fn run_case(events: &[Ev]) -> Result<(u64, u64), TestCaseError> {
     let (mut a, mut b) = (rig(), rig());
     b.eng.st.fwd_cache = false;
     tick(&mut a, &mut b, 0);
@@ -233,6 +274,10 @@ fn run_case(events: &[Ev]) -> Result<u64, TestCaseError> {
                 b.eng.poll();
             }
             Ev::Tick(k) => tick(&mut a, &mut b, [1, 31, 301][usize::from(*k)]),
+            Ev::Reload => {
+                reload(&mut a);
+                reload(&mut b);
+            }
         }
         let (oa, ob) = (observe(&a), observe(&b));
         prop_assert_eq!(&oa, &ob, "event {} {:?} of {:?}", n, ev, events);
@@ -244,25 +289,105 @@ fn run_case(events: &[Ev]) -> Result<u64, TestCaseError> {
         }
     }
     prop_assert_eq!(b.eng.counters().fwd_cache_hits.get(), 0);
-    Ok(a.eng.counters().fwd_cache_hits.get())
+    let c = a.eng.counters();
+    Ok((c.fwd_cache_hits.get(), c.express_hits.get()))
 }
 
 #[test]
-fn the_cache_changes_no_output_and_no_counter() {
-    let hits = std::cell::Cell::new(0u64);
+fn the_cache_and_the_express_lane_change_no_output_and_no_counter() {
+    let hits = std::cell::Cell::new((0u64, 0u64));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 200,
         ..ProptestConfig::default()
     });
     runner
         .run(&proptest::collection::vec(event(), 1..60), |events| {
-            hits.set(hits.get() + run_case(&events)?);
+            let (cached, express) = run_case(&events)?;
+            let (c, e) = hits.get();
+            hits.set((c + cached, e + express));
             Ok(())
         })
         .unwrap();
-    // The cache was used, routed and switched (not a test that cannot fail).
-    eprintln!("cache hits: {}", hits.get());
-    assert!(hits.get() > 400, "cache hits: {}", hits.get());
+    // The cache and the lane were used, routed and switched (not a test
+    // that cannot fail).
+    let (cached, express) = hits.get();
+    eprintln!("cache hits: {cached}, express: {express}");
+    assert!(cached > 400, "cache hits: {cached}");
+    assert!(express > 40, "express hits: {express}");
+}
+
+#[test]
+fn an_established_flow_goes_express_and_its_tuple_from_another_peer_does_not() {
+    let mut r = rig();
+    // H2 (behind peer 0) -> H1 on a1, switched in VNI 100.
+    let h2 = Frame {
+        flow: 1,
+        sport: 0,
+        variant: 0,
+        src_mac: 0,
+    };
+    let send = |r: &mut Rig, fr: &Frame| {
+        let (port, peer, vni, f) = render(fr);
+        queue(r, port, peer, vni, &f);
+        r.eng.poll();
+    };
+    // H1 announces itself on a1.
+    let (port, peer, vni, f) = announce(4, 0);
+    queue(&r, port, peer, vni, &f);
+    r.eng.poll();
+    r.port_out(A1);
+    for _ in 0..4 {
+        send(&mut r, &h2);
+    }
+    assert_eq!(r.port_out(A1).len(), 4);
+    let c = r.eng.counters();
+    // The first decides and the second hits in classify (which finds the
+    // flow plain): the third and fourth go express.
+    assert_eq!(c.fwd_cache_hits.get(), 3);
+    assert_eq!(c.express_hits.get(), 2);
+    // The only flow: H2 -> H1.
+    let key_packets = |r: &Rig| -> u64 { r.eng.st.flows.iter().map(|(_, e)| e.packets).sum() };
+    let before = key_packets(&r);
+    // The same tuple from peer 1: not that flow's origin. Dropped, counted,
+    // and the entry is not touched; the lane does not take it.
+    send(
+        &mut r,
+        &Frame {
+            variant: 12,
+            ..h2.clone()
+        },
+    );
+    assert_eq!(r.port_out(A1), Vec::<Vec<u8>>::new());
+    assert_eq!(r.drop_count(DropReason::FlowOriginMismatch), 1);
+    assert_eq!(r.eng.counters().express_hits.get(), 2);
+    assert_eq!(key_packets(&r), before);
+    // A burst that starts express and meets the spoof: the lane stops
+    // there, the staged path drops the spoof and forwards what follows.
+    for fr in [
+        h2.clone(),
+        Frame {
+            variant: 12,
+            ..h2.clone()
+        },
+        h2.clone(),
+    ] {
+        let (port, peer, vni, f) = render(&fr);
+        queue(&r, port, peer, vni, &f);
+    }
+    r.eng.poll();
+    assert_eq!(r.port_out(A1).len(), 2);
+    assert_eq!(r.drop_count(DropReason::FlowOriginMismatch), 2);
+    assert_eq!(r.eng.counters().express_hits.get(), 3);
+    // A reload (new epoch): the staged path decides the next frame again
+    // (a known, plain flow: marked express at once), then the lane takes
+    // the frames after it.
+    reload(&mut r);
+    for _ in 0..3 {
+        send(&mut r, &h2);
+    }
+    assert_eq!(r.port_out(A1).len(), 3);
+    assert_eq!(r.eng.counters().express_hits.get(), 5);
+    r.assert_no_leak();
 }
 
 #[test]

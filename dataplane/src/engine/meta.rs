@@ -156,6 +156,10 @@ pub const ANSWER: u8 = 16;
 /// its common shape (`overlay::DecapShape::matches`): decap checks only
 /// the checksum and the lengths.
 pub const OUTER_SHAPE: u8 = 32;
+/// Classify found a known flow with nothing to do but forward (identity
+/// off, no header, no L7, no recheck, no DNS answer to learn from): the
+/// forwarding cache may let its next frames take the express lane.
+pub const PLAIN: u8 = 64;
 
 /// Per-packet metadata.
 #[derive(Debug, Clone, Copy)]

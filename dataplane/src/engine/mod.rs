@@ -31,6 +31,7 @@ mod classify;
 mod csum;
 mod decap;
 mod encap;
+mod express;
 mod fwd_cache;
 mod ingress_identity;
 mod inspect;
@@ -151,6 +152,9 @@ pub struct State {
     /// tests that compare an engine with and without: checked only where
     /// the cache is filled).
     pub fwd_cache: bool,
+    /// Whether underlay bursts start with the express lane (always, but
+    /// for the tests that compare an engine with and without).
+    pub express: bool,
 }
 
 impl State {
@@ -325,6 +329,7 @@ impl Engine {
             denial_next: 0,
             fwd_epoch: 0,
             fwd_cache: true,
+            express: true,
             learn: crate::learn::LearnTable::new(),
             reject_tokens: REJECT_ANSWERS_PER_SEC,
             l7: crate::l7flows::L7Table::new(t.peers.len() + n_ports),
@@ -517,21 +522,33 @@ impl Engine {
             }
             note(&mut cx, vec, "rx");
         }
-        // A burst comes from one port: the underlay's, or an access port's.
-        if underlay {
-            if rx_underlay::run(&mut cx, vec, host) {
-                *host_due = true;
-            }
-            note(&mut cx, vec, "rx_underlay");
-            decap::run(&mut cx, vec);
-            note(&mut cx, vec, "decap");
+        // The leading packets of established flows whose whole decision is
+        // cached take the express lane (not while a trace notes stages).
+        let express = if underlay && cx.st.express && !tracing {
+            express::run(&mut cx, vec)
         } else {
-            rx_access::run(&mut cx, vec);
-            note(&mut cx, vec, "rx_access");
-        }
-        // Bursts with no inspected (or revoked) flow skip those stages.
-        let needs = classify::run(&mut cx, vec);
-        note(&mut cx, vec, "classify");
+            0
+        };
+        let needs = if express < vec.len() {
+            // A burst comes from one port: the underlay's, or an access port's.
+            if underlay {
+                if rx_underlay::run(&mut cx, vec, host) {
+                    *host_due = true;
+                }
+                note(&mut cx, vec, "rx_underlay");
+                decap::run(&mut cx, vec);
+                note(&mut cx, vec, "decap");
+            } else {
+                rx_access::run(&mut cx, vec);
+                note(&mut cx, vec, "rx_access");
+            }
+            // Bursts with no inspected (or revoked) flow skip those stages.
+            let needs = classify::run(&mut cx, vec);
+            note(&mut cx, vec, "classify");
+            needs
+        } else {
+            classify::Needs::default()
+        };
         if needs.inspect {
             inspect::run(&mut cx, vec);
             note(&mut cx, vec, "inspect");

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::meta::{From, Meta, Next, Vector, ROUTED};
+use super::meta::{From, Meta, Next, Vector, PLAIN, ROUTED};
 use super::{fwd_cache, Ctx, Tables};
 use crate::buffer::Buf;
 use crate::counters::{DropReason, RunTally, WorkerCounters};
@@ -437,7 +437,7 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
                     .lookup_bits(out_vni, dst_mac.to_u64(), cx.st.now_s)
             };
             if let Some(to) = fwd_cache::cacheable(&v.meta[i]).then(to).flatten() {
-                let flow = v.meta[i].flow;
+                let (flow, plain) = (v.meta[i].flow, v.meta[i].flags & PLAIN != 0);
                 fwd_cache::fill(
                     cx,
                     flow,
@@ -448,6 +448,7 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
                         mac: dst_mac.to_u64(),
                         to,
                     },
+                    plain,
                 );
             }
             let Some(buf) = v.bufs[i].as_mut() else {

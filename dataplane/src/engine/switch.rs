@@ -9,7 +9,7 @@
 
 use overlay::MacAddr;
 
-use super::meta::{From, Kind, Next, Vector, FLOOD_COPY, ROUTED};
+use super::meta::{From, Kind, Next, Vector, FLOOD_COPY, PLAIN, ROUTED};
 use super::{fwd_cache, route, Ctx, MAX_FLOOD};
 use crate::counters::{DropReason, RunTally};
 use crate::fdb::{Learned, Location};
@@ -71,6 +71,7 @@ fn switch(
     // An IP frame of a known flow from a port or peer: the flow's cached
     // decision, when nothing it was made from changed (fwd_cache.rs).
     let cacheable = fwd_cache::cacheable(&v.meta[i]);
+    let plain = v.meta[i].flags & PLAIN != 0;
     if cacheable {
         let (buf, m) = (&mut v.bufs[i], &mut v.meta[i]);
         let hit = fwd_cache::hit(cx, buf, m, flow, vni, (dst, src), tally, route_pending);
@@ -126,13 +127,13 @@ fn switch(
         }
         Some(Location::Port(p)) => {
             if cacheable {
-                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Port(p));
+                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Port(p), plain);
             }
             Next::Deliver(p)
         }
         Some(Location::Peer(r)) => {
             if cacheable {
-                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Peer(r));
+                fwd_cache::fill(cx, flow, vni, (dst, src), FwdAction::Peer(r), plain);
             }
             Next::Encap(r)
         }

@@ -1106,3 +1106,36 @@ proptest! {
         check_invariants(&t);
     }
 }
+
+#[test]
+fn touch_counts_only_from_the_origin_and_get_mut_takes_the_express_mark() {
+    let mut t = FlowTable::new(16, 2, 2, 8);
+    let r = t.insert(entry(key(1), peer(0), 5)).unwrap();
+    t.set_fwd(
+        r,
+        Fwd {
+            action: FwdAction::Peer(1),
+            ..Fwd::NONE
+        },
+    );
+    t.set_express(r);
+    assert!(t.fwd(r).unwrap().express);
+    // Another origin: nothing counted.
+    assert!(t.touch(r, peer(1), 9, 100).is_none());
+    let e = t.get(r).unwrap();
+    assert_eq!((e.packets, e.bytes, e.last_seen), (0, 0, 5));
+    // The origin: counted, and the cached decision stays express.
+    let e = t.touch(r, peer(0), 9, 100).unwrap();
+    assert_eq!((e.packets, e.bytes, e.last_seen), (1, 100, 9));
+    assert!(t.fwd(r).unwrap().express);
+    // Any change through get_mut: the decision stays, the mark goes.
+    t.get_mut(r).unwrap().egress = Egress::Peer(1);
+    let f = t.fwd(r).unwrap();
+    assert_eq!(f.action, FwdAction::Peer(1));
+    assert!(!f.express);
+    // A stale handle marks nothing.
+    t.remove(r);
+    t.set_express(r);
+    assert!(t.touch(r, peer(0), 9, 100).is_none());
+    check_invariants(&t);
+}
