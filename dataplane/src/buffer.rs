@@ -403,6 +403,20 @@ impl Burst {
         self.bufs.reserve_exact(BURST - self.bufs.len());
     }
 
+    /// Moves the first `n` buffers of `from` (at most its length and this
+    /// burst's room) to the end of the burst, as they are, and returns the
+    /// new ones, for a port to finish receiving.
+    #[inline]
+    pub fn take_front(&mut self, from: &mut Vec<Buf>, n: usize) -> &mut [Buf] {
+        if self.bufs.capacity() < BURST {
+            self.reserve_burst();
+        }
+        let n = n.min(from.len()).min(self.room());
+        let before = self.bufs.len();
+        self.bufs.extend(from.drain(..n));
+        &mut self.bufs[before..]
+    }
+
     /// Removes the last buffer.
     #[inline]
     pub fn pop(&mut self) -> Option<Buf> {

@@ -120,7 +120,10 @@ fn admit(
     let d = DecapShape::decap_matched(f)?;
     let (peer, vni) = senders.resolve(cx.t, &d).ok()?;
     let inner = f.get(d.inner_offset..d.inner_offset + d.inner_len)?;
-    parse::parse_into(inner, vni, &mut m.pkt).ok()?;
+    match parse::parse_common(inner, vni) {
+        Some(p) => m.pkt = p,
+        None => parse::parse_into(inner, vni, &mut m.pkt).ok()?,
+    }
     if m.pkt.kind != Kind::Ip {
         return None;
     }

@@ -66,7 +66,7 @@ pub enum Kind {
 }
 
 /// The parsed frame.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pkt {
     pub kind: Kind,
     pub dst_mac: MacAddr,

@@ -78,6 +78,65 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
     }
 }
 
+/// The inner frames most traffic is, parsed from fixed offsets for the
+/// express lane: untagged IPv4 without options, not a non-first fragment,
+/// TCP or UDP with its ports (and for TCP its sequence number) within the
+/// packet. `None` for any other frame: [`parse_into`] decides it. For a
+/// frame it accepts, the answer is [`parse_into`]'s (a property test and
+/// the parse fuzz target hold it to that).
+#[inline(always)]
+pub(super) fn parse_common(f: &[u8], vni: u16) -> Option<Pkt> {
+    const L3: usize = 14;
+    const L4: usize = L3 + 20;
+    let h = f.first_chunk::<{ L4 + 8 }>()?;
+    if h[12] != 0x08 || h[13] != 0x00 || h[L3] != 0x45 {
+        return None;
+    }
+    let total = usize::from(be16(h, L3 + 2));
+    let protocol = IpProtocol(h[L3 + 9]);
+    // What parse_into needs of the L4 header: TCP's first 8 bytes, UDP's 4.
+    let l4_min = match protocol {
+        IpProtocol::TCP => 8,
+        IpProtocol::UDP => 4,
+        _ => return None,
+    };
+    if be16(h, L3 + 6) & 0x1fff != 0 || total < 20 + l4_min || total > f.len() - L3 {
+        return None;
+    }
+    let tcp = (protocol == IpProtocol::TCP).then(|| {
+        // The flags when the segment has them (byte 13 of its header).
+        let flags = if total > 20 + 13 {
+            f.get(L4 + 13).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        (
+            flags,
+            u32::from_be_bytes([h[L4 + 4], h[L4 + 5], h[L4 + 6], h[L4 + 7]]),
+        )
+    });
+    let a = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
+    Some(Pkt {
+        kind: Kind::Ip,
+        dst_mac: MacAddr([h[0], h[1], h[2], h[3], h[4], h[5]]),
+        src_mac: MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]),
+        l3: L3 as u16,
+        key: Key {
+            vni,
+            class: FlowClass::Ports,
+            flow: overlay::FlowKey {
+                src: IpAddr::V4(a(L3 + 12)),
+                dst: IpAddr::V4(a(L3 + 16)),
+                protocol,
+                src_port: be16(h, L4),
+                dst_port: be16(h, L4 + 2),
+            },
+        },
+        tcp,
+        arp_sender: Pkt::EMPTY.arp_sender,
+    })
+}
+
 #[inline(always)]
 fn parse_ipv4(p: &[u8], pkt: &mut Pkt) -> Result<(), DropReason> {
     let Some((h, _)) = p.split_first_chunk::<20>() else {
@@ -382,5 +441,79 @@ mod tests {
             parse(&eth(0x86dd, 0, &ip), 0).unwrap_err(),
             DropReason::Ipv6ExtChain
         );
+    }
+
+    /// A frame near the common shape: TCP or UDP (or another protocol) over
+    /// IPv4 with a payload, then edits: random bytes in the first 50, a
+    /// total length moved, the frame cut short or padded.
+    fn near_common() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![Just(6u8), Just(17u8), Just(1u8), any::<u8>()],
+            0usize..40,
+            prop_oneof![3 => Just(0u16), 1 => Just(0x2000u16), 1 => Just(0x4000u16), 1 => any::<u16>()],
+            any::<u8>(),
+            proptest::collection::vec((0usize..50, any::<u8>()), 0..3),
+            -30i32..30,
+            prop_oneof![4 => Just(0i32), 1 => -40i32..20],
+        )
+            .prop_map(|(proto, l4_len, frag, flags, edits, total_shift, cut)| {
+                let mut l4 = tcp(40000, 80, 0x0102_0304, flags);
+                l4.resize(l4_len, 0x5a);
+                let mut f = eth(0x0800, 0, &ipv4(proto, frag, &l4));
+                let total = u16::from_be_bytes([f[16], f[17]]) as i32 + total_shift;
+                f[16..18].copy_from_slice(&(total.clamp(0, 0xffff) as u16).to_be_bytes());
+                for (at, b) in edits {
+                    if at < f.len() {
+                        f[at] = b;
+                    }
+                }
+                let len = (f.len() as i32 + cut).max(0) as usize;
+                f.resize(len, 0);
+                f
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(20_000))]
+        /// What the express lane's parse accepts, parse_into accepts with
+        /// the same answer.
+        #[test]
+        fn parse_common_is_parse_into_where_it_answers(f in near_common(), vni in 0u16..4) {
+            if let Some(p) = parse_common(&f, vni) {
+                proptest::prop_assert_eq!(parse(&f, vni), Ok(p));
+            }
+        }
+    }
+
+    #[test]
+    fn parse_common_takes_the_common_shape_and_leaves_the_rest() {
+        let tcp_frame = eth(0x0800, 0, &ipv4(6, 0x4000, &tcp(1000, 80, 77, 0x18)));
+        assert_eq!(
+            parse_common(&tcp_frame, 2),
+            Some(parse(&tcp_frame, 2).unwrap())
+        );
+        let udp_frame = eth(0x0800, 0, &ipv4(17, 0, &[0, 53, 0, 99, 0, 8, 0, 0]));
+        assert_eq!(
+            parse_common(&udp_frame, 0),
+            Some(parse(&udp_frame, 0).unwrap())
+        );
+        // Padded beyond the IP packet: still the same answer.
+        let mut padded = udp_frame.clone();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(parse_common(&padded, 0), Some(parse(&padded, 0).unwrap()));
+        // A segment too short to carry its flags: flags 0, as parse_into says.
+        let short = eth(0x0800, 0, &ipv4(6, 0, &tcp(1, 2, 3, 0x10)[..10]));
+        assert_eq!(parse_common(&short, 0).unwrap().tcp, Some((0, 3)));
+        assert_eq!(parse_common(&short, 0), Some(parse(&short, 0).unwrap()));
+        for other in [
+            eth(0x0800, 1, &ipv4(6, 0, &tcp(1, 2, 3, 0))),
+            eth(0x0800, 0, &ipv4(1, 0, &[8, 0, 0, 0, 0, 1, 0, 1])),
+            eth(0x0800, 0, &ipv4(6, 0x0001, &tcp(1, 2, 3, 0))),
+            eth(0x86dd, 0, &[0; 60]),
+            eth(0x0800, 0, &ipv4(17, 0, &[0, 53])),
+        ] {
+            assert_eq!(parse_common(&other, 0), None, "{other:?}");
+        }
     }
 }

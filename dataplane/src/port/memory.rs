@@ -8,7 +8,6 @@
 //! end transmitted (before its peer receives them).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
@@ -33,7 +32,9 @@ use crate::buffer::{Buf, Burst, Pool, BUF_SIZE};
 #[derive(Debug)]
 struct Wire {
     /// Frames queued in each direction (index: the receiving end).
-    queues: [VecDeque<Buf>; 2],
+    /// Oldest first; a receiver takes from the front in bulk (a burst is
+    /// short, so moving the rest down is cheaper than a ring's wrap).
+    queues: [Vec<Buf>; 2],
     spare: Vec<Buf>,
     /// Frames one direction holds at most.
     capacity: usize,
@@ -46,10 +47,7 @@ impl Wire {
         spare.resize_with(2 * capacity, Buf::new);
         Wire {
             // Never grow past `capacity`: pushes check it.
-            queues: [
-                VecDeque::with_capacity(capacity),
-                VecDeque::with_capacity(capacity),
-            ],
+            queues: [Vec::with_capacity(capacity), Vec::with_capacity(capacity)],
             spare,
             capacity,
         }
@@ -72,17 +70,20 @@ impl Wire {
             self.spare.push(buf);
             return false;
         }
-        self.queues[to].push_back(buf);
+        self.queues[to].push(buf);
         true
     }
 
-    /// Passes the oldest frame toward end `to` to `f` and removes it.
-    fn pop_with<R>(&mut self, to: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let mut buf = self.queues[to].pop_front()?;
-        let r = f(buf.frame());
-        buf.reset();
-        self.spare.push(buf);
-        Some(r)
+    /// Passes every frame toward end `to` to `f`, oldest first, removes
+    /// them and returns how many.
+    fn drain_with(&mut self, to: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let n = self.queues[to].len();
+        for mut buf in self.queues[to].drain(..) {
+            f(buf.frame());
+            buf.reset();
+            self.spare.push(buf);
+        }
+        n
     }
 }
 
@@ -133,13 +134,8 @@ impl MemoryPort {
 
     /// Takes every frame this end transmitted that nobody received yet,
     /// oldest first, and returns how many.
-    pub fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut wire = self.wire.borrow_mut();
-        let mut n = 0;
-        while wire.pop_with(1 - self.end, &mut f).is_some() {
-            n += 1;
-        }
-        n
+    pub fn drain(&self, f: impl FnMut(&[u8])) -> usize {
+        self.wire.borrow_mut().drain_with(1 - self.end, f)
     }
 
     /// Transmits `frame` from this end without a pool, as a test or bench
@@ -150,13 +146,8 @@ impl MemoryPort {
 
     /// Takes every frame the other end transmitted that this end has not
     /// received yet, oldest first, and returns how many.
-    pub fn recv_all(&self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut wire = self.wire.borrow_mut();
-        let mut n = 0;
-        while wire.pop_with(self.end, &mut f).is_some() {
-            n += 1;
-        }
-        n
+    pub fn recv_all(&self, f: impl FnMut(&[u8])) -> usize {
+        self.wire.borrow_mut().drain_with(self.end, f)
     }
 
     /// Frames waiting to be received by this end.
@@ -174,15 +165,11 @@ impl Port for MemoryPort {
         let n = out.room().min(wire.len(self.end)).min(pool.available());
         pool.lend(n, &mut wire.spare);
         let mut bytes = 0u64;
-        for mut buf in wire.queues[self.end].drain(..n) {
+        for buf in out.take_front(&mut wire.queues[self.end], n) {
             // A buffer the other end transmitted may start anywhere in
             // its headroom (encap prepended, decap trimmed).
             buf.as_received();
             bytes += buf.len() as u64;
-            if let Err(b) = out.push(buf) {
-                // Not reached: `n` fits the burst's room.
-                pool.put(b);
-            }
         }
         self.stats.rx_packets += n as u64;
         self.stats.rx_bytes += bytes;
@@ -193,24 +180,27 @@ impl Port for MemoryPort {
         let mut wire = self.wire.borrow_mut();
         let wire = &mut *wire;
         let to = 1 - self.end;
-        // Each frame queued takes a spare back into the pool, in bulk at
-        // the end; the wire owns as many buffers as before.
+        // The wire carries frames of up to BUF_SIZE bytes, as a slot did:
+        // longer ones are dropped (never the case for a burst the engine
+        // built, so checked once for the whole burst first).
+        let mut too_long = 0u64;
+        if bufs.iter().any(|b| b.len() > BUF_SIZE) {
+            bufs.retain_or_free(pool, |b| {
+                let fits = b.len() <= BUF_SIZE;
+                too_long += u64::from(!fits);
+                fits
+            });
+        }
+        // Each frame queued takes a spare back into the pool, in bulk; the
+        // wire owns as many buffers as before. What does not fit is dropped.
         let room = wire.capacity.saturating_sub(wire.queues[to].len());
-        let can_send = room.min(wire.spare.len());
-        let (mut sent, mut bytes, mut too_long, mut full) = (0usize, 0u64, 0u64, 0u64);
-        for buf in bufs.drain() {
-            // The wire carries frames of up to BUF_SIZE bytes, as a slot did.
-            if buf.len() > BUF_SIZE {
-                too_long += 1;
-                pool.put(buf);
-            } else if sent < can_send {
-                sent += 1;
-                bytes += buf.len() as u64;
-                wire.queues[to].push_back(buf);
-            } else {
-                full += 1;
-                pool.put(buf);
-            }
+        let sent = bufs.len().min(room).min(wire.spare.len());
+        let bytes: u64 = bufs[..sent].iter().map(|b| b.len() as u64).sum();
+        let mut drained = bufs.drain();
+        wire.queues[to].extend(drained.by_ref().take(sent));
+        let full = drained.len() as u64;
+        for buf in drained {
+            pool.put(buf);
         }
         pool.take_back(sent, &mut wire.spare);
         self.stats.tx_packets += sent as u64;
