@@ -6,7 +6,7 @@
 
 use overlay::MacAddr;
 
-use crate::buffer::Buf;
+use crate::buffer::{Buf, Burst, Pool};
 use crate::counters::DropReason;
 use crate::flows::{FlowClass, FlowRef, Key, Verdict};
 use identity::IdentityId;
@@ -248,6 +248,25 @@ impl Vector {
         self.bufs.push(Some(buf));
         self.meta.push(meta);
         Ok(self.meta.len() - 1)
+    }
+
+    /// Appends every buffer of a received burst, each with `meta`, and
+    /// returns their bytes; what does not fit goes back to `pool` (a
+    /// received burst never exceeds the vector).
+    #[inline]
+    pub fn push_burst(&mut self, rx: &mut Burst, meta: Meta, pool: &mut Pool) -> u64 {
+        let n = rx.len().min(VECTOR_CAP.saturating_sub(self.meta.len()));
+        self.meta.resize(self.meta.len() + n, meta);
+        let mut bytes = 0u64;
+        let mut drained = rx.drain();
+        self.bufs.extend(drained.by_ref().take(n).map(|b| {
+            bytes += b.len() as u64;
+            Some(b)
+        }));
+        for b in drained {
+            pool.put(b);
+        }
+        bytes
     }
 
     /// The frame of packet `i` (empty once consumed).

@@ -463,21 +463,12 @@ impl Engine {
                 None => (meta::Next::Done, 0),
             }
         };
-        let mut bytes = 0u64;
         // A capture is one branch per burst when off.
         if self.st.capture.is_some() {
             capture_rx(&mut self.st.capture, &self.rx, p);
         }
-        for buf in self.rx.drain() {
-            bytes += buf.len() as u64;
-            // A received burst never exceeds the vector.
-            if let Err(b) = self
-                .vec
-                .push(buf, meta::Meta::new(next, From::Port(p), vni))
-            {
-                self.pool.put(b);
-            }
-        }
+        let meta = meta::Meta::new(next, From::Port(p), vni);
+        let bytes = self.vec.push_burst(&mut self.rx, meta, &mut self.pool);
         c.ports[pi].rx_bytes.add(bytes);
         self.run_vector(p == self.tables.underlay_port);
         self.flush();
