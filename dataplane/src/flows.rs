@@ -515,24 +515,39 @@ impl FlowTable {
     /// cache hit inline; a miss asks the index out of line.
     #[inline(always)]
     pub fn lookup_hashed(&self, key: &Key, hash: u32) -> Option<FlowRef> {
-        let slot = &self.cache[cache_slot(key, hash)].0;
-        let (k, r) = slot.get();
+        let at = cache_slot(key, hash);
+        let (k, r) = self.cache[at].0.get();
         if k == *key && self.is_live(r) {
             return Some(r);
         }
-        self.lookup_index(key, slot)
+        self.lookup_index(key, at)
     }
 
-    /// The index's answer for `key`, remembered in its cache `slot`.
+    /// The cache's second way for `key`, else the index's answer,
+    /// remembered in the cache (two ways per set: two flows that share a
+    /// set do not evict each other on every packet).
     #[inline(never)]
-    fn lookup_index(&self, key: &Key, slot: &Cell<(Key, FlowRef)>) -> Option<FlowRef> {
+    fn lookup_index(&self, key: &Key, at: usize) -> Option<FlowRef> {
+        let (k, r) = self.cache[at ^ 1].0.get();
+        if k == *key && self.is_live(r) {
+            return Some(r);
+        }
         let idx = *self.index.get(key)?;
         let r = FlowRef {
             idx,
             gen: self.slots[idx as usize].gen,
         };
-        slot.set((*key, r));
+        self.cache_fill(at, *key, r);
         Some(r)
+    }
+
+    /// Remember `key` -> `r` in the cache set of slot `at`: in the first
+    /// way unless it holds a live flow, else in the second.
+    #[inline]
+    fn cache_fill(&self, at: usize, key: Key, r: FlowRef) {
+        let (_, first) = self.cache[at].0.get();
+        let way = if self.is_live(first) { at ^ 1 } else { at };
+        self.cache[way].0.set((key, r));
     }
 
     #[inline]
@@ -677,7 +692,7 @@ impl FlowTable {
         self.link(o, idx);
         self.unestablished += 1;
         self.stats.created += 1;
-        self.cache[cache_slot(&key, hash)].0.set((key, r));
+        self.cache_fill(cache_slot(&key, hash), key, r);
         Ok(r)
     }
 

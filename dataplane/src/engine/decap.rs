@@ -112,9 +112,15 @@ impl Senders {
 /// Trims the buffer to the inner frame `d` found in it.
 #[inline]
 pub(super) fn trim(buf: &mut Buf, d: &Decapped) {
-    buf.trim_front(d.inner_offset);
+    trim_to(buf, d.inner_offset, d.inner_len);
+}
+
+/// Trims the buffer to the inner frame of `len` bytes at `offset`.
+#[inline]
+pub(super) fn trim_to(buf: &mut Buf, offset: usize, len: usize) {
+    buf.trim_front(offset);
     // Outer Ethernet padding (or trailing bytes) is not part of the inner frame.
-    buf.set_len(d.inner_len);
+    buf.set_len(len);
     finish_partial_checksum(buf);
 }
 

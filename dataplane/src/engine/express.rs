@@ -29,7 +29,7 @@
 //! packets). Off while a live trace notes each stage, and with the
 //! forwarding cache off (nothing is marked then).
 
-use overlay::{DecapShape, Decapped, MacAddr};
+use overlay::{DecapShape, MacAddr};
 
 use super::decap::{self, Senders};
 use super::fwd_cache::{self, Hit};
@@ -62,14 +62,16 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> usize {
             m.pkt = Pkt::EMPTY;
             break;
         };
+        // Counted only from the flow's origin; from anywhere else, nothing
+        // changed yet and the staged path drops it.
         let origin = Origin::Peer(x.peer);
-        let Some(e) = cx.st.flows.touch(x.flow, origin, now, x.d.inner_len as u64) else {
+        let Some(e) = cx.st.flows.touch(x.flow, origin, now, x.inner.1 as u64) else {
             m.pkt = Pkt::EMPTY;
             break;
         };
         let egress = e.egress;
         (m.verdict, m.src_identity, m.egress) = (e.verdict, e.src_identity, e.egress);
-        decap::trim(buf, &x.d);
+        decap::trim_to(buf, x.inner.0, x.inner.1);
         rx.add((x.peer, x.vni), buf.len() as u64, |k, n, b| {
             decap::count_rx(c, k, n, b)
         });
@@ -93,7 +95,8 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> usize {
 
 /// What [`admit`] found for a packet that may go express.
 struct Admitted {
-    d: Decapped,
+    /// Offset and length of the inner frame.
+    inner: (usize, usize),
     peer: u16,
     vni: u16,
     hash: u32,
@@ -120,9 +123,8 @@ fn admit(
     let d = DecapShape::decap_matched(f)?;
     let (peer, vni) = senders.resolve(cx.t, &d).ok()?;
     let inner = f.get(d.inner_offset..d.inner_offset + d.inner_len)?;
-    match parse::parse_common(inner, vni) {
-        Some(p) => m.pkt = p,
-        None => parse::parse_into(inner, vni, &mut m.pkt).ok()?,
+    if !parse::parse_common_into(inner, vni, &mut m.pkt) {
+        parse::parse_into(inner, vni, &mut m.pkt).ok()?;
     }
     if m.pkt.kind != Kind::Ip {
         return None;
@@ -131,13 +133,8 @@ fn admit(
     let flow = cx.st.flows.lookup_hashed(&m.pkt.key, hash)?;
     let macs = MacAddr::pair_from_frame(inner.first_chunk::<12>()?);
     let (hit, express) = fwd_cache::check(cx, flow, vni, macs, inner, false)?;
-    let from_origin = cx
-        .st
-        .flows
-        .get(flow)
-        .is_some_and(|e| e.origin == Origin::Peer(peer));
-    (express && from_origin).then_some(Admitted {
-        d,
+    express.then_some(Admitted {
+        inner: (d.inner_offset, d.inner_len),
         peer,
         vni,
         hash,

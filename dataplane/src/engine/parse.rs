@@ -78,19 +78,21 @@ pub(super) fn parse_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> Result<(), DropRe
     }
 }
 
-/// The inner frames most traffic is, parsed from fixed offsets for the
-/// express lane: untagged IPv4 without options, not a non-first fragment,
-/// TCP or UDP with its ports (and for TCP its sequence number) within the
-/// packet. `None` for any other frame: [`parse_into`] decides it. For a
-/// frame it accepts, the answer is [`parse_into`]'s (a property test and
-/// the parse fuzz target hold it to that).
+/// The inner frames most traffic is, parsed from fixed offsets into `pkt`
+/// for the express lane: untagged IPv4 without options, not a non-first
+/// fragment, TCP or UDP with its ports (and for TCP its sequence number)
+/// within the packet. False (`pkt` untouched) for any other frame:
+/// [`parse_into`] decides it. For a frame it takes, it writes what
+/// [`parse_into`] writes (a property test holds it to that).
 #[inline(always)]
-pub(super) fn parse_common(f: &[u8], vni: u16) -> Option<Pkt> {
+pub(super) fn parse_common_into(f: &[u8], vni: u16, pkt: &mut Pkt) -> bool {
     const L3: usize = 14;
     const L4: usize = L3 + 20;
-    let h = f.first_chunk::<{ L4 + 8 }>()?;
+    let Some(h) = f.first_chunk::<{ L4 + 8 }>() else {
+        return false;
+    };
     if h[12] != 0x08 || h[13] != 0x00 || h[L3] != 0x45 {
-        return None;
+        return false;
     }
     let total = usize::from(be16(h, L3 + 2));
     let protocol = IpProtocol(h[L3 + 9]);
@@ -98,12 +100,12 @@ pub(super) fn parse_common(f: &[u8], vni: u16) -> Option<Pkt> {
     let l4_min = match protocol {
         IpProtocol::TCP => 8,
         IpProtocol::UDP => 4,
-        _ => return None,
+        _ => return false,
     };
     if be16(h, L3 + 6) & 0x1fff != 0 || total < 20 + l4_min || total > f.len() - L3 {
-        return None;
+        return false;
     }
-    let tcp = (protocol == IpProtocol::TCP).then(|| {
+    pkt.tcp = (protocol == IpProtocol::TCP).then(|| {
         // The flags when the segment has them (byte 13 of its header).
         let flags = if total > 20 + 13 {
             f.get(L4 + 13).copied().unwrap_or(0)
@@ -116,25 +118,19 @@ pub(super) fn parse_common(f: &[u8], vni: u16) -> Option<Pkt> {
         )
     });
     let a = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
-    Some(Pkt {
-        kind: Kind::Ip,
-        dst_mac: MacAddr([h[0], h[1], h[2], h[3], h[4], h[5]]),
-        src_mac: MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]),
-        l3: L3 as u16,
-        key: Key {
-            vni,
-            class: FlowClass::Ports,
-            flow: overlay::FlowKey {
-                src: IpAddr::V4(a(L3 + 12)),
-                dst: IpAddr::V4(a(L3 + 16)),
-                protocol,
-                src_port: be16(h, L4),
-                dst_port: be16(h, L4 + 2),
-            },
-        },
-        tcp,
-        arp_sender: Pkt::EMPTY.arp_sender,
-    })
+    pkt.kind = Kind::Ip;
+    pkt.dst_mac = MacAddr([h[0], h[1], h[2], h[3], h[4], h[5]]);
+    pkt.src_mac = MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]);
+    pkt.l3 = L3 as u16;
+    pkt.key.vni = vni;
+    pkt.key.class = FlowClass::Ports;
+    let k = &mut pkt.key.flow;
+    k.src = IpAddr::V4(a(L3 + 12));
+    k.dst = IpAddr::V4(a(L3 + 16));
+    k.protocol = protocol;
+    k.src_port = be16(h, L4);
+    k.dst_port = be16(h, L4 + 2);
+    true
 }
 
 #[inline(always)]
@@ -480,10 +476,18 @@ mod tests {
         /// the same answer.
         #[test]
         fn parse_common_is_parse_into_where_it_answers(f in near_common(), vni in 0u16..4) {
-            if let Some(p) = parse_common(&f, vni) {
+            let mut p = Pkt::EMPTY;
+            if parse_common_into(&f, vni, &mut p) {
                 proptest::prop_assert_eq!(parse(&f, vni), Ok(p));
+            } else {
+                proptest::prop_assert_eq!(p, Pkt::EMPTY);
             }
         }
+    }
+
+    fn parse_common(f: &[u8], vni: u16) -> Option<Pkt> {
+        let mut p = Pkt::EMPTY;
+        parse_common_into(f, vni, &mut p).then_some(p)
     }
 
     #[test]
