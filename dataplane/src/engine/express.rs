@@ -42,6 +42,10 @@ use crate::flows::{FlowRef, Origin};
 /// Takes the leading packets of an underlay burst that may go express.
 /// Returns how many it took.
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> usize {
+    // With identity on, no flow is plain: nothing to try.
+    if cx.t.identity.is_some() {
+        return 0;
+    }
     let c = cx.c;
     let now = cx.st.now_s;
     let mut senders = Senders::default();
