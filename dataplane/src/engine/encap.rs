@@ -6,42 +6,50 @@ use overlay::{ethernet, OUTER_LEN};
 
 use super::meta::{Meta, Next, Vector};
 use super::Ctx;
-use crate::counters::{DropReason, RunTally};
+use crate::buffer::Buf;
+use crate::counters::{DropReason, RunTally, WorkerCounters};
 
 pub(super) fn run(cx: &mut Ctx, v: &mut Vector) {
     // Per (peer, VNI) counters, added once per run of packets.
     let mut tally = RunTally::new();
-    let c = cx.c;
-    let flush = |(r, vni): (u16, u16), packets: u64, bytes: u64| {
-        c.peers[usize::from(r)].tx_packets.add(packets);
-        let vc = &c.vnis[usize::from(vni)];
-        vc.tx_encap_packets.add(packets);
-        vc.tx_encap_bytes.add(bytes);
-    };
     for (slot, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
         let Next::Encap(r) = m.next else {
             continue;
         };
-        let next = encap(cx, slot, m, r);
-        if let Next::Tx(_) = next {
-            let inner_len = slot.as_ref().map_or(0, |b| b.len() - OUTER_LEN);
-            tally.add((r, m.vni), inner_len as u64, flush);
-        }
-        m.next = next;
+        m.next = encap(cx, slot.as_mut(), m, r, &mut tally);
     }
-    tally.finish(flush);
+    let c = cx.c;
+    tally.finish(|k, n, b| count_tx(c, k, n, b));
 }
 
-/// Encapsulate the packet in `slot` toward peer `r` (counted by the caller).
+/// Per (peer, VNI index) transmit counters: `packets` encapsulated frames
+/// of `bytes` inner bytes.
 #[inline]
-fn encap(cx: &mut Ctx, slot: &mut Option<crate::buffer::Buf>, m: &Meta, r: u16) -> Next {
+pub(super) fn count_tx(c: &WorkerCounters, (r, vni): (u16, u16), packets: u64, bytes: u64) {
+    c.peers[usize::from(r)].tx_packets.add(packets);
+    let vc = &c.vnis[usize::from(vni)];
+    vc.tx_encap_packets.add(packets);
+    vc.tx_encap_bytes.add(bytes);
+}
+
+/// Encapsulate the packet in `buf` toward peer `r`, counted in `tally`
+/// (added to the counters by [`count_tx`]). The stage and the express
+/// lane both call it.
+#[inline]
+pub(super) fn encap(
+    cx: &mut Ctx,
+    buf: Option<&mut Buf>,
+    m: &Meta,
+    r: u16,
+    tally: &mut RunTally,
+) -> Next {
     let Some(template) = &cx.st.templates[usize::from(r)] else {
         return Next::Drop(DropReason::NoPeerNextHop);
     };
     if cx.st.peer_down(r) {
         return Next::Drop(DropReason::PeerDown);
     }
-    let Some(buf) = slot.as_mut() else {
+    let Some(buf) = buf else {
         return Next::Done;
     };
     let inner_len = buf.len();
@@ -65,6 +73,8 @@ fn encap(cx: &mut Ctx, slot: &mut Option<crate::buffer::Buf>, m: &Meta, r: u16) 
         return Next::Drop(DropReason::TooBig);
     }
     overlay::tunnel::set_gbp(hdr, vni_id, None);
+    let c = cx.c;
+    tally.add((r, vni), inner_len as u64, |k, n, b| count_tx(c, k, n, b));
     Next::Tx(cx.t.underlay_port)
 }
 
