@@ -417,13 +417,6 @@ impl Burst {
         &mut self.bufs[before..]
     }
 
-    /// Takes the first `n` buffers out (at most all of them), in order.
-    #[inline]
-    pub fn drain_front(&mut self, n: usize) -> std::vec::Drain<'_, Buf> {
-        let n = n.min(self.bufs.len());
-        self.bufs.drain(..n)
-    }
-
     /// Removes the last buffer.
     #[inline]
     pub fn pop(&mut self) -> Option<Buf> {

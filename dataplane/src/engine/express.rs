@@ -1,8 +1,8 @@
 //! The express lane (OVS's exact-match cache in front of its classifier):
 //! the leading packets of an underlay burst that belong to flows whose
-//! whole decision is cached go from the received burst to their transmit
-//! burst in one pass (decap, the cached decision, encap), before the rest
-//! of the burst enters the vector and the stages.
+//! whole decision is cached go from the wire to encap (or delivery) in one
+//! pass, instead of through rx_underlay, decap and classify one stage at a
+//! time.
 //!
 //! It decides nothing itself. A packet takes it only when each stage would
 //! give the answer already cached, checked with the stages' own code:
@@ -10,10 +10,8 @@
 //!   `DecapShape::decap_matched` (which gives `overlay::decap`'s answer);
 //!   the sender is a configured peer that carries the VNI (decap's
 //!   `Senders`);
-//! - the inner frame parses as an IP flow (`parse_common_into`, held to
-//!   classify's `parse_into` by a property test, or `parse_into` itself)
-//!   that has an entry, from that peer (the flow's origin, checked by
-//!   `FlowTable::touch` before it counts anything);
+//! - the inner frame parses (classify's `parse_into`) as an IP flow that
+//!   has an entry, from that peer (the flow's origin);
 //! - the flow's cached forwarding decision holds for the frame
 //!   (`fwd_cache::check`: the same MACs and VNI, FDB and router
 //!   generations, config epoch and engine second; for a routed flow the
@@ -23,92 +21,78 @@
 //!   clears the mark; the stamp's second makes the staged path run at
 //!   least once a second per flow).
 //!
-//! Then encap (the stage's own function: identity is off, so nothing is
-//! stamped) and the output stage's send (`output::express_out`).
-//!
 //! The first packet that fails a check ends the lane for the burst: it and
-//! every packet after it take the staged path, behind the lane's packets,
-//! so the order of packets and the state each one sees are the staged
-//! path's. The lane counts what the staged path counts for these packets
-//! (decap's and encap's per peer and VNI counters, the flow's packets and
-//! bytes, forwarding cache hits, routed packets, encap's drops). The driver
-//! does not call it while a live trace or a capture runs, nor with identity
-//! on; with the forwarding cache off nothing is marked express.
+//! every packet after it take the staged path, so the order of packets and
+//! the state each one sees are the staged path's. The lane counts what the
+//! staged path counts for these packets (decap's per peer and VNI
+//! counters, the flow's packets and bytes, forwarding cache hits, routed
+//! packets). Off while a live trace notes each stage, and with the
+//! forwarding cache off (nothing is marked then).
 
 use overlay::{DecapShape, MacAddr};
 
 use super::decap::{self, Senders};
 use super::fwd_cache::{self, Hit};
-use super::meta::{From, Kind, Meta, Next};
-use super::{encap, output, parse, switch, Ctx};
-use crate::buffer::{BufFlags, Burst, BURST};
+use super::meta::{From, Kind, Meta, Next, Pkt, Vector};
+use super::{parse, switch, Ctx};
+use crate::buffer::BufFlags;
 use crate::counters::RunTally;
 use crate::flows::{FlowRef, Origin};
-use crate::port::Port;
 
-/// Takes the leading packets of the underlay burst `rx` that may go
-/// express, out of `rx` and on to their transmit bursts in `tx` (or
-/// dropped, counted, where encap refuses them); the rest stay in `rx` for
-/// the stages. The driver calls it only with identity, trace and capture
-/// off. Returns how many it took.
-pub(super) fn run(
-    cx: &mut Ctx,
-    rx: &mut Burst,
-    ports: &mut [Box<dyn Port>],
-    tx: &mut [Burst],
-) -> usize {
+/// Takes the leading packets of an underlay burst that may go express.
+/// Returns how many it took.
+pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> usize {
+    // With identity on, no flow is plain: nothing to try.
+    if cx.t.identity.is_some() {
+        return 0;
+    }
     let c = cx.c;
     let now = cx.st.now_s;
     let mut senders = Senders::default();
-    let (mut rxt, mut txt, mut routed) = (RunTally::new(), RunTally::new(), RunTally::new());
-    // One packet's metadata at a time, as the stages would have it.
-    let mut m = Meta::new(Next::Underlay, From::Port(cx.t.underlay_port), 0);
-    // Where each taken packet goes, and its VNI then.
-    let mut out = [(Next::Done, 0u16); BURST];
+    let (mut rx, mut routed) = (RunTally::new(), RunTally::new());
     let mut taken = 0;
-    for (buf, o) in rx.iter_mut().zip(out.iter_mut()) {
-        m.next = Next::Underlay;
-        m.flags = 0;
-        let csum_partial = buf.flags.contains(BufFlags::CSUM_NOT_READY);
-        let Some(x) = admit(cx, buf.frame(), csum_partial, &mut m, &mut senders) else {
+    for (slot, m) in v.bufs.iter_mut().zip(v.meta.iter_mut()) {
+        let Some(buf) = slot.as_mut() else {
+            break;
+        };
+        let Some(x) = admit(
+            cx,
+            buf.frame(),
+            buf.flags.contains(BufFlags::CSUM_NOT_READY),
+            m,
+            &mut senders,
+        ) else {
+            // The staged path parses this packet afresh.
+            m.pkt = Pkt::EMPTY;
             break;
         };
         // Counted only from the flow's origin; from anywhere else, nothing
         // changed yet and the staged path drops it.
         let origin = Origin::Peer(x.peer);
         let Some(e) = cx.st.flows.touch(x.flow, origin, now, x.inner.1 as u64) else {
+            m.pkt = Pkt::EMPTY;
             break;
         };
         let egress = e.egress;
         (m.verdict, m.src_identity, m.egress) = (e.verdict, e.src_identity, e.egress);
         decap::trim_to(buf, x.inner.0, x.inner.1);
-        rxt.add((x.peer, x.vni), buf.len() as u64, |k, n, b| {
+        rx.add((x.peer, x.vni), buf.len() as u64, |k, n, b| {
             decap::count_rx(c, k, n, b)
         });
         m.from = From::Peer(x.peer);
         m.vni = x.vni;
         m.hash = x.hash;
         m.flow = x.flow;
-        let next = fwd_cache::apply(cx, buf, &mut m, x.hit, &mut routed);
+        let next = fwd_cache::apply(cx, buf, m, x.hit, &mut routed);
         switch::record_egress(cx, x.flow, egress, next);
-        // Nothing to stamp (identity is off): encap now.
-        let next = match next {
-            Next::Encap(r) => encap::encap(cx, Some(buf), &m, r, &mut txt),
-            next => next,
-        };
-        *o = (next, m.vni);
+        m.next = next;
         taken += 1;
     }
-    rxt.finish(|k, n, b| decap::count_rx(c, k, n, b));
-    txt.finish(|k, n, b| encap::count_tx(c, k, n, b));
+    rx.finish(|k, n, b| decap::count_rx(c, k, n, b));
     routed.finish(|(a, b), n, _| super::route::count_routed(c, a, b, n));
     if taken > 0 {
         c.fwd_cache_hits.add(taken as u64);
         c.express_hits.add(taken as u64);
-    }
-    // In order, ahead of the packets the stages will handle.
-    for (buf, (next, vni)) in rx.drain_front(taken).zip(out) {
-        output::express_out(cx, ports, tx, buf, next, vni);
     }
     taken
 }
@@ -137,7 +121,7 @@ fn admit(
     senders: &mut Senders,
 ) -> Option<Admitted> {
     // A checksum left to offload is completed by decap: the staged path.
-    if csum_partial || !cx.st.decap_shape.matches(f) {
+    if m.next != Next::Underlay || csum_partial || !cx.st.decap_shape.matches(f) {
         return None;
     }
     let d = DecapShape::decap_matched(f)?;

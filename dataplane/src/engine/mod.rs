@@ -467,57 +467,12 @@ impl Engine {
         if self.st.capture.is_some() {
             capture_rx(&mut self.st.capture, &self.rx, p);
         }
-        let underlay = p == self.tables.underlay_port;
-        // The leading packets of established flows whose whole decision is
-        // cached take the express lane; not while a trace or capture looks
-        // at stages and packets, and not with identity on (no flow is
-        // plain there: see express.rs).
-        if underlay
-            && self.st.express
-            && self.st.live.is_none()
-            && self.st.capture.is_none()
-            && self.tables.identity.is_none()
-        {
-            let bytes: u64 = self.rx.iter().map(|b| b.len() as u64).sum();
-            c.ports[pi].rx_bytes.add(bytes);
-            if self.express() == n {
-                self.flush();
-                return n;
-            }
-            let meta = meta::Meta::new(next, From::Port(p), vni);
-            self.vec.push_burst(&mut self.rx, meta, &mut self.pool);
-        } else {
-            let meta = meta::Meta::new(next, From::Port(p), vni);
-            let bytes = self.vec.push_burst(&mut self.rx, meta, &mut self.pool);
-            c.ports[pi].rx_bytes.add(bytes);
-        }
-        self.run_vector(underlay);
+        let meta = meta::Meta::new(next, From::Port(p), vni);
+        let bytes = self.vec.push_burst(&mut self.rx, meta, &mut self.pool);
+        c.ports[pi].rx_bytes.add(bytes);
+        self.run_vector(p == self.tables.underlay_port);
         self.flush();
         n
-    }
-
-    /// The express lane over the received underlay burst (out of line: an
-    /// engine with identity on never calls it). Returns how many it took.
-    #[inline(never)]
-    fn express(&mut self) -> usize {
-        let Engine {
-            ports,
-            tables,
-            st,
-            pool,
-            rx,
-            tx,
-            counters,
-            worker,
-            ..
-        } = self;
-        let mut cx = Ctx {
-            t: tables,
-            st,
-            pool,
-            c: &counters.workers[*worker],
-        };
-        express::run(&mut cx, rx, ports, tx)
     }
 
     /// Run every stage over the vector, in path order (stages with nothing
@@ -558,21 +513,33 @@ impl Engine {
             }
             note(&mut cx, vec, "rx");
         }
-        // A burst comes from one port: the underlay's, or an access port's.
-        if underlay {
-            if rx_underlay::run(&mut cx, vec, host) {
-                *host_due = true;
-            }
-            note(&mut cx, vec, "rx_underlay");
-            decap::run(&mut cx, vec);
-            note(&mut cx, vec, "decap");
+        // The leading packets of established flows whose whole decision is
+        // cached take the express lane (not while a trace notes stages).
+        let express = if underlay && cx.st.express && !tracing {
+            express::run(&mut cx, vec)
         } else {
-            rx_access::run(&mut cx, vec);
-            note(&mut cx, vec, "rx_access");
-        }
-        // Bursts with no inspected (or revoked) flow skip those stages.
-        let needs = classify::run(&mut cx, vec);
-        note(&mut cx, vec, "classify");
+            0
+        };
+        let needs = if express < vec.len() {
+            // A burst comes from one port: the underlay's, or an access port's.
+            if underlay {
+                if rx_underlay::run(&mut cx, vec, host) {
+                    *host_due = true;
+                }
+                note(&mut cx, vec, "rx_underlay");
+                decap::run(&mut cx, vec);
+                note(&mut cx, vec, "decap");
+            } else {
+                rx_access::run(&mut cx, vec);
+                note(&mut cx, vec, "rx_access");
+            }
+            // Bursts with no inspected (or revoked) flow skip those stages.
+            let needs = classify::run(&mut cx, vec);
+            note(&mut cx, vec, "classify");
+            needs
+        } else {
+            classify::Needs::default()
+        };
         if needs.inspect {
             inspect::run(&mut cx, vec);
             note(&mut cx, vec, "inspect");

@@ -114,52 +114,11 @@ fn stage_slot<const CAPTURE: bool>(
         if CAPTURE {
             capture(cx, &buf, Capture::Tx(p));
         }
-        push_tx(cx, tx, pi, buf);
-    }
-}
-
-#[inline(always)]
-fn push_tx(cx: &mut Ctx, tx: &mut [Burst], pi: usize, buf: Buf) {
-    if let Err(buf) = tx[pi].push(buf) {
-        cx.c.count_drop(DropReason::TxFull);
-        cx.pool.put(buf);
-    }
-}
-
-/// A packet the express lane finished, `next` being where it goes (of
-/// VNI index `vni`), sent as [`run`] sends it. No capture runs while the
-/// lane does, and identity is off for its flows (delivery has nothing to
-/// check again).
-#[inline(always)]
-pub(super) fn express_out(
-    cx: &mut Ctx,
-    ports: &mut [Box<dyn Port>],
-    tx: &mut [Burst],
-    buf: Buf,
-    next: Next,
-    vni: u16,
-) {
-    let p = match next {
-        Next::Tx(p) => p,
-        Next::Deliver(p) => {
-            cx.c.vnis[usize::from(vni)].tx_local_packets.inc();
-            p
-        }
-        Next::Drop(reason) => {
-            cx.c.count_drop(reason);
+        if let Err(buf) = tx[pi].push(buf) {
+            cx.c.count_drop(DropReason::TxFull);
             cx.pool.put(buf);
-            return;
         }
-        _ => {
-            cx.pool.put(buf);
-            return;
-        }
-    };
-    let pi = usize::from(p);
-    if tx[pi].is_full() {
-        flush_full(ports, tx, cx.pool, cx.c, pi);
     }
-    push_tx(cx, tx, pi, buf);
 }
 
 /// What a capture may want of a packet leaving the engine.
