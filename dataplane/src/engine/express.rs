@@ -1,8 +1,9 @@
 //! The express lane (OVS's exact-match cache in front of its classifier):
-//! the leading packets of an underlay burst that belong to flows whose
-//! whole decision is cached go from the wire to encap (or delivery) in one
-//! pass, instead of through rx_underlay, decap and classify one stage at a
-//! time.
+//! the leading packets of an underlay burst that belong to established
+//! flows whose whole decision is cached skip rx_underlay, decap's general
+//! path and classify. They leave the lane decapsulated, counted and with
+//! their next stage set (encap, or delivery to a port), ahead of the
+//! packets the stages take.
 //!
 //! It decides nothing itself. A packet takes it only when each stage would
 //! give the answer already cached, checked with the stages' own code:
@@ -10,8 +11,10 @@
 //!   `DecapShape::decap_matched` (which gives `overlay::decap`'s answer);
 //!   the sender is a configured peer that carries the VNI (decap's
 //!   `Senders`);
-//! - the inner frame parses (classify's `parse_into`) as an IP flow that
-//!   has an entry, from that peer (the flow's origin);
+//! - the inner frame parses as an IP flow (`parse_common_into`, held to
+//!   classify's `parse_into` by a property test, else `parse_into` itself)
+//!   that has an entry, from that peer (the flow's origin, checked by
+//!   `FlowTable::touch` before it counts anything);
 //! - the flow's cached forwarding decision holds for the frame
 //!   (`fwd_cache::check`: the same MACs and VNI, FDB and router
 //!   generations, config epoch and engine second; for a routed flow the
@@ -26,8 +29,9 @@
 //! the state each one sees are the staged path's. The lane counts what the
 //! staged path counts for these packets (decap's per peer and VNI
 //! counters, the flow's packets and bytes, forwarding cache hits, routed
-//! packets). Off while a live trace notes each stage, and with the
-//! forwarding cache off (nothing is marked then).
+//! packets). Off with identity on (no flow is plain), while a live trace
+//! notes each stage, and with the forwarding cache off (nothing is marked
+//! then).
 
 use overlay::{DecapShape, MacAddr};
 
@@ -71,12 +75,21 @@ pub(super) fn run(cx: &mut Ctx, v: &mut Vector) -> usize {
     let now = cx.st.now_s;
     let (mut rx, mut routed) = (RunTally::new(), RunTally::new());
     let mut taken = 0;
-    for ((slot, m), &(off, len)) in v.bufs.iter_mut().zip(v.meta.iter_mut()).zip(&inner[..framed]) {
+    for ((slot, m), &(off, len)) in v
+        .bufs
+        .iter_mut()
+        .zip(v.meta.iter_mut())
+        .zip(&inner[..framed])
+    {
         let Some(buf) = slot.as_mut() else {
             break;
         };
         let (off, len) = (usize::from(off), usize::from(len));
-        let Some((hit, flow)) = buf.frame().get(off..off + len).and_then(|f| decided(cx, f, m)) else {
+        let Some((hit, flow)) = buf
+            .frame()
+            .get(off..off + len)
+            .and_then(|f| decided(cx, f, m))
+        else {
             break;
         };
         // Counted only from the flow's origin; from anywhere else, nothing
