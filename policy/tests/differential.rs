@@ -570,5 +570,8 @@ fn compiled_agrees_with_reference() {
         BY_FQDN.load(Relaxed),
     );
     eprintln!("{a} requests allowed by a clause, {f} fell through, {q} lookups changed by FQDNs");
-    assert!(a > 100 && f > 100 && q > 100);
+    // In proportion to the cases (a debug build runs an eighth of them):
+    // about one FQDN-changed lookup per seven cases at the fixed seed.
+    let min = cases as usize / 16;
+    assert!(a > min && f > min && q > min, "fewer than {min}");
 }
