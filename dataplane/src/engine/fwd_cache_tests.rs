@@ -498,3 +498,28 @@ fn a_reload_that_moves_a_route_takes_effect_on_the_next_frame() {
     assert_eq!(inner[..6], H4_MAC.0);
     r.assert_no_leak();
 }
+
+/// A case the property found (CI, 2026-12-05): in one burst a routed flow
+/// from H2 at peer 0, then another flow's frame from H2's MAC at peer 1
+/// (the switch moves H2 there). The route stage, which runs after the
+/// switch has seen both, cached the routed flow's decision under the
+/// moved FDB; its next frame hit and skipped the learn that would have
+/// moved H2 back, so H1's answer went to peer 1. The route stage now
+/// caches only while the FDB has the source where a hit's learn puts it.
+#[test]
+fn a_routed_decision_is_not_cached_over_a_later_move_of_its_source() {
+    let f = |flow, sport, variant| Frame {
+        flow,
+        sport,
+        variant,
+        src_mac: 0,
+    };
+    let events = [
+        Ev::Burst(vec![f(3, 1, 13), f(1, 2, 12)]),
+        Ev::Burst(vec![f(3, 1, 0)]),
+        Ev::Burst(vec![f(0, 0, 0)]),
+    ];
+    if let Err(e) = run_case(&events) {
+        panic!("{e}");
+    }
+}

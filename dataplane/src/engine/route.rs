@@ -25,6 +25,7 @@ use super::meta::{From, Meta, Next, Vector, PLAIN, ROUTED};
 use super::{fwd_cache, Ctx, Tables};
 use crate::buffer::Buf;
 use crate::counters::{DropReason, RunTally, WorkerCounters};
+use crate::fdb::Location;
 use crate::flows::FwdAction;
 
 /// Inner neighbors per worker; full means new ones are not learned.
@@ -436,7 +437,21 @@ fn route(cx: &mut Ctx, v: &mut Vector, i: usize, b: &mut Burst) -> Next {
                     .fdb
                     .lookup_bits(out_vni, dst_mac.to_u64(), cx.st.now_s)
             };
-            if let Some(to) = fwd_cache::cacheable(&v.meta[i]).then(to).flatten() {
+            // A hit skips the switch's learn of this frame's source. The
+            // switch learned it where the frame came from, but packets of
+            // the burst switched after it may have moved that MAC since
+            // (this stage runs after the switch has seen them all): cache
+            // only while the FDB still has the source where a hit's learn
+            // would put it (a later change bumps the generation).
+            let learned_at = match v.meta[i].from {
+                From::Port(p) => Some(Location::Port(p)),
+                From::Peer(r) => Some(Location::Peer(r)),
+                From::Router => None,
+            };
+            let src_in_place = learned_at.is_some()
+                && cx.st.fdb.lookup_bits(vni, src_mac.to_u64(), cx.st.now_s) == learned_at;
+            let cacheable = src_in_place && fwd_cache::cacheable(&v.meta[i]);
+            if let Some(to) = cacheable.then(to).flatten() {
                 let (flow, plain) = (v.meta[i].flow, v.meta[i].flags & PLAIN != 0);
                 fwd_cache::fill(
                     cx,
