@@ -244,6 +244,20 @@ mod tests {
         out
     }
 
+    /// No IPv6 neighbour or MLD chatter in `ns` (it takes frames and moves
+    /// counts the tests check exactly): before its links are made.
+    fn without_ipv6(ns: &NetNs) {
+        let sysctl = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
+            .args([
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ])
+            .output()
+            .expect("run sysctl");
+        assert!(sysctl.status.success(), "{sysctl:?}");
+    }
+
     fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
         ns.ip_output(&["link", "show", "dev", iface])
             .contains("prog/xdp")
@@ -263,6 +277,10 @@ mod tests {
     fn veth_bursts_both_ways_and_detach_on_drop() {
         let ns_a = NetNs::new("xa");
         let ns_b = NetNs::new("xb");
+        // The receive counts below are exact (a late MLD report once made
+        // them one more).
+        without_ipv6(&ns_a);
+        without_ipv6(&ns_b);
         let veth = VethPair::new(&ns_a, &ns_b);
         let mut peer = AfPacketPort::open_iface(&veth.b, Some(&ns_b.path())).expect("peer");
         let mut pool = Pool::new(2048);
@@ -338,17 +356,8 @@ mod tests {
     #[test]
     fn full_rings_drop_and_count_then_recover() {
         let ns = NetNs::new("xf");
-        // No IPv6 neighbour or MLD chatter taking fill frames: the counts
-        // below are exact.
-        let sysctl = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
-            .args([
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ])
-            .output()
-            .expect("run sysctl");
-        assert!(sysctl.status.success(), "{sysctl:?}");
+        // No IPv6 chatter taking fill frames: the counts below are exact.
+        without_ipv6(&ns);
         let veth = VethPair::new(&ns, &ns);
         let mut x = AfXdpPort::open(&AfXdpConfig {
             netns: Some(ns.path()),
